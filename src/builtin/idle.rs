@@ -1,0 +1,32 @@
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+use crate::{Context, Runnable};
+
+/// A process that does nothing until shutdown is requested.
+///
+/// A manager's run ends when it has no children left; insert an
+/// `IdleProcess` to keep a manager alive for children inserted later.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessManager};
+///
+/// let manager = ProcessManager::builder().child(IdleProcess).build();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdleProcess;
+
+impl Runnable for IdleProcess {
+    type Error = Infallible;
+
+    async fn run(&self, ctx: Context) -> Result<(), Infallible> {
+        ctx.shutdown_requested().await;
+        Ok(())
+    }
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("idle")
+    }
+}

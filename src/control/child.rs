@@ -1,0 +1,232 @@
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{ControlMessage, CustomMessage, EndSignal, Outcome, ProcessControlHandler};
+use crate::error::{ControlError, SendError};
+
+/// Told when a child is asked to stop on its own, so that its manager can
+/// start the child's grace period.
+pub(crate) trait StopListener: Send + Sync {
+    fn stop_requested(&self, slot: usize, id: u64);
+}
+
+/// The state one child shares between its handles, its context and its
+/// manager.
+pub(crate) struct ChildCore {
+    pub(crate) id: u64,
+    /// Where the manager keeps this child's record; valid while the child
+    /// has not ended.
+    pub(crate) slot: usize,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) token: CancellationToken,
+    listener: Weak<dyn StopListener>,
+    inbox: Mutex<Inbox>,
+    /// Wakes the child's context; it is the only waiter, so `notify_one`
+    /// keeps a wake-up that arrives while it is not waiting.
+    inbox_ready: Notify,
+    ready: AtomicBool,
+    pub(crate) end: EndSignal,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// How many reloads were requested so far; the context remembers how many
+    /// it has seen, which coalesces reloads without losing one.
+    reloads: u64,
+    messages: VecDeque<CustomMessage>,
+    closed: bool,
+}
+
+impl ChildCore {
+    pub(crate) fn new(
+        id: u64,
+        slot: usize,
+        name: Cow<'static, str>,
+        grace: Option<Duration>,
+        token: CancellationToken,
+        listener: Weak<dyn StopListener>,
+    ) -> Self {
+        ChildCore {
+            id,
+            slot,
+            name,
+            grace,
+            token,
+            listener,
+            inbox: Mutex::default(),
+            inbox_ready: Notify::new(),
+            ready: AtomicBool::new(false),
+            end: EndSignal::default(),
+        }
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        // The inbox holds plain data and no code runs under the lock that
+        // could panic half-way, so a poisoned lock is still consistent.
+        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records how the child ended, drops messages it will never read and
+    /// wakes everyone waiting for it.
+    pub(crate) fn finish(&self, outcome: Outcome) {
+        let unread = {
+            let mut inbox = self.inbox();
+            inbox.closed = true;
+            std::mem::take(&mut inbox.messages)
+        };
+        drop(unread);
+        self.end.set(outcome);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.end.get().is_some()
+    }
+
+    pub(crate) fn request_shutdown(&self) -> Result<(), ControlError> {
+        if self.is_finished() {
+            return Err(ControlError::Ended);
+        }
+        if !self.token.is_cancelled() {
+            self.token.cancel();
+            if let Some(listener) = self.listener.upgrade() {
+                listener.stop_requested(self.slot, self.id);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn request_reload(&self) -> Result<(), ControlError> {
+        {
+            let mut inbox = self.inbox();
+            if inbox.closed {
+                return Err(ControlError::Ended);
+            }
+            inbox.reloads += 1;
+        }
+        self.inbox_ready.notify_one();
+        Ok(())
+    }
+
+    fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
+        {
+            let mut inbox = self.inbox();
+            if inbox.closed {
+                return Err(SendError::new(message));
+            }
+            inbox.messages.push_back(CustomMessage::new(message));
+        }
+        self.inbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// The next reload or custom message, if any; `seen_reloads` is the
+    /// receiver's count of reloads already delivered.
+    pub(crate) fn take_message(&self, seen_reloads: &mut u64) -> Option<ControlMessage> {
+        let mut inbox = self.inbox();
+        if inbox.reloads != *seen_reloads {
+            *seen_reloads = inbox.reloads;
+            return Some(ControlMessage::Reload);
+        }
+        inbox.messages.pop_front().map(ControlMessage::Custom)
+    }
+
+    pub(crate) fn reloads(&self) -> u64 {
+        self.inbox().reloads
+    }
+
+    pub(crate) async fn message_arrived(&self) {
+        self.inbox_ready.notified().await;
+    }
+
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+/// A handle to one child: stop it, reload it, send it messages, wait for it.
+///
+/// Returned by [`ManagerHandle::insert`](crate::ManagerHandle::insert). It is
+/// cheap to clone, can be used from any task, and keeps working after the
+/// child has ended: requests then return [`ControlError::Ended`] and
+/// [`wait`](ProcessControlHandler::wait) returns the outcome at once.
+/// Dropping a handle does nothing to the child.
+#[derive(Clone)]
+pub struct ChildHandle {
+    core: Arc<ChildCore>,
+}
+
+impl ChildHandle {
+    pub(crate) fn new(core: Arc<ChildCore>) -> Self {
+        ChildHandle { core }
+    }
+
+    /// The child's id, unique within its manager.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Sends the child a custom message, which it receives as
+    /// [`ControlMessage::Custom`] from [`Context::recv`](crate::Context::recv).
+    ///
+    /// Never blocks: messages queue in the child's inbox until it reads them,
+    /// without a bound, and the ones it has not read when it ends are dropped.
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back if the child has already ended.
+    pub fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
+        self.core.send(message)
+    }
+
+    /// Whether the child has said it is ready with
+    /// [`Context::mark_ready`](crate::Context::mark_ready).
+    pub fn is_ready(&self) -> bool {
+        self.core.ready.load(Ordering::Acquire)
+    }
+
+    /// How the child ended, or `None` while it runs.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.core.end.get().cloned()
+    }
+}
+
+impl ProcessControlHandler for ChildHandle {
+    fn request_shutdown(&self) -> Result<(), ControlError> {
+        self.core.request_shutdown()
+    }
+
+    fn request_reload(&self) -> Result<(), ControlError> {
+        self.core.request_reload()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.core.is_finished()
+    }
+
+    fn wait(&self) -> impl Future<Output = Outcome> + Send {
+        self.core.end.wait()
+    }
+}
+
+impl fmt::Debug for ChildHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildHandle")
+            .field("id", &self.core.id)
+            .field("name", &self.core.name)
+            .field("outcome", &self.core.end.get())
+            .finish()
+    }
+}

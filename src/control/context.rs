@@ -1,0 +1,151 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use super::{ChildCore, ControlMessage};
+
+/// What a running process receives from its manager: its identity, the
+/// control messages sent to it, and a way to say it is ready.
+///
+/// The context belongs to one run of one process and is not `Clone`; share
+/// [`token`](Context::token) with code that needs to see shutdown elsewhere.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{Context, ControlMessage};
+///
+/// async fn consume(mut ctx: Context) -> Result<(), std::io::Error> {
+///     ctx.mark_ready();
+///     while let Some(message) = ctx.recv().await {
+///         match message {
+///             ControlMessage::Shutdown => break,
+///             ControlMessage::Reload => println!("{} reloads", ctx.path()),
+///             ControlMessage::Custom(custom) => println!("got {custom:?}"),
+///             _ => {}
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+pub struct Context {
+    core: Arc<ChildCore>,
+    parent_path: Arc<str>,
+    seen_reloads: u64,
+    shutdown_delivered: bool,
+}
+
+impl Context {
+    pub(crate) fn new(core: Arc<ChildCore>, parent_path: Arc<str>) -> Self {
+        // Reloads requested before the process started are not news to it.
+        let seen_reloads = core.reloads();
+        Context {
+            core,
+            parent_path,
+            seen_reloads,
+            shutdown_delivered: false,
+        }
+    }
+
+    /// The process's id, unique within its manager.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The process's path from the root manager, such as
+    /// `root/consumers/kafka-0`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.parent_path, self.core.name)
+    }
+
+    /// Completes when shutdown of this process has been requested, by its own
+    /// handle or by any manager above it.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
+        self.core.token.cancelled()
+    }
+
+    /// Whether shutdown of this process has been requested.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.core.token.is_cancelled()
+    }
+
+    /// A token that is cancelled when shutdown of this process is requested,
+    /// for libraries that take one (for example as the signal of axum's
+    /// `with_graceful_shutdown`). Cancelling it yourself requests shutdown of
+    /// this process alone, without starting its grace period.
+    pub fn token(&self) -> CancellationToken {
+        self.core.token.clone()
+    }
+
+    /// Runs `future` until it completes or shutdown is requested, whichever
+    /// comes first; `None` means shutdown came first and `future` was dropped.
+    pub async fn run_until_shutdown<F: Future>(&self, future: F) -> Option<F::Output> {
+        self.core.token.run_until_cancelled(future).await
+    }
+
+    /// Says that the process is ready: it has bound its socket, connected to
+    /// its broker, and so on. Visible through
+    /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready).
+    pub fn mark_ready(&self) {
+        self.core.mark_ready();
+    }
+
+    /// Waits for the next control message.
+    ///
+    /// [`ControlMessage::Shutdown`] comes first whenever shutdown has been
+    /// requested, once. After it, `recv` hands out what is still queued and
+    /// then returns `None` instead of waiting, so a loop over `recv` ends.
+    /// Reloads requested while the process was busy arrive as a single
+    /// [`ControlMessage::Reload`]; custom messages arrive one by one, in the
+    /// order they were sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: a message is taken out of the inbox only
+    /// when `recv` returns it, so using it in `tokio::select!` loses nothing.
+    pub async fn recv(&mut self) -> Option<ControlMessage> {
+        loop {
+            if let Some(message) = self.try_recv() {
+                return Some(message);
+            }
+            if self.shutdown_delivered {
+                return None;
+            }
+            tokio::select! {
+                () = self.core.token.cancelled() => {}
+                () = self.core.message_arrived() => {}
+            }
+        }
+    }
+
+    /// The next control message if one is waiting, without waiting; the
+    /// same order as [`recv`](Context::recv).
+    pub fn try_recv(&mut self) -> Option<ControlMessage> {
+        if !self.shutdown_delivered && self.core.token.is_cancelled() {
+            self.shutdown_delivered = true;
+            return Some(ControlMessage::Shutdown);
+        }
+        self.core.take_message(&mut self.seen_reloads)
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.core.id)
+            .field("path", &self.path())
+            .field("shutdown_requested", &self.is_shutdown_requested())
+            .finish()
+    }
+}

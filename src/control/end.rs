@@ -1,0 +1,41 @@
+use std::sync::OnceLock;
+
+use tokio::sync::Notify;
+
+use super::Outcome;
+
+/// The one-time "this process has ended, with this outcome" signal that any
+/// number of handles can wait for.
+#[derive(Debug, Default)]
+pub(crate) struct EndSignal {
+    outcome: OnceLock<Outcome>,
+    waiters: Notify,
+}
+
+impl EndSignal {
+    /// Records the outcome and wakes every waiter; the first outcome wins.
+    pub(crate) fn set(&self, outcome: Outcome) {
+        // A second `set` happens only when an abandoned manager marks a child
+        // that finished at the same moment; the first outcome is the true one.
+        let _ = self.outcome.set(outcome);
+        self.waiters.notify_waiters();
+    }
+
+    pub(crate) fn get(&self) -> Option<&Outcome> {
+        self.outcome.get()
+    }
+
+    pub(crate) async fn wait(&self) -> Outcome {
+        loop {
+            let notified = self.waiters.notified();
+            tokio::pin!(notified);
+            // Registering before checking means a `set` between the check and
+            // the `.await` still wakes us.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome.get() {
+                return outcome.clone();
+            }
+            notified.await;
+        }
+    }
+}

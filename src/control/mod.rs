@@ -1,0 +1,26 @@
+//! How processes are controlled: the handles that send control requests, the
+//! messages they become, and the [`Context`] through which a running process
+//! receives them.
+//!
+//! A child's shared state ([`ChildCore`]) is owned jointly by its handles, its
+//! context and its manager's bookkeeping. Shutdown travels through a
+//! `CancellationToken` (a child's token is a child of its manager's token, so
+//! stopping a manager reaches every child in one call); reloads and custom
+//! messages go into a small inbox behind a mutex that is never held across an
+//! `.await`, so no sender ever waits for the receiver.
+
+mod child;
+mod context;
+mod end;
+mod handler;
+mod message;
+mod outcome;
+
+pub use child::ChildHandle;
+pub use context::Context;
+pub use handler::ProcessControlHandler;
+pub use message::{ControlMessage, CustomMessage};
+pub use outcome::Outcome;
+
+pub(crate) use child::{ChildCore, StopListener};
+pub(crate) use end::EndSignal;

@@ -1,0 +1,260 @@
+//! The error types: what a manager's run returns, and what misuse of a handle
+//! or an insert reports.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The manager was run before; a manager runs at most once.
+    AlreadyStarted,
+    /// At least one child failed. The first failure stopped the tree; the
+    /// rest happened while it stopped.
+    ChildFailed(ChildFailures),
+}
+
+impl RunError {
+    /// The failures, when children failed.
+    pub fn failures(&self) -> Option<&ChildFailures> {
+        match self {
+            RunError::ChildFailed(failures) => Some(failures),
+            RunError::AlreadyStarted => None,
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::AlreadyStarted => f.write_str("process manager was already started"),
+            RunError::ChildFailed(failures) => {
+                write!(f, "{}", failures.first())?;
+                match failures.later().len() {
+                    0 => Ok(()),
+                    1 => f.write_str(" (and 1 later failure)"),
+                    n => write!(f, " (and {n} later failures)"),
+                }
+            }
+        }
+    }
+}
+
+impl Error for RunError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            RunError::ChildFailed(failures) => failures.first().source(),
+            RunError::AlreadyStarted => None,
+        }
+    }
+}
+
+/// The failures of one manager run, first one first.
+#[derive(Debug, Clone)]
+pub struct ChildFailures {
+    first: ChildFailure,
+    later: Vec<ChildFailure>,
+}
+
+impl ChildFailures {
+    pub(crate) fn new(first: ChildFailure) -> Self {
+        ChildFailures {
+            first,
+            later: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, failure: ChildFailure) {
+        self.later.push(failure);
+    }
+
+    /// The failure that stopped the tree.
+    pub fn first(&self) -> &ChildFailure {
+        &self.first
+    }
+
+    /// Failures after the first, in the order the manager saw them.
+    pub fn later(&self) -> &[ChildFailure] {
+        &self.later
+    }
+
+    /// All failures, first one first.
+    pub fn iter(&self) -> impl Iterator<Item = &ChildFailure> {
+        std::iter::once(&self.first).chain(&self.later)
+    }
+}
+
+/// One child that failed, with its full path in the tree.
+#[derive(Debug, Clone)]
+pub struct ChildFailure {
+    path: String,
+    id: u64,
+    cause: FailureCause,
+}
+
+impl ChildFailure {
+    pub(crate) fn new(path: String, id: u64, cause: FailureCause) -> Self {
+        ChildFailure { path, id, cause }
+    }
+
+    /// The child's path from the root manager, such as `root/consumers/kafka-0`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The child's id in the manager that ran it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How the child failed.
+    pub fn cause(&self) -> &FailureCause {
+        &self.cause
+    }
+}
+
+impl fmt::Display for ChildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            FailureCause::Error(_) => write!(f, "process {} failed", self.path),
+            FailureCause::Panic(message) => {
+                write!(f, "process {} panicked: {message}", self.path)
+            }
+            FailureCause::Aborted { grace } => write!(
+                f,
+                "process {} was aborted after a grace period of {grace:?}",
+                self.path
+            ),
+        }
+    }
+}
+
+impl Error for ChildFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.cause {
+            FailureCause::Error(error) => Some(&**error),
+            FailureCause::Panic(_) | FailureCause::Aborted { .. } => None,
+        }
+    }
+}
+
+/// How a child failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FailureCause {
+    /// It returned this error.
+    Error(Arc<dyn Error + Send + Sync + 'static>),
+    /// It panicked with this message.
+    Panic(String),
+    /// It was still running when its grace period ended and was aborted.
+    Aborted {
+        /// The grace period it was given.
+        grace: Duration,
+    },
+}
+
+/// An insert that was refused; it hands the runnable back.
+pub struct InsertError<R> {
+    runnable: R,
+    reason: InsertErrorKind,
+}
+
+/// Why an insert was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InsertErrorKind {
+    /// The manager is shutting down.
+    ShuttingDown,
+    /// The manager has stopped.
+    Stopped,
+}
+
+impl<R> InsertError<R> {
+    pub(crate) fn new(runnable: R, reason: InsertErrorKind) -> Self {
+        InsertError { runnable, reason }
+    }
+
+    /// Why the insert was refused.
+    pub fn kind(&self) -> InsertErrorKind {
+        self.reason
+    }
+
+    /// Takes the runnable back.
+    pub fn into_inner(self) -> R {
+        self.runnable
+    }
+}
+
+impl<R> fmt::Debug for InsertError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InsertError")
+            .field("kind", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> fmt::Display for InsertError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            InsertErrorKind::ShuttingDown => {
+                f.write_str("cannot insert into a process manager that is shutting down")
+            }
+            InsertErrorKind::Stopped => {
+                f.write_str("cannot insert into a process manager that has stopped")
+            }
+        }
+    }
+}
+
+impl<R> Error for InsertError<R> {}
+
+/// A control request that could not be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The process has already ended.
+    Ended,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::Ended => f.write_str("process has already ended"),
+        }
+    }
+}
+
+impl Error for ControlError {}
+
+/// A custom message that could not be delivered; it hands the message back.
+pub struct SendError<T> {
+    message: T,
+}
+
+impl<T> SendError<T> {
+    pub(crate) fn new(message: T) -> Self {
+        SendError { message }
+    }
+
+    /// Takes the message back.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot send to a process that has already ended")
+    }
+}
+
+impl<T> Error for SendError<T> {}

@@ -1,0 +1,71 @@
+//! What the manager reports through the `tracing` and `log` features. Without
+//! them every function here is empty and compiles away.
+
+#![cfg_attr(
+    not(any(feature = "tracing", feature = "log")),
+    allow(unused_variables)
+)]
+
+use std::time::Duration;
+
+use crate::control::Outcome;
+
+#[cfg(feature = "tracing")]
+pub(crate) fn child_span(parent_path: &str, name: &str, id: u64) -> tracing::Span {
+    tracing::info_span!("process", name, id, path = %format_args!("{parent_path}/{name}"))
+}
+
+pub(crate) fn child_started(parent_path: &str, name: &str, id: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(path = %format_args!("{parent_path}/{name}"), id, "process started");
+    #[cfg(feature = "log")]
+    log::debug!("process {parent_path}/{name} (id {id}) started");
+}
+
+pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
+    #[cfg(feature = "tracing")]
+    match outcome {
+        Outcome::Failed(error) => tracing::error!(
+            path = %format_args!("{parent_path}/{name}"), id, error = %error, "process failed"
+        ),
+        Outcome::Panicked(message) => tracing::error!(
+            path = %format_args!("{parent_path}/{name}"), id, panic = %message, "process panicked"
+        ),
+        Outcome::Aborted => tracing::warn!(
+            path = %format_args!("{parent_path}/{name}"), id, "process aborted"
+        ),
+        other => tracing::debug!(
+            path = %format_args!("{parent_path}/{name}"), id, outcome = %other, "process ended"
+        ),
+    }
+    #[cfg(feature = "log")]
+    match outcome {
+        Outcome::Failed(_) | Outcome::Panicked(_) => {
+            log::error!("process {parent_path}/{name} (id {id}) {outcome}");
+        }
+        Outcome::Aborted => log::warn!("process {parent_path}/{name} (id {id}) aborted"),
+        other => log::debug!("process {parent_path}/{name} (id {id}) {other}"),
+    }
+}
+
+pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %format_args!("{parent_path}/{name}"), id, ?grace,
+        "process still running after its grace period, aborting it"
+    );
+    #[cfg(feature = "log")]
+    log::warn!(
+        "process {parent_path}/{name} (id {id}) still running after its grace period of {grace:?}, aborting it"
+    );
+}
+
+pub(crate) fn manager_stopping(path: &str, failed: bool) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(path, failed, "process manager shutting down");
+    #[cfg(feature = "log")]
+    log::info!(
+        "process manager {path} shutting down{}",
+        if failed { " after a failure" } else { "" }
+    );
+}

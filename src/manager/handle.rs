@@ -1,0 +1,126 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::ChildOptions;
+use super::shared::ManagerShared;
+use crate::control::{ChildHandle, Outcome, ProcessControlHandler};
+use crate::error::{ControlError, InsertError};
+use crate::runnable::Runnable;
+
+/// A handle to a [`ProcessManager`](crate::ProcessManager): insert children,
+/// and stop, reload or wait for the whole subtree.
+///
+/// Cheap to clone, usable from any task, and usable before the manager runs
+/// and outside a tokio runtime. After the manager has stopped, inserts hand
+/// the runnable back and requests return [`ControlError::Ended`].
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessControlHandler, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = ProcessManager::new();
+/// manager.insert(IdleProcess)?;
+/// let handle = manager.handle();
+/// let run = tokio::spawn(manager.into_future());
+///
+/// // From any task, while the manager runs:
+/// let worker = handle.insert(process_fn("late", |ctx| async move {
+///     ctx.shutdown_requested().await;
+///     Ok::<_, std::io::Error>(())
+/// }))?;
+/// handle.request_reload()?;
+/// worker.shutdown().await;
+/// handle.shutdown().await;
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ManagerHandle {
+    shared: Arc<ManagerShared>,
+}
+
+impl ManagerHandle {
+    pub(crate) fn new(shared: Arc<ManagerShared>) -> Self {
+        ManagerHandle { shared }
+    }
+
+    /// The manager's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Inserts a child, before the manager runs or while it runs, and returns
+    /// the child's handle.
+    ///
+    /// A child inserted while the manager runs starts on the manager's next
+    /// turn; its handle works at once.
+    ///
+    /// # Errors
+    ///
+    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Every insert that succeeds runs its child, and the manager stops that
+    /// child before its run returns.
+    pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
+        self.shared.insert(runnable, ChildOptions::new())
+    }
+
+    /// Inserts a child with its own settings; see [`insert`](ManagerHandle::insert).
+    ///
+    /// # Errors
+    ///
+    /// Hands the runnable back if the manager is shutting down or has stopped.
+    pub fn insert_with<R: Runnable>(
+        &self,
+        runnable: R,
+        options: ChildOptions,
+    ) -> Result<ChildHandle, InsertError<R>> {
+        self.shared.insert(runnable, options)
+    }
+
+    /// Handles to the children the manager keeps records of: those that have
+    /// not ended, and with auto-cleanup off also those that have.
+    pub fn children(&self) -> Vec<ChildHandle> {
+        self.shared.children()
+    }
+
+    /// How the manager's run ended, or `None` while it has not.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.shared.end.get().cloned()
+    }
+}
+
+impl ProcessControlHandler for ManagerHandle {
+    /// Asks the manager, and through it every child and every nested
+    /// manager's children, to shut down.
+    fn request_shutdown(&self) -> Result<(), ControlError> {
+        self.shared.request_shutdown()
+    }
+
+    /// Sends a reload to every child, nested managers passing it on to
+    /// theirs.
+    fn request_reload(&self) -> Result<(), ControlError> {
+        self.shared.broadcast_reload()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.shared.end.get().is_some()
+    }
+
+    fn wait(&self) -> impl Future<Output = Outcome> + Send {
+        self.shared.end.wait()
+    }
+}
+
+impl fmt::Debug for ManagerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerHandle")
+            .field("name", &self.shared.name)
+            .field("outcome", &self.shared.end.get())
+            .finish()
+    }
+}

@@ -1,0 +1,175 @@
+//! [`ProcessManager`]: a process that runs other processes.
+
+mod builder;
+mod events;
+mod handle;
+mod options;
+mod shared;
+mod slab;
+mod supervisor;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+pub use builder::ProcessManagerBuilder;
+pub use handle::ManagerHandle;
+pub use options::ChildOptions;
+
+use crate::control::{ChildHandle, Context};
+use crate::error::{InsertError, RunError};
+use crate::runnable::Runnable;
+use shared::ManagerShared;
+
+/// The grace period of a manager built without one.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// A process that runs other processes (its children) and stops them all,
+/// gracefully, when one fails or when asked to.
+///
+/// Insert children before or while it runs, from any task, through the
+/// manager or any [`ManagerHandle`]. Run it by awaiting it; inserted into
+/// another manager, it is a child like any other, so managers nest into
+/// trees.
+///
+/// A run ends when every child has ended: when all of them returned, or when
+/// shutdown was requested (through a handle, or by the parent manager) and
+/// they have stopped, or when a child failed and the others have stopped. It
+/// returns `Ok(())`, or the first failure with the failures after it. A manager
+/// with no children returns at once; insert an
+/// [`IdleProcess`](crate::IdleProcess) to keep an empty manager alive for
+/// children inserted later.
+///
+/// # Stopping
+///
+/// Shutdown is cooperative: every child's [`Context`] says that shutdown was
+/// requested, and a child that has not returned within its grace period is
+/// aborted. The outcome says so, and the run returns a
+/// [`FailureCause::Aborted`](crate::FailureCause::Aborted) failure for it.
+/// A shutdown requested before the manager runs is remembered: the run starts
+/// the children already inserted with shutdown already requested, so they stop
+/// at once.
+///
+/// # Drop
+///
+/// Dropping the manager's run future (or aborting the task that awaits it)
+/// aborts every child, including the children of nested managers; their
+/// handles then report [`Outcome::Aborted`](crate::Outcome::Aborted).
+/// Dropping a manager that never ran drops the children inserted into it.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(process_fn("worker", |ctx| async move {
+///     ctx.shutdown_requested().await;
+///     Ok::<_, std::io::Error>(())
+/// }))?;
+///
+/// let handle = manager.handle();
+/// let run = tokio::spawn(manager.into_future());
+/// handle.shutdown().await;
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
+pub struct ProcessManager {
+    shared: Arc<ManagerShared>,
+}
+
+impl ProcessManager {
+    /// A manager with the default settings; see [`ProcessManager::builder`].
+    pub fn new() -> Self {
+        ProcessManager::builder().build()
+    }
+
+    /// Starts configuring a manager.
+    pub fn builder() -> ProcessManagerBuilder {
+        ProcessManagerBuilder::new()
+    }
+
+    /// A handle to this manager that stays usable while it runs.
+    pub fn handle(&self) -> ManagerHandle {
+        ManagerHandle::new(Arc::clone(&self.shared))
+    }
+
+    /// Inserts a child; the same as [`ManagerHandle::insert`].
+    ///
+    /// # Errors
+    ///
+    /// Hands the runnable back if the manager is shutting down or has stopped.
+    pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
+        self.shared.insert(runnable, ChildOptions::new())
+    }
+
+    /// Inserts a child with its own settings; the same as
+    /// [`ManagerHandle::insert_with`].
+    ///
+    /// # Errors
+    ///
+    /// Hands the runnable back if the manager is shutting down or has stopped.
+    pub fn insert_with<R: Runnable>(
+        &self,
+        runnable: R,
+        options: ChildOptions,
+    ) -> Result<ChildHandle, InsertError<R>> {
+        self.shared.insert(runnable, options)
+    }
+}
+
+impl Default for ProcessManager {
+    fn default() -> Self {
+        ProcessManager::new()
+    }
+}
+
+impl fmt::Debug for ProcessManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessManager")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Awaiting a manager runs it as the root of a tree.
+///
+/// The future must run inside a tokio runtime with the time driver enabled.
+impl IntoFuture for ProcessManager {
+    type Output = Result<(), RunError>;
+    type IntoFuture = BoxFuture<'static, Result<(), RunError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { supervise(&self, None).await })
+    }
+}
+
+/// A manager inserted into another manager runs as its child.
+impl Runnable for ProcessManager {
+    type Error = RunError;
+
+    fn run(&self, ctx: Context) -> impl Future<Output = Result<(), RunError>> + Send {
+        supervise(self, Some(ctx))
+    }
+
+    fn name(&self) -> Cow<'static, str> {
+        self.shared.name.clone()
+    }
+}
+
+async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<(), RunError> {
+    supervisor::supervise(&manager.shared, parent).await
+}
+
+impl Drop for ProcessManager {
+    fn drop(&mut self) {
+        self.shared.abandon();
+    }
+}
