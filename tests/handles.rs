@@ -1,0 +1,155 @@
+//! Handles: cheap, shareable, aimed at one child or the whole subtree, and
+//! well-behaved after the process has ended.
+
+use std::fmt::Debug;
+
+use procmgr::{
+    ChildHandle, ControlError, ControlMessage, IdleProcess, ManagerHandle, Outcome,
+    ProcessControlHandler, ProcessManager, Runnable, process_fn,
+};
+use tokio::sync::mpsc;
+
+fn assert_handle<T: Clone + Send + Sync + Debug + 'static>() {}
+
+#[test]
+fn handles_are_clone_send_sync_and_debug() {
+    assert_handle::<ChildHandle>();
+    assert_handle::<ManagerHandle>();
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager.insert(IdleProcess).expect("accepted");
+    assert!(format!("{child:?}").contains("idle"));
+    assert!(format!("{:?}", manager.handle()).contains("root"));
+}
+
+/// Reports every control message it receives as `(name, message)`.
+fn listener(
+    name: &'static str,
+    events: mpsc::UnboundedSender<(&'static str, String)>,
+) -> impl Runnable {
+    process_fn(name, move |mut ctx| {
+        let events = events.clone();
+        async move {
+            ctx.mark_ready();
+            events.send((name, "ready".into())).expect("test listens");
+            while let Some(message) = ctx.recv().await {
+                let text = match message {
+                    ControlMessage::Shutdown => "shutdown".to_owned(),
+                    ControlMessage::Reload => "reload".to_owned(),
+                    ControlMessage::Custom(custom) => match custom.downcast::<u32>() {
+                        Ok(n) => format!("custom {n}"),
+                        Err(other) => format!("unexpected {other:?}"),
+                    },
+                    other => format!("unknown {other:?}"),
+                };
+                let stop = text == "shutdown";
+                events.send((name, text)).expect("test listens");
+                if stop {
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_handle_reaches_that_child_alone() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let a = manager.insert(listener("a", tx.clone())).expect("accepted");
+    let b = manager.insert(listener("b", tx)).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let mut ready = vec![events.recv().await, events.recv().await];
+    ready.sort();
+    assert!(a.is_ready() && b.is_ready());
+
+    a.request_reload().expect("running");
+    assert_eq!(events.recv().await, Some(("a", "reload".into())));
+    a.send(7_u32).expect("running");
+    assert_eq!(events.recv().await, Some(("a", "custom 7".into())));
+    assert!(matches!(a.shutdown().await, Outcome::Stopped));
+    assert_eq!(events.recv().await, Some(("a", "shutdown".into())));
+    assert!(events.try_recv().is_err(), "b heard nothing");
+    assert!(!b.is_finished());
+
+    handle.request_reload().expect("running");
+    assert_eq!(events.recv().await, Some(("b", "reload".into())));
+    handle.shutdown().await;
+    assert_eq!(events.recv().await, Some(("b", "shutdown".into())));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn controlling_an_ended_child_says_it_has_ended() {
+    let manager = ProcessManager::builder().child(IdleProcess).build();
+    let child = manager
+        .insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    assert!(matches!(child.wait().await, Outcome::Completed));
+    assert!(child.is_finished());
+    assert_eq!(child.request_shutdown(), Err(ControlError::Ended));
+    assert_eq!(child.request_reload(), Err(ControlError::Ended));
+    assert_eq!(child.send("late").expect_err("ended").into_inner(), "late");
+    assert!(matches!(child.shutdown().await, Outcome::Completed));
+    assert_eq!(ControlError::Ended.to_string(), "process has already ended");
+
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert_eq!(handle.request_shutdown(), Err(ControlError::Ended));
+    assert_eq!(handle.request_reload(), Err(ControlError::Ended));
+    assert!(matches!(handle.shutdown().await, Outcome::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_tasks_can_wait_for_one_child() {
+    let manager = ProcessManager::new();
+    let child = manager.insert(IdleProcess).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let child = child.clone();
+            tokio::spawn(async move { child.wait().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    child.request_shutdown().expect("running");
+    for waiter in waiters {
+        assert!(matches!(waiter.await.expect("joined"), Outcome::Stopped));
+    }
+    // The manager ends with its last child.
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(handle.outcome(), Some(Outcome::Completed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_context_knows_id_name_path_and_token() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager
+        .insert(process_fn("worker", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send((ctx.id(), ctx.name().to_owned(), ctx.path()))
+                    .expect("test listens");
+                let token = ctx.token();
+                token.cancelled().await;
+                assert!(ctx.is_shutdown_requested());
+                let late = ctx.run_until_shutdown(std::future::pending::<()>()).await;
+                assert!(late.is_none());
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let (id, name, path) = rx.recv().await.expect("started");
+    assert_eq!((id, name.as_str(), path.as_str()), (child.id(), "worker", "root/worker"));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}

@@ -1,0 +1,177 @@
+//! Reloads and custom messages never block the sender, coalesce for a busy
+//! child, and are never missed.
+
+use procmgr::{ControlMessage, ProcessControlHandler, ProcessManager, process_fn};
+use tokio::sync::{mpsc, oneshot};
+
+#[tokio::test(start_paused = true)]
+async fn reloads_to_a_busy_child_coalesce_but_are_never_missed() {
+    let (busy_tx, busy) = oneshot::channel::<()>();
+    let (release, released) = oneshot::channel::<()>();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let pair = std::sync::Mutex::new(Some((busy_tx, released)));
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("busy", move |mut ctx| {
+            let pair = pair.lock().expect("lock").take();
+            let tx = tx.clone();
+            async move {
+                let (busy_tx, released) = pair.expect("runs once");
+                busy_tx.send(()).expect("test waits");
+                // Busy: not looking at its context until released.
+                released.await.expect("test releases");
+                while let Some(message) = ctx.recv().await {
+                    let stop = matches!(message, ControlMessage::Shutdown);
+                    tx.send(format!("{message:?}")).expect("test listens");
+                    if stop {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    busy.await.expect("child started");
+
+    for _ in 0..10_000 {
+        child.request_reload().expect("never blocks, never fails");
+    }
+    release.send(()).expect("child waits");
+    assert_eq!(seen.recv().await.as_deref(), Some("Reload"));
+    // One more after it last looked is seen again.
+    child.request_reload().expect("running");
+    assert_eq!(seen.recv().await.as_deref(), Some("Reload"));
+
+    handle.shutdown().await;
+    assert_eq!(seen.recv().await.as_deref(), Some("Shutdown"));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn custom_messages_queue_in_order_without_blocking() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let (ready_tx, ready) = oneshot::channel::<()>();
+    let ready_tx = std::sync::Mutex::new(Some(ready_tx));
+    let child = manager
+        .insert(process_fn("reader", move |mut ctx| {
+            let tx = tx.clone();
+            let ready_tx = ready_tx.lock().expect("lock").take();
+            async move {
+                ready_tx.expect("runs once").send(()).expect("test waits");
+                let mut sum = 0_u64;
+                let mut count = 0_u64;
+                while let Some(message) = ctx.recv().await {
+                    match message {
+                        ControlMessage::Custom(custom) => {
+                            sum += custom.downcast::<u64>().expect("u64 only");
+                            count += 1;
+                            if count == 100_000 {
+                                tx.send(sum).expect("test listens");
+                            }
+                        }
+                        ControlMessage::Shutdown => break,
+                        _ => {}
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    ready.await.expect("started");
+    for n in 0..100_000_u64 {
+        child.send(n).expect("never blocks");
+    }
+    assert_eq!(seen.recv().await, Some((0..100_000).sum()));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_shutdown_recv_drains_what_is_queued_then_ends() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let (go_tx, go) = oneshot::channel::<()>();
+    let go = std::sync::Mutex::new(Some(go));
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("drainer", move |mut ctx| {
+            let tx = tx.clone();
+            let go = go.lock().expect("lock").take();
+            async move {
+                go.expect("runs once").await.expect("test starts us");
+                let mut log = Vec::new();
+                while let Some(message) = ctx.recv().await {
+                    log.push(format!("{message:?}"));
+                }
+                tx.send(log).expect("test listens");
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+    child.send(1_u8).expect("running");
+    child.request_reload().expect("running");
+    child.request_shutdown().expect("running");
+    go_tx.send(()).expect("child waits");
+    let log = seen.recv().await.expect("child reports");
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0], "Shutdown");
+    assert_eq!(log[1], "Reload");
+    assert!(log[2].starts_with("Custom"));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_reaches_every_child_of_a_nested_manager() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    let reporter = |name: &'static str| {
+        let tx = tx.clone();
+        let ready_tx = ready_tx.clone();
+        process_fn(name, move |mut ctx| {
+            let tx = tx.clone();
+            let ready_tx = ready_tx.clone();
+            async move {
+                ready_tx.send(()).expect("test listens");
+                while let Some(message) = ctx.recv().await {
+                    match message {
+                        ControlMessage::Reload => tx.send(ctx.path()).expect("test listens"),
+                        ControlMessage::Shutdown => break,
+                        _ => {}
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        })
+    };
+    let nested = ProcessManager::builder().name("inner").build();
+    nested.insert(reporter("deep")).expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    root.insert(reporter("top")).expect("accepted");
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    ready.recv().await.expect("one ready");
+    ready.recv().await.expect("two ready");
+
+    handle.request_reload().expect("running");
+    let mut paths = vec![
+        seen.recv().await.expect("reloaded"),
+        seen.recv().await.expect("reloaded"),
+    ];
+    paths.sort();
+    assert_eq!(paths, ["root/inner/deep", "root/top"]);
+
+    // Through the parent's handle for the nested manager: its subtree only.
+    inner.request_reload().expect("running");
+    assert_eq!(seen.recv().await.as_deref(), Some("root/inner/deep"));
+    assert!(seen.try_recv().is_err());
+
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}

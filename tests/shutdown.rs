@@ -1,0 +1,202 @@
+//! Graceful, then forced: grace periods, aborts, and shutdown requested early,
+//! twice, or from many handles.
+
+use std::time::Duration;
+
+use procmgr::{
+    ChildOptions, FailureCause, Outcome, ProcessControlHandler, ProcessManager, Runnable,
+    process_fn,
+};
+use tokio::time::Instant;
+
+fn stops_when_asked(name: &'static str) -> impl Runnable {
+    process_fn(name, |ctx| async move {
+        ctx.shutdown_requested().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// Never looks at its context.
+fn stubborn(name: &'static str) -> impl Runnable {
+    process_fn(name, |_ctx| async {
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// Takes `delay` to stop once asked.
+fn slow_to_stop(name: &'static str, delay: Duration) -> impl Runnable {
+    process_fn(name, move |ctx| async move {
+        ctx.shutdown_requested().await;
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_ignores_shutdown_is_aborted_after_the_grace_period() {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .grace_period(Duration::from_secs(3))
+        .build();
+    let polite = manager.insert(stops_when_asked("polite")).expect("accepted");
+    let rude = manager.insert(stubborn("rude")).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let error = run.await.expect("joined").expect_err("an abort is reported");
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+
+    let failure = error.failures().expect("child failures").first();
+    assert_eq!(failure.path(), "root/rude");
+    assert!(
+        matches!(failure.cause(), FailureCause::Aborted { grace } if *grace == Duration::from_secs(3))
+    );
+    assert!(matches!(rude.outcome(), Some(Outcome::Aborted)));
+    assert!(matches!(polite.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_stops_within_its_grace_period_is_not_aborted() {
+    let manager = ProcessManager::builder()
+        .grace_period(Duration::from_secs(3))
+        .build();
+    let slow = manager
+        .insert(slow_to_stop("slow", Duration::from_secs(2)))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    run.await.expect("joined").expect("clean stop");
+    assert_eq!(asked.elapsed(), Duration::from_secs(2));
+    assert!(matches!(slow.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_grace_period_overrides_the_managers() {
+    let manager = ProcessManager::builder()
+        .grace_period(Duration::from_secs(1))
+        .build();
+    let patient = manager
+        .insert_with(
+            slow_to_stop("drain", Duration::from_secs(5)),
+            ChildOptions::new().grace_period(Duration::from_secs(10)),
+        )
+        .expect("accepted");
+    let short = manager
+        .insert_with(
+            stubborn("short"),
+            ChildOptions::new().grace_period(Duration::from_millis(100)),
+        )
+        .expect("accepted");
+    let default = manager.insert(stubborn("default")).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    assert!(matches!(short.wait().await, Outcome::Aborted));
+    assert_eq!(asked.elapsed(), Duration::from_millis(100));
+    assert!(matches!(default.wait().await, Outcome::Aborted));
+    assert_eq!(asked.elapsed(), Duration::from_secs(1));
+    assert!(matches!(patient.wait().await, Outcome::Stopped));
+    assert_eq!(asked.elapsed(), Duration::from_secs(5));
+
+    let error = run.await.expect("joined").expect_err("two aborts");
+    let paths: Vec<_> = error
+        .failures()
+        .expect("child failures")
+        .iter()
+        .map(|f| f.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["manager/short", "manager/default"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_one_child_through_its_handle_is_bounded_by_its_grace_period() {
+    let manager = ProcessManager::builder()
+        .grace_period(Duration::from_secs(2))
+        .build();
+    let rude = manager.insert(stubborn("rude")).expect("accepted");
+    let other = manager.insert(stops_when_asked("other")).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    assert!(matches!(rude.shutdown().await, Outcome::Aborted));
+    assert_eq!(asked.elapsed(), Duration::from_secs(2));
+
+    // An aborted child is a failure, which stops the rest.
+    let error = run.await.expect("joined").expect_err("the abort is reported");
+    assert_eq!(error.failures().expect("failures").first().id(), rude.id());
+    assert!(matches!(other.outcome(), Some(Outcome::Stopped)));
+    assert!(handle.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_requested_before_the_run_is_remembered() {
+    let manager = ProcessManager::new();
+    let child = manager.insert(stops_when_asked("worker")).expect("accepted");
+    let handle = manager.handle();
+    handle.request_shutdown().expect("not ended");
+    assert!(handle.insert(stops_when_asked("refused")).is_err());
+
+    let started = Instant::now();
+    manager.await.expect("clean stop");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+    assert!(matches!(handle.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_from_many_handles_at_once_is_one_shutdown() {
+    let manager = ProcessManager::builder()
+        .grace_period(Duration::from_secs(3))
+        .build();
+    let slow = manager
+        .insert(slow_to_stop("slow", Duration::from_secs(1)))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    let requesters: Vec<_> = (0..16)
+        .map(|_| {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.shutdown().await })
+        })
+        .collect();
+    for requester in requesters {
+        assert!(matches!(requester.await.expect("joined"), Outcome::Stopped));
+    }
+    // A second request does not restart the grace period.
+    assert_eq!(asked.elapsed(), Duration::from_secs(1));
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(slow.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_inserted_with_the_manager_idle_during_stop_is_still_stopped() {
+    // Stopping children keep the manager in its stopping phase; the child
+    // inserted just before that began is started and stopped too.
+    let manager = ProcessManager::new();
+    let slow = manager
+        .insert(slow_to_stop("slow", Duration::from_secs(1)))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let late = handle.insert(stops_when_asked("late")).expect("accepted");
+    handle.request_shutdown().expect("running");
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(slow.outcome(), Some(Outcome::Stopped)));
+    assert!(matches!(late.outcome(), Some(Outcome::Stopped)));
+}
