@@ -127,7 +127,9 @@ pub struct ProcessFn<F> {
 
 impl<F> fmt::Debug for ProcessFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessFn").field("name", &self.name).finish()
+        f.debug_struct("ProcessFn")
+            .field("name", &self.name)
+            .finish()
     }
 }
 

@@ -25,7 +25,9 @@ fn stops_when_asked(name: &'static str) -> impl Runnable {
 #[tokio::test(start_paused = true)]
 async fn a_failing_child_stops_its_siblings_and_the_error_names_it() {
     let manager = ProcessManager::builder().name("root").build();
-    let sibling = manager.insert(stops_when_asked("steady")).expect("accepted");
+    let sibling = manager
+        .insert(stops_when_asked("steady"))
+        .expect("accepted");
     let broken = manager
         .insert(failing("flaky", Duration::from_secs(1)))
         .expect("accepted");
@@ -74,7 +76,9 @@ async fn later_failures_are_kept_after_the_first() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_child_is_a_failure_with_its_message() {
     let manager = ProcessManager::builder().name("root").build();
-    let sibling = manager.insert(stops_when_asked("steady")).expect("accepted");
+    let sibling = manager
+        .insert(stops_when_asked("steady"))
+        .expect("accepted");
     let panicking = manager
         .insert(process_fn("boom", |_ctx| async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -111,7 +115,9 @@ impl Runnable for PanicsAtOnce {
 #[tokio::test(start_paused = true)]
 async fn a_panic_before_the_first_await_is_contained() {
     let manager = ProcessManager::builder().name("root").build();
-    manager.insert(stops_when_asked("steady")).expect("accepted");
+    manager
+        .insert(stops_when_asked("steady"))
+        .expect("accepted");
     let child = manager.insert(PanicsAtOnce).expect("accepted");
     let error = manager.await.expect_err("the panic is a failure");
     let failure = error.failures().expect("child failures").first();
@@ -123,9 +129,13 @@ async fn a_panic_before_the_first_await_is_contained() {
 #[tokio::test(start_paused = true)]
 async fn a_child_returning_ok_simply_ends() {
     let manager = ProcessManager::new();
-    let steady = manager.insert(stops_when_asked("steady")).expect("accepted");
+    let steady = manager
+        .insert(stops_when_asked("steady"))
+        .expect("accepted");
     let done = manager
-        .insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .insert(process_fn("once", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
         .expect("accepted");
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
@@ -213,7 +223,9 @@ async fn running_the_same_manager_twice_is_an_error() {
             .build(),
     );
     let root = ProcessManager::builder().name("root").build();
-    let first = root.insert(std::sync::Arc::clone(&shared)).expect("accepted");
+    let first = root
+        .insert(std::sync::Arc::clone(&shared))
+        .expect("accepted");
     let second = root.insert(shared).expect("accepted");
 
     let error = root.await.expect_err("the second run fails");

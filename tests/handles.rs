@@ -84,7 +84,9 @@ async fn a_child_handle_reaches_that_child_alone() {
 async fn controlling_an_ended_child_says_it_has_ended() {
     let manager = ProcessManager::builder().child(IdleProcess).build();
     let child = manager
-        .insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .insert(process_fn("once", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
         .expect("accepted");
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
@@ -148,7 +150,10 @@ async fn the_context_knows_id_name_path_and_token() {
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
     let (id, name, path) = rx.recv().await.expect("started");
-    assert_eq!((id, name.as_str(), path.as_str()), (child.id(), "worker", "root/worker"));
+    assert_eq!(
+        (id, name.as_str(), path.as_str()),
+        (child.id(), "worker", "root/worker")
+    );
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
     assert!(matches!(child.outcome(), Some(Outcome::Stopped)));

@@ -25,9 +25,14 @@ fn waiter(name: &'static str, started: mpsc::UnboundedSender<&'static str>) -> i
 
 #[test]
 fn build_insert_and_clone_handles_outside_a_runtime() {
-    let manager = ProcessManager::builder().name("root").child(IdleProcess).build();
+    let manager = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
     let handle = manager.handle();
-    let child = handle.insert(IdleProcess).expect("manager accepts before it runs");
+    let child = handle
+        .insert(IdleProcess)
+        .expect("manager accepts before it runs");
     let clone = child.clone();
     assert_eq!(clone.id(), child.id());
     assert_eq!(handle.children().len(), 2);
@@ -50,7 +55,9 @@ fn build_insert_and_clone_handles_outside_a_runtime() {
 async fn children_inserted_before_the_run_start_with_it() {
     let (started, mut starts) = mpsc::unbounded_channel();
     let manager = ProcessManager::new();
-    manager.insert(waiter("a", started.clone())).expect("accepted");
+    manager
+        .insert(waiter("a", started.clone()))
+        .expect("accepted");
     manager.insert(waiter("b", started)).expect("accepted");
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
@@ -161,7 +168,11 @@ impl Runnable for Counted {
     }
 }
 
-async fn race_inserts_with(handle: ManagerHandle, runs: &Arc<AtomicUsize>, ends: &Arc<AtomicUsize>) -> (usize, usize) {
+async fn race_inserts_with(
+    handle: ManagerHandle,
+    runs: &Arc<AtomicUsize>,
+    ends: &Arc<AtomicUsize>,
+) -> (usize, usize) {
     let mut inserters = Vec::new();
     for _ in 0..4 {
         let handle = handle.clone();
@@ -219,7 +230,11 @@ async fn inserts_racing_shutdown_never_leave_a_child_running() {
         let (accepted, refused) = racing.await.expect("joined");
 
         assert_eq!(accepted + refused, 32);
-        assert_eq!(runs.load(Ordering::SeqCst), accepted, "iteration {iteration}");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            accepted,
+            "iteration {iteration}"
+        );
         assert_eq!(ends_at_return, accepted, "iteration {iteration}");
     }
 }
@@ -249,8 +264,16 @@ async fn inserts_racing_the_managers_exit_never_leave_a_child_running() {
         let _ = handle.request_shutdown();
         run.await.expect("joined").expect("clean stop");
         assert_eq!(accepted + refused, 32);
-        assert_eq!(runs.load(Ordering::SeqCst), accepted, "iteration {iteration}");
-        assert_eq!(ends.load(Ordering::SeqCst), accepted, "iteration {iteration}");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            accepted,
+            "iteration {iteration}"
+        );
+        assert_eq!(
+            ends.load(Ordering::SeqCst),
+            accepted,
+            "iteration {iteration}"
+        );
     }
 }
 

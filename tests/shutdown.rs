@@ -39,7 +39,9 @@ async fn a_child_that_ignores_shutdown_is_aborted_after_the_grace_period() {
         .name("root")
         .grace_period(Duration::from_secs(3))
         .build();
-    let polite = manager.insert(stops_when_asked("polite")).expect("accepted");
+    let polite = manager
+        .insert(stops_when_asked("polite"))
+        .expect("accepted");
     let rude = manager.insert(stubborn("rude")).expect("accepted");
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
@@ -47,7 +49,10 @@ async fn a_child_that_ignores_shutdown_is_aborted_after_the_grace_period() {
 
     let asked = Instant::now();
     handle.request_shutdown().expect("running");
-    let error = run.await.expect("joined").expect_err("an abort is reported");
+    let error = run
+        .await
+        .expect("joined")
+        .expect_err("an abort is reported");
     assert_eq!(asked.elapsed(), Duration::from_secs(3));
 
     let failure = error.failures().expect("child failures").first();
@@ -135,7 +140,10 @@ async fn stopping_one_child_through_its_handle_is_bounded_by_its_grace_period() 
     assert_eq!(asked.elapsed(), Duration::from_secs(2));
 
     // An aborted child is a failure, which stops the rest.
-    let error = run.await.expect("joined").expect_err("the abort is reported");
+    let error = run
+        .await
+        .expect("joined")
+        .expect_err("the abort is reported");
     assert_eq!(error.failures().expect("failures").first().id(), rude.id());
     assert!(matches!(other.outcome(), Some(Outcome::Stopped)));
     assert!(handle.is_finished());
@@ -144,7 +152,9 @@ async fn stopping_one_child_through_its_handle_is_bounded_by_its_grace_period() 
 #[tokio::test(start_paused = true)]
 async fn shutdown_requested_before_the_run_is_remembered() {
     let manager = ProcessManager::new();
-    let child = manager.insert(stops_when_asked("worker")).expect("accepted");
+    let child = manager
+        .insert(stops_when_asked("worker"))
+        .expect("accepted");
     let handle = manager.handle();
     handle.request_shutdown().expect("not ended");
     assert!(handle.insert(stops_when_asked("refused")).is_err());

@@ -71,7 +71,9 @@ impl ChildCore {
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
         // The inbox holds plain data and no code runs under the lock that
         // could panic half-way, so a poisoned lock is still consistent.
-        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records how the child ended, drops messages it will never read and

@@ -83,11 +83,7 @@ impl ProcessManagerBuilder {
 
     /// Builds the manager. Needs no tokio runtime; only running it does.
     pub fn build(self) -> ProcessManager {
-        let shared = Arc::new(ManagerShared::new(
-            self.name,
-            self.grace,
-            self.auto_cleanup,
-        ));
+        let shared = Arc::new(ManagerShared::new(self.name, self.grace, self.auto_cleanup));
         for insert in self.children {
             insert(&shared);
         }

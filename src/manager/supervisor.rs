@@ -27,12 +27,16 @@ use tokio::time::Instant;
 
 use super::events;
 use super::shared::{ManagerShared, Phase, Record};
+use crate::Context;
 use crate::control::{ControlMessage, Outcome};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::BoxError;
-use crate::Context;
 
-type TaskOutput = (usize, u64, Result<Result<(), BoxError>, Box<dyn Any + Send>>);
+type TaskOutput = (
+    usize,
+    u64,
+    Result<Result<(), BoxError>, Box<dyn Any + Send>>,
+);
 
 /// Runs the manager until every child has ended. `parent` is the manager's
 /// own context when it runs as a child of another manager.
@@ -220,7 +224,13 @@ impl Run<'_> {
             self.stop_deadline = None;
             for (slot, record) in registry.records.iter_mut() {
                 if record.core.grace.is_none() {
-                    abort_child(&mut self.aborting, &self.path, slot, record, self.shared.grace);
+                    abort_child(
+                        &mut self.aborting,
+                        &self.path,
+                        slot,
+                        record,
+                        self.shared.grace,
+                    );
                 }
             }
         }

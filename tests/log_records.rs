@@ -1,0 +1,75 @@
+//! With the `log` feature the manager reports what its children do as log
+//! records, and without it none. (Its own binary: a logger is
+//! process-wide.)
+
+use std::sync::{Arc, Mutex};
+
+use procmgr::{ProcessManager, process_fn};
+
+async fn run_a_failing_tree() {
+    let manager = ProcessManager::builder().name("root").build();
+    manager
+        .insert(process_fn("steady", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager
+        .insert(process_fn("flaky", |_ctx| async { Err::<(), _>("broke") }))
+        .expect("accepted");
+    assert!(manager.await.is_err());
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<String>>>);
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+mod log_records {
+    use super::*;
+
+    struct Logger(Captured);
+
+    impl log::Log for Logger {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.0.0.lock().expect("lock").push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn log_records_cover_start_failure_and_stop() {
+        let captured = Captured::default();
+        log::set_logger(Box::leak(Box::new(Logger(captured.clone())))).expect("first logger");
+        log::set_max_level(log::LevelFilter::Trace);
+        run_a_failing_tree().await;
+        let lines = captured.lines();
+        if cfg!(feature = "log") {
+            for expected in [
+                "DEBUG process root/steady (id 0) started",
+                "DEBUG process root/flaky (id 1) started",
+                "ERROR process root/flaky (id 1) failed: broke",
+                "INFO process manager root shutting down after a failure",
+                "DEBUG process root/steady (id 0) stopped",
+            ] {
+                assert!(
+                    lines.iter().any(|l| l == expected),
+                    "{expected:?} not in {lines:#?}"
+                );
+            }
+        } else {
+            assert!(
+                lines.is_empty(),
+                "silent without the feature, got {lines:#?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Trees compose: a manager inserted into a manager is stopped and reloaded
+//! through its parent and fails like any child.
+
+use std::time::Duration;
+
+use procmgr::{
+    FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager, Runnable, process_fn,
+};
+use tokio::time::Instant;
+
+fn stops_when_asked(name: &'static str) -> impl Runnable {
+    process_fn(name, |ctx| async move {
+        ctx.shutdown_requested().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_a_nested_manager_through_its_parent_stops_its_subtree_only() {
+    let nested = ProcessManager::builder().name("inner").build();
+    let deep = nested.insert(stops_when_asked("deep")).expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    let top = root.insert(stops_when_asked("top")).expect("accepted");
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    assert!(matches!(inner.shutdown().await, Outcome::Stopped));
+    assert!(matches!(deep.outcome(), Some(Outcome::Stopped)));
+    assert!(!top.is_finished());
+
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(top.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_managers_own_handle_stops_it_and_its_parent_sees_it_stopped() {
+    let nested = ProcessManager::builder()
+        .name("inner")
+        .child(IdleProcess)
+        .build();
+    let nested_handle = nested.handle();
+    let root = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    assert!(matches!(nested_handle.shutdown().await, Outcome::Stopped));
+    assert!(matches!(inner.wait().await, Outcome::Stopped));
+    assert!(!handle.is_finished());
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parents_shutdown_reaches_grandchildren_and_waits_for_them() {
+    let nested = ProcessManager::builder().name("inner").build();
+    let slow = nested
+        .insert(process_fn("slow", |ctx| async move {
+            ctx.shutdown_requested().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let root = ProcessManager::builder()
+        .name("root")
+        .grace_period(Duration::from_secs(5))
+        .build();
+    root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    run.await.expect("joined").expect("clean stop");
+    assert_eq!(asked.elapsed(), Duration::from_secs(2));
+    assert!(matches!(slow.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_that_overruns_the_parents_grace_is_aborted_with_its_children() {
+    let nested = ProcessManager::builder()
+        .name("inner")
+        .grace_period(Duration::from_secs(60))
+        .build();
+    let stuck = nested
+        .insert(process_fn("stuck", |_ctx| async {
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let root = ProcessManager::builder()
+        .name("root")
+        .grace_period(Duration::from_secs(1))
+        .build();
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let error = run
+        .await
+        .expect("joined")
+        .expect_err("the abort is reported");
+    assert_eq!(asked.elapsed(), Duration::from_secs(1));
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/inner");
+    assert!(matches!(failure.cause(), FailureCause::Aborted { .. }));
+    assert!(matches!(inner.outcome(), Some(Outcome::Aborted)));
+    assert!(matches!(stuck.wait().await, Outcome::Aborted));
+}
