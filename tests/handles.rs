@@ -60,8 +60,9 @@ async fn a_child_handle_reaches_that_child_alone() {
     let b = manager.insert(listener("b", tx)).expect("accepted");
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
-    let mut ready = vec![events.recv().await, events.recv().await];
+    let mut ready = [events.recv().await, events.recv().await];
     ready.sort();
+    assert_eq!(ready, [Some(("a", "ready".into())), Some(("b", "ready".into()))]);
     assert!(a.is_ready() && b.is_ready());
 
     a.request_reload().expect("running");

@@ -64,7 +64,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 /// # Example
 ///
 /// ```
-/// use procmgr::{ProcessManager, process_fn};
+/// use procmgr::{ProcessControlHandler, ProcessManager, process_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,6 +16,7 @@
 
 use std::any::Any;
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -383,10 +384,10 @@ fn abort_child(
     grace: Duration,
 ) {
     if let Some(abort) = &record.abort {
-        if !aborting.contains_key(&abort.id()) {
+        if let Entry::Vacant(entry) = aborting.entry(abort.id()) {
             events::child_aborting(path, &record.core.name, record.core.id, grace);
             abort.abort();
-            aborting.insert(abort.id(), (slot, grace));
+            entry.insert((slot, grace));
         }
     }
 }
