@@ -62,7 +62,10 @@ async fn a_child_handle_reaches_that_child_alone() {
     let run = tokio::spawn(manager.into_future());
     let mut ready = [events.recv().await, events.recv().await];
     ready.sort();
-    assert_eq!(ready, [Some(("a", "ready".into())), Some(("b", "ready".into()))]);
+    assert_eq!(
+        ready,
+        [Some(("a", "ready".into())), Some(("b", "ready".into()))]
+    );
     assert!(a.is_ready() && b.is_ready());
 
     a.request_reload().expect("running");

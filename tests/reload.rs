@@ -175,3 +175,27 @@ async fn reload_reaches_every_child_of_a_nested_manager() {
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_before_the_child_first_looks_is_delivered() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("late-reader", move |mut ctx| {
+            let tx = tx.clone();
+            async move {
+                let first = ctx.recv().await;
+                tx.send(format!("{first:?}")).expect("test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    // Before the manager even runs.
+    child.request_reload().expect("not ended");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert_eq!(seen.recv().await.as_deref(), Some("Some(Reload)"));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}

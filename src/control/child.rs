@@ -140,10 +140,6 @@ impl ChildCore {
         inbox.messages.pop_front().map(ControlMessage::Custom)
     }
 
-    pub(crate) fn reloads(&self) -> u64 {
-        self.inbox().reloads
-    }
-
     pub(crate) async fn message_arrived(&self) {
         self.inbox_ready.notified().await;
     }

@@ -39,12 +39,12 @@ pub struct Context {
 
 impl Context {
     pub(crate) fn new(core: Arc<ChildCore>, parent_path: Arc<str>) -> Self {
-        // Reloads requested before the process started are not news to it.
-        let seen_reloads = core.reloads();
+        // A reload requested after the insert but before the process first
+        // looks is delivered too: "never missed" includes the first look.
         Context {
             core,
             parent_path,
-            seen_reloads,
+            seen_reloads: 0,
             shutdown_delivered: false,
         }
     }
@@ -90,6 +90,10 @@ impl Context {
 
     /// Runs `future` until it completes or shutdown is requested, whichever
     /// comes first; `None` means shutdown came first and `future` was dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel safe as `future` itself: dropping this future drops it.
     pub async fn run_until_shutdown<F: Future>(&self, future: F) -> Option<F::Output> {
         self.core.token.run_until_cancelled(future).await
     }

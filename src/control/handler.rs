@@ -10,7 +10,8 @@ use crate::error::ControlError;
 /// Both [`ChildHandle`](crate::ChildHandle) (one child) and
 /// [`ManagerHandle`](crate::ManagerHandle) (a manager and its whole subtree)
 /// implement it. Requests never block and never panic; once the process has
-/// ended they return [`ControlError::Ended`].
+/// ended they return [`ControlError::Ended`]. Bring the trait into scope
+/// (`use procmgr::ProcessControlHandler;`) to call its methods on a handle.
 ///
 /// # Example
 ///
