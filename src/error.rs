@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::ShutdownReason;
+
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -57,6 +59,7 @@ impl Error for RunError {
 pub struct ChildFailures {
     first: ChildFailure,
     later: Vec<ChildFailure>,
+    shutdown_reason: Option<ShutdownReason>,
 }
 
 impl ChildFailures {
@@ -64,7 +67,19 @@ impl ChildFailures {
         ChildFailures {
             first,
             later: Vec::new(),
+            shutdown_reason: None,
         }
+    }
+
+    pub(crate) fn set_shutdown_reason(&mut self, reason: Option<ShutdownReason>) {
+        self.shutdown_reason = reason;
+    }
+
+    /// Why the manager shut down: usually the first failure, but a failure
+    /// can also happen during a shutdown requested for another reason, such
+    /// as a signal, or be the abort of a forced shutdown.
+    pub fn shutdown_reason(&self) -> Option<&ShutdownReason> {
+        self.shutdown_reason.as_ref()
     }
 
     pub(crate) fn push(&mut self, failure: ChildFailure) {

@@ -60,12 +60,13 @@ mod runnable;
 pub use builtin::IdleProcess;
 pub use control::{
     ChildHandle, Context, ControlMessage, CustomMessage, Outcome, ProcessControlHandler,
+    ShutdownReason, Signal,
 };
 pub use error::{
     ChildFailure, ChildFailures, ControlError, FailureCause, InsertError, InsertErrorKind,
     RunError, SendError,
 };
 pub use manager::{
-    ChildOptions, DEFAULT_GRACE_PERIOD, ManagerHandle, ProcessManager, ProcessManagerBuilder,
+    ChildOptions, DEFAULT_GRACE_PERIOD, Exit, ManagerHandle, ProcessManager, ProcessManagerBuilder,
 };
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::control::Context;
+use crate::manager::ChildOptions;
 
 /// The error a process may fail with: any error type, boxed.
 ///
@@ -70,6 +71,13 @@ pub trait Runnable: Send + Sync + 'static {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(short_type_name(std::any::type_name::<Self>()))
     }
+
+    /// The settings this process asks for when it is inserted; the options
+    /// given to [`insert_with`](crate::ManagerHandle::insert_with) win over
+    /// them. Default: none, so the manager's defaults apply.
+    fn child_options(&self) -> ChildOptions {
+        ChildOptions::new()
+    }
 }
 
 /// Sharing a process between owners keeps it a process.
@@ -82,6 +90,10 @@ impl<R: Runnable> Runnable for Arc<R> {
 
     fn name(&self) -> Cow<'static, str> {
         R::name(self)
+    }
+
+    fn child_options(&self) -> ChildOptions {
+        R::child_options(self)
     }
 }
 

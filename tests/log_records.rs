@@ -57,7 +57,7 @@ mod log_records {
                 "DEBUG process root/steady (id 0) started",
                 "DEBUG process root/flaky (id 1) started",
                 "ERROR process root/flaky (id 1) failed: broke",
-                "INFO process manager root shutting down after a failure",
+                "INFO process manager root shutting down: process root/flaky failed",
                 "DEBUG process root/steady (id 0) stopped",
             ] {
                 assert!(

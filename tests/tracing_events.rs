@@ -91,7 +91,7 @@ mod tracing_events {
                 "span process name=flaky id=1 path=root/flaky",
                 "DEBUG message=process started path=root/steady id=0",
                 "ERROR message=process failed path=root/flaky id=1 error=broke",
-                "INFO message=process manager shutting down path=root failed=true",
+                "INFO message=process manager shutting down path=root reason=process root/flaky failed",
                 "DEBUG message=process ended path=root/steady id=0 outcome=stopped",
             ] {
                 assert!(

@@ -26,6 +26,8 @@ pub(crate) struct ChildCore {
     pub(crate) slot: usize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) grace: Option<Duration>,
+    /// Stopped only after every other child of its manager has ended.
+    pub(crate) background: bool,
     pub(crate) token: CancellationToken,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
@@ -33,6 +35,8 @@ pub(crate) struct ChildCore {
     /// keeps a wake-up that arrives while it is not waiting.
     inbox_ready: Notify,
     ready: AtomicBool,
+    /// Shutdown was requested through this child's own handle.
+    stopped_alone: AtomicBool,
     pub(crate) end: EndSignal,
 }
 
@@ -51,6 +55,7 @@ impl ChildCore {
         slot: usize,
         name: Cow<'static, str>,
         grace: Option<Duration>,
+        background: bool,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
     ) -> Self {
@@ -59,11 +64,13 @@ impl ChildCore {
             slot,
             name,
             grace,
+            background,
             token,
             listener,
             inbox: Mutex::default(),
             inbox_ready: Notify::new(),
             ready: AtomicBool::new(false),
+            stopped_alone: AtomicBool::new(false),
             end: EndSignal::default(),
         }
     }
@@ -97,6 +104,7 @@ impl ChildCore {
             return Err(ControlError::Ended);
         }
         if !self.token.is_cancelled() {
+            self.stopped_alone.store(true, Ordering::Release);
             self.token.cancel();
             if let Some(listener) = self.listener.upgrade() {
                 listener.stop_requested(self.slot, self.id);
@@ -142,6 +150,10 @@ impl ChildCore {
 
     pub(crate) async fn message_arrived(&self) {
         self.inbox_ready.notified().await;
+    }
+
+    pub(crate) fn was_stopped_alone(&self) -> bool {
+        self.stopped_alone.load(Ordering::Acquire)
     }
 
     pub(crate) fn mark_ready(&self) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::{ChildCore, ControlMessage};
+use super::{ChildCore, ControlMessage, ReasonCell, ShutdownReason};
 
 /// What a running process receives from its manager: its identity, the
 /// control messages sent to it, and a way to say it is ready.
@@ -33,17 +33,24 @@ use super::{ChildCore, ControlMessage};
 pub struct Context {
     core: Arc<ChildCore>,
     parent_path: Arc<str>,
+    /// The manager's shutdown reason, shared by all its children.
+    reasons: Arc<ReasonCell>,
     seen_reloads: u64,
     shutdown_delivered: bool,
 }
 
 impl Context {
-    pub(crate) fn new(core: Arc<ChildCore>, parent_path: Arc<str>) -> Self {
+    pub(crate) fn new(
+        core: Arc<ChildCore>,
+        parent_path: Arc<str>,
+        reasons: Arc<ReasonCell>,
+    ) -> Self {
         // A reload requested after the insert but before the process first
         // looks is delivered too: "never missed" includes the first look.
         Context {
             core,
             parent_path,
+            reasons,
             seen_reloads: 0,
             shutdown_delivered: false,
         }
@@ -78,6 +85,34 @@ impl Context {
     /// Whether shutdown of this process has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
         self.core.token.is_cancelled()
+    }
+
+    /// Why shutdown of this process was requested, or `None` while it has not
+    /// been.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{Context, ShutdownReason};
+    ///
+    /// async fn serve(ctx: Context) -> Result<(), std::io::Error> {
+    ///     ctx.shutdown_requested().await;
+    ///     match ctx.shutdown_reason() {
+    ///         Some(ShutdownReason::Signal(signal)) => println!("stopping on {signal}"),
+    ///         Some(other) => println!("stopping: {other}"),
+    ///         None => unreachable!("shutdown was requested"),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
+        if !self.core.token.is_cancelled() {
+            return None;
+        }
+        if self.core.was_stopped_alone() {
+            return Some(ShutdownReason::Requested);
+        }
+        Some(self.reasons.get().unwrap_or(ShutdownReason::Requested))
     }
 
     /// A token that is cancelled when shutdown of this process is requested,

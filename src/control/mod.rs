@@ -15,12 +15,15 @@ mod end;
 mod handler;
 mod message;
 mod outcome;
+mod reason;
 
 pub use child::ChildHandle;
 pub use context::Context;
 pub use handler::ProcessControlHandler;
 pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;
+pub use reason::{ShutdownReason, Signal};
 
 pub(crate) use child::{ChildCore, StopListener};
 pub(crate) use end::EndSignal;
+pub(crate) use reason::ReasonCell;

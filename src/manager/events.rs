@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::control::Outcome;
+use crate::control::{Outcome, ShutdownReason};
 
 #[cfg(feature = "tracing")]
 pub(crate) fn child_span(parent_path: &str, name: &str, id: u64) -> tracing::Span {
@@ -60,12 +60,10 @@ pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Dura
     );
 }
 
-pub(crate) fn manager_stopping(path: &str, failed: bool) {
+pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
+    let reason = reason.unwrap_or(&ShutdownReason::Requested);
     #[cfg(feature = "tracing")]
-    tracing::info!(path, failed, "process manager shutting down");
+    tracing::info!(path, reason = %reason, "process manager shutting down");
     #[cfg(feature = "log")]
-    log::info!(
-        "process manager {path} shutting down{}",
-        if failed { " after a failure" } else { "" }
-    );
+    log::info!("process manager {path} shutting down: {reason}");
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::ChildOptions;
 use super::shared::ManagerShared;
-use crate::control::{ChildHandle, Outcome, ProcessControlHandler};
+use crate::control::{ChildHandle, Outcome, ProcessControlHandler, ShutdownReason};
 use crate::error::{ControlError, InsertError};
 use crate::runnable::Runnable;
 
@@ -92,13 +92,50 @@ impl ManagerHandle {
     pub fn outcome(&self) -> Option<Outcome> {
         self.shared.end.get().cloned()
     }
+
+    /// Asks the manager to shut down, like
+    /// [`request_shutdown`](ProcessControlHandler::request_shutdown), giving
+    /// the reason its children see through
+    /// [`Context::shutdown_reason`](crate::Context::shutdown_reason). The
+    /// first reason stays.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the manager has already ended.
+    pub fn request_shutdown_with(&self, reason: ShutdownReason) -> Result<(), ControlError> {
+        self.shared.request_shutdown(reason)
+    }
+
+    /// Stops the manager now: requests shutdown if nobody has yet, and aborts
+    /// every child still running without waiting for grace periods
+    /// (background children are then stopped as usual). The manager returns
+    /// promptly; the aborted children are reported as failures. `reason`
+    /// replaces a graceful reason given before.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the manager has already ended.
+    pub fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
+        self.shared.force_shutdown(reason)
+    }
+
+    /// Whether shutdown of the manager has been requested.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.shared.token.is_cancelled()
+    }
+
+    /// Why shutdown of the manager was requested, or `None` while it has not
+    /// been (a manager whose children all ended by themselves has none).
+    pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
+        self.shared.reason.get()
+    }
 }
 
 impl ProcessControlHandler for ManagerHandle {
     /// Asks the manager, and through it every child and every nested
     /// manager's children, to shut down.
     fn request_shutdown(&self) -> Result<(), ControlError> {
-        self.shared.request_shutdown()
+        self.shared.request_shutdown(ShutdownReason::Requested)
     }
 
     /// Sends a reload to every child, nested managers passing it on to

@@ -2,6 +2,7 @@
 
 mod builder;
 mod events;
+mod exit;
 mod handle;
 mod options;
 mod shared;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use builder::ProcessManagerBuilder;
+pub use exit::Exit;
 pub use handle::ManagerHandle;
 pub use options::ChildOptions;
 
@@ -39,7 +41,8 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 /// A run ends when every child has ended: when all of them returned, or when
 /// shutdown was requested (through a handle, or by the parent manager) and
 /// they have stopped, or when a child failed and the others have stopped. It
-/// returns `Ok(())`, or the first failure with the failures after it. A manager
+/// returns [`Exit`] with the shutdown reason, or the first failure with the
+/// failures after it. A manager
 /// with no children returns at once; insert an
 /// [`IdleProcess`](crate::IdleProcess) to keep an empty manager alive for
 /// children inserted later.
@@ -143,8 +146,8 @@ impl fmt::Debug for ProcessManager {
 ///
 /// The future must run inside a tokio runtime with the time driver enabled.
 impl IntoFuture for ProcessManager {
-    type Output = Result<(), RunError>;
-    type IntoFuture = BoxFuture<'static, Result<(), RunError>>;
+    type Output = Result<Exit, RunError>;
+    type IntoFuture = BoxFuture<'static, Result<Exit, RunError>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move { supervise(&self, None).await })
@@ -156,7 +159,7 @@ impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn run(&self, ctx: Context) -> impl Future<Output = Result<(), RunError>> + Send {
-        supervise(self, Some(ctx))
+        async move { supervise(self, Some(ctx)).await.map(drop) }
     }
 
     fn name(&self) -> Cow<'static, str> {
@@ -164,7 +167,7 @@ impl Runnable for ProcessManager {
     }
 }
 
-async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<(), RunError> {
+async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<Exit, RunError> {
     supervisor::supervise(&manager.shared, parent).await
 }
 

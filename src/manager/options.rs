@@ -3,6 +3,10 @@ use std::time::Duration;
 
 /// Per-child settings for [`ManagerHandle::insert_with`](crate::ManagerHandle::insert_with).
 ///
+/// A runnable can ask for its own defaults through
+/// [`Runnable::child_options`](crate::Runnable::child_options); what
+/// `insert_with` sets wins over them.
+///
 /// # Example
 ///
 /// ```
@@ -21,6 +25,7 @@ use std::time::Duration;
 pub struct ChildOptions {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) grace: Option<Duration>,
+    pub(crate) background: Option<bool>,
 }
 
 impl ChildOptions {
@@ -42,5 +47,26 @@ impl ChildOptions {
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
         self
+    }
+
+    /// Whether the child runs in the background: it does not keep the
+    /// manager running, and when the manager stops it is asked to stop only
+    /// after every other child has ended. Fits helpers that must outlive the
+    /// rest, such as [`SignalReceiver`](crate::builtin::SignalReceiver),
+    /// which must still hear a second Ctrl-C during a slow shutdown.
+    /// Default: `false`.
+    #[must_use]
+    pub fn background(mut self, background: bool) -> Self {
+        self.background = Some(background);
+        self
+    }
+
+    /// Fills what `self` leaves unset from `defaults`.
+    pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
+        ChildOptions {
+            name: self.name.or(defaults.name),
+            grace: self.grace.or(defaults.grace),
+            background: self.background.or(defaults.background),
+        }
     }
 }

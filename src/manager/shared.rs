@@ -7,6 +7,7 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChildOptions;
 use super::slab::Slab;
-use crate::control::{ChildCore, ChildHandle, EndSignal, Outcome, StopListener};
+use crate::control::{
+    ChildCore, ChildHandle, EndSignal, Outcome, ReasonCell, ShutdownReason, StopListener,
+};
 use crate::error::{ControlError, InsertError, InsertErrorKind};
 use crate::runnable::{DynRunnable, Runnable};
 
@@ -25,8 +28,11 @@ pub(crate) struct ManagerShared {
     pub(crate) grace: Duration,
     pub(crate) auto_cleanup: bool,
     /// Cancelled when this manager stops; every child's token is a child of
-    /// it.
+    /// it, except for background children, which the loop stops last.
     pub(crate) token: CancellationToken,
+    pub(crate) reason: Arc<ReasonCell>,
+    /// A forced shutdown was requested: abort every child now.
+    pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
     /// Wakes the supervision loop after an insert or a child's own stop
     /// request; the loop is the only waiter.
@@ -68,6 +74,8 @@ impl ManagerShared {
             grace,
             auto_cleanup,
             token: CancellationToken::new(),
+            reason: Arc::default(),
+            forced: AtomicBool::new(false),
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
                 next_id: 0,
@@ -94,7 +102,9 @@ impl ManagerShared {
         runnable: R,
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
+        let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
+        let background = options.background.unwrap_or(false);
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         let mut registry = self.registry();
         let refused = match registry.phase {
@@ -116,7 +126,12 @@ impl ManagerShared {
             slot,
             name,
             options.grace,
-            self.token.child_token(),
+            background,
+            if background {
+                CancellationToken::new()
+            } else {
+                self.token.child_token()
+            },
             listener,
         ));
         registry.records.insert(Record {
@@ -130,11 +145,21 @@ impl ManagerShared {
         Ok(ChildHandle::new(core))
     }
 
-    pub(crate) fn request_shutdown(&self) -> Result<(), ControlError> {
+    pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
         if self.end.get().is_some() {
             return Err(ControlError::Ended);
         }
+        // The reason goes first so that every child woken by the token sees
+        // it.
+        self.reason.set(reason);
         self.token.cancel();
+        Ok(())
+    }
+
+    pub(crate) fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
+        self.request_shutdown(reason)?;
+        self.forced.store(true, Ordering::Release);
+        self.wake.notify_one();
         Ok(())
     }
 

@@ -12,6 +12,9 @@
 //!   for children with their own grace period or stopped through their own
 //!   handle. Stale heap entries (the child ended, its slot reused) are
 //!   recognised by id and skipped.
+//! - Background children hold tokens of their own, not children of the
+//!   manager's; the loop counts the other children and stops the background
+//!   ones when that count reaches zero.
 //! - The loop holds the registry lock only between `.await`s.
 
 use std::any::Any;
@@ -20,6 +23,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -27,9 +31,9 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use super::events;
+use super::exit::Exit;
 use super::shared::{ManagerShared, Phase, Record};
-use crate::Context;
-use crate::control::{ControlMessage, Outcome};
+use crate::control::{Context, ControlMessage, Outcome, ReasonCell, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::BoxError;
 
@@ -44,7 +48,7 @@ type TaskOutput = (
 pub(crate) async fn supervise(
     shared: &Arc<ManagerShared>,
     mut parent: Option<Context>,
-) -> Result<(), RunError> {
+) -> Result<Exit, RunError> {
     {
         let mut registry = shared.registry();
         if registry.phase != Phase::Idle {
@@ -65,13 +69,23 @@ pub(crate) async fn supervise(
         deadlines: BinaryHeap::new(),
         aborting: HashMap::new(),
         failures: None,
+        foreground: 0,
+        background_stopped: false,
+        forced: false,
         finished: false,
     };
 
     loop {
         run.spawn_pending();
-        if run.tasks.is_empty() && run.try_finish() {
-            break;
+        if !run.forced && shared.forced.load(Ordering::Acquire) {
+            run.force();
+        }
+        if run.tasks.is_empty() {
+            if run.try_finish() {
+                break;
+            }
+        } else if run.foreground == 0 && !run.background_stopped {
+            run.stop_background();
         }
         let next_deadline = run.next_deadline();
         tokio::select! {
@@ -81,7 +95,14 @@ pub(crate) async fn supervise(
             }
             message = recv_parent(&mut parent), if !run.stopping => {
                 match message {
-                    Some(ControlMessage::Shutdown) => shared.token.cancel(),
+                    Some(ControlMessage::Shutdown) => {
+                        let parents = parent
+                            .as_ref()
+                            .and_then(Context::shutdown_reason)
+                            .unwrap_or(ShutdownReason::Requested);
+                        shared.reason.set(ShutdownReason::Parent(Box::new(parents)));
+                        shared.token.cancel();
+                    }
                     Some(ControlMessage::Reload) => {
                         // Only fails once this manager has stopped, and it
                         // is running.
@@ -97,14 +118,18 @@ pub(crate) async fn supervise(
         }
     }
 
+    let reason = shared.reason.get();
     let result = match run.failures.take() {
-        Some(failures) => Err(RunError::ChildFailed(failures)),
-        None => Ok(()),
+        Some(mut failures) => {
+            failures.set_shutdown_reason(reason);
+            Err(RunError::ChildFailed(failures))
+        }
+        None => Ok(Exit::new(reason)),
     };
     run.finished = true;
     shared.end.set(match &result {
-        Ok(()) if shared.token.is_cancelled() => Outcome::Stopped,
-        Ok(()) => Outcome::Completed,
+        Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,
+        Ok(_) => Outcome::Completed,
         Err(error) => Outcome::Failed(Arc::new(error.clone())),
     });
     result
@@ -136,6 +161,11 @@ struct Run<'a> {
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     aborting: HashMap<tokio::task::Id, (usize, Duration)>,
     failures: Option<ChildFailures>,
+    /// Spawned children that are not background children and have not been
+    /// reaped.
+    foreground: usize,
+    background_stopped: bool,
+    forced: bool,
     finished: bool,
 }
 
@@ -151,7 +181,10 @@ impl Run<'_> {
                 continue;
             };
             let grace = record.core.grace;
-            spawn_child(&mut self.tasks, &self.path, record);
+            if !record.core.background {
+                self.foreground += 1;
+            }
+            spawn_child(&mut self.tasks, &self.path, &self.shared.reason, record);
             // Children spawned while the manager stops are covered by the
             // manager's deadline unless they have a grace period of their own.
             if let (true, Some(grace)) = (self.stopping, grace) {
@@ -188,6 +221,38 @@ impl Run<'_> {
         true
     }
 
+    /// Asks the background children to stop, once no other child is left;
+    /// from then on the manager is stopping.
+    fn stop_background(&mut self) {
+        let now = Instant::now();
+        let mut registry = self.shared.registry();
+        if !registry.pending.is_empty() {
+            // An insert came in since the loop's turn began; spawn it first.
+            return;
+        }
+        self.background_stopped = true;
+        registry.phase = Phase::Stopping;
+        for (slot, record) in registry.records.iter_mut() {
+            if record.core.background && record.abort.is_some() {
+                record.core.token.cancel();
+                let grace = record.core.grace.unwrap_or(self.shared.grace);
+                self.deadlines
+                    .push(Reverse((now + grace, slot, record.core.id)));
+            }
+        }
+    }
+
+    /// Aborts every child but the background ones at once.
+    fn force(&mut self) {
+        self.forced = true;
+        let mut registry = self.shared.registry();
+        for (slot, record) in registry.records.iter_mut() {
+            if !record.core.background {
+                abort_child(&mut self.aborting, &self.path, slot, record, Duration::ZERO);
+            }
+        }
+    }
+
     fn begin_stop(&mut self, parent: &Option<Context>) {
         let now = Instant::now();
         self.stopping = true;
@@ -198,7 +263,7 @@ impl Run<'_> {
             // its outcome there reads "stopped".
             ctx.token().cancel();
         }
-        events::manager_stopping(&self.path, self.failures.is_some());
+        events::manager_stopping(&self.path, self.shared.reason.get().as_ref());
         let mut registry = self.shared.registry();
         registry.phase = Phase::Stopping;
         for (slot, record) in registry.records.iter_mut() {
@@ -284,6 +349,13 @@ impl Run<'_> {
         };
         let core = {
             let mut registry = self.shared.registry();
+            if registry
+                .records
+                .get_mut(slot)
+                .is_some_and(|record| !record.core.background)
+            {
+                self.foreground -= 1;
+            }
             let core = match registry.records.get_mut(slot) {
                 Some(record) => {
                     record.abort = None;
@@ -332,6 +404,9 @@ impl Run<'_> {
         match &mut self.failures {
             Some(failures) => failures.push(failure),
             None => {
+                self.shared.reason.set(ShutdownReason::ChildFailed {
+                    path: failure.path().to_owned(),
+                });
                 self.failures = Some(ChildFailures::new(failure));
                 // Requesting shutdown through the token lets the loop's
                 // shutdown branch run the stop, same as any other request.
@@ -354,7 +429,12 @@ impl Drop for Run<'_> {
     }
 }
 
-fn spawn_child(tasks: &mut JoinSet<TaskOutput>, path: &Arc<str>, record: &mut Record) {
+fn spawn_child(
+    tasks: &mut JoinSet<TaskOutput>,
+    path: &Arc<str>,
+    reasons: &Arc<ReasonCell>,
+    record: &mut Record,
+) {
     let Some(runnable) = record.runnable.take() else {
         return;
     };
@@ -362,7 +442,7 @@ fn spawn_child(tasks: &mut JoinSet<TaskOutput>, path: &Arc<str>, record: &mut Re
     let (slot, id) = (core.slot, core.id);
     #[cfg(feature = "tracing")]
     let span = events::child_span(path, &core.name, id);
-    let ctx = Context::new(core, Arc::clone(path));
+    let ctx = Context::new(core, Arc::clone(path), Arc::clone(reasons));
     let path = Arc::clone(path);
     let task = async move {
         events::child_started(&path, ctx.name(), id);
