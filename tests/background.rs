@@ -1,0 +1,118 @@
+//! Background children: they do not keep a manager running and are stopped
+//! only after every other child has ended.
+
+use std::time::Duration;
+
+use procmgr::{
+    ChildOptions, Context, Outcome, ProcessControlHandler, ProcessManager, Runnable, process_fn,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A background helper that says when it is asked to stop.
+struct Helper(mpsc::UnboundedSender<String>);
+
+impl Runnable for Helper {
+    type Error = std::io::Error;
+
+    async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
+        ctx.shutdown_requested().await;
+        self.0
+            .send(format!("helper stops ({:?})", ctx.shutdown_reason()))
+            .expect("test listens");
+        Ok(())
+    }
+
+    fn child_options(&self) -> ChildOptions {
+        ChildOptions::new().background(true)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_children_stop_after_the_others() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let helper = manager.insert(Helper(tx.clone())).expect("accepted");
+    manager
+        .insert(process_fn("worker", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                tx.send("worker stops".to_owned()).expect("test listens");
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    assert_eq!(events.recv().await.as_deref(), Some("worker stops"));
+    assert_eq!(
+        events.recv().await.as_deref(),
+        Some("helper stops (Some(Requested))")
+    );
+    run.await.expect("joined").expect("clean stop");
+    assert_eq!(asked.elapsed(), Duration::from_secs(2));
+    assert!(matches!(helper.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_children_do_not_keep_the_manager_running() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    manager.insert(Helper(tx)).expect("accepted");
+    let worker = manager
+        .insert(process_fn("worker", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let exit = manager.await.expect("clean end");
+    assert_eq!(exit.shutdown_reason(), None);
+    assert!(matches!(worker.outcome(), Some(Outcome::Completed)));
+    assert_eq!(events.recv().await.as_deref(), Some("helper stops (Some(Requested))"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn options_given_at_insert_win_over_the_runnables_own() {
+    let (tx, _events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    // Inserted as a foreground child after all, it keeps the manager alive.
+    let helper = manager
+        .insert_with(Helper(tx), ChildOptions::new().background(false))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!handle.is_finished());
+    assert!(!helper.is_finished());
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_background_child_that_ignores_shutdown_is_aborted_after_its_grace() {
+    let manager = ProcessManager::builder()
+        .grace_period(Duration::from_secs(3))
+        .build();
+    let stuck = manager
+        .insert_with(
+            process_fn("stuck", |_ctx| async {
+                std::future::pending::<()>().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().background(true),
+        )
+        .expect("accepted");
+    manager
+        .insert(process_fn("short", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .expect("accepted");
+    let started = Instant::now();
+    let error = manager.await.expect_err("the abort is reported");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(error.failures().expect("failures").first().id(), stuck.id());
+}
