@@ -3,15 +3,23 @@
 //!
 //! Each worker is a small struct implementing [`Runnable`]: it ticks every
 //! 500 ms, prints a line when it is asked to reload, and returns `Ok` when it
-//! is asked to stop. A third child, the stopper, asks the whole tree to
-//! reload halfway through and to shut down at the end (or as soon as you
-//! press Ctrl-C), through a clone of the manager's handle.
+//! is asked to stop. A third child, the stopper, shuts the tree down through a
+//! clone of the manager's handle when the time is up.
 //!
 //! Run it with:
 //!
 //! ```text
 //! cargo run --example simple
+//! cargo run --example simple --features signal   # SIGTERM, SIGHUP, Ctrl-C twice
 //! ```
+//!
+//! With the `signal` feature a [`SignalReceiver`](procmgr::builtin::SignalReceiver)
+//! handles the signals: Ctrl-C or `kill -TERM` stop the tree gracefully,
+//! `kill -HUP` reloads it, and a second Ctrl-C aborts what is still running.
+//! Without it, the stopper listens for Ctrl-C itself.
+//!
+//! Options: `--run-for SECONDS` (default 3), and `--stubborn`, which makes
+//! `worker-2` ignore shutdown so that a second Ctrl-C has something to force.
 
 #![allow(clippy::print_stdout)]
 
@@ -23,13 +31,10 @@ use procmgr::{
     BoxError, Context, ControlMessage, ManagerHandle, ProcessControlHandler, ProcessManager,
     Runnable, process_fn,
 };
-use tokio::time::{Instant, sleep, sleep_until};
-
-/// How long the example runs unless Ctrl-C stops it earlier.
-const RUN_FOR: Duration = Duration::from_secs(3);
 
 struct Worker {
     name: &'static str,
+    stubborn: bool,
 }
 
 impl Runnable for Worker {
@@ -39,6 +44,7 @@ impl Runnable for Worker {
         let mut interval = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0_u64;
         ctx.mark_ready();
+        println!("{}: ready", ctx.name());
         loop {
             tokio::select! {
                 _ = interval.tick() => {
@@ -49,7 +55,14 @@ impl Runnable for Worker {
                     Some(ControlMessage::Reload) => {
                         println!("{}: reloading configuration", ctx.name());
                     }
-                    Some(ControlMessage::Shutdown) | None => break,
+                    Some(ControlMessage::Shutdown) if self.stubborn => {
+                        println!("{}: ignoring the request to stop", ctx.name());
+                    }
+                    Some(ControlMessage::Shutdown) => break,
+                    // After shutdown, `recv` returns `None` at once; a
+                    // stubborn worker just keeps ticking.
+                    None if self.stubborn => std::future::pending::<()>().await,
+                    None => break,
                     Some(_) => {}
                 },
             }
@@ -63,37 +76,20 @@ impl Runnable for Worker {
     }
 }
 
-/// Reloads the tree halfway through and shuts it down after [`RUN_FOR`] or on
-/// Ctrl-C, whichever comes first.
-async fn stopper(ctx: Context, manager: ManagerHandle) -> Result<(), BoxError> {
-    let started = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let reload_at = sleep(RUN_FOR / 2);
-    tokio::pin!(reload_at);
-    let mut reloaded = false;
-    loop {
-        tokio::select! {
-            signal = &mut ctrl_c => {
-                // Failing to listen for Ctrl-C fails this child, which stops
-                // the tree and makes `main` return the error.
-                signal?;
-                println!("{}: Ctrl-C received", ctx.name());
-                break;
-            }
-            () = &mut reload_at, if !reloaded => {
-                reloaded = true;
-                println!("{}: asking every process to reload", ctx.name());
-                manager.request_reload()?;
-            }
-            () = sleep_until(started + RUN_FOR) => {
-                println!("{}: {RUN_FOR:?} have passed", ctx.name());
-                break;
-            }
-            // The tree is already stopping, for example because a worker
-            // failed: there is nothing left to do.
-            () = ctx.shutdown_requested() => return Ok(()),
+/// Shuts the tree down after `run_for`, or on Ctrl-C when no signal receiver
+/// does that.
+async fn stopper(ctx: Context, manager: ManagerHandle, run_for: Duration) -> Result<(), BoxError> {
+    tokio::select! {
+        signal = ctrl_c() => {
+            // Failing to listen for Ctrl-C fails this child, which stops the
+            // tree and makes `main` return the error.
+            signal?;
+            println!("{}: Ctrl-C received", ctx.name());
         }
+        () = tokio::time::sleep(run_for) => println!("{}: {run_for:?} have passed", ctx.name()),
+        // The tree is already stopping (a signal, a failed worker): nothing
+        // left to do.
+        () = ctx.shutdown_requested() => return Ok(()),
     }
     println!("{}: asking the tree to shut down", ctx.name());
     // Err means the manager has already ended, which this running child of
@@ -102,19 +98,67 @@ async fn stopper(ctx: Context, manager: ManagerHandle) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(not(feature = "signal"))]
+async fn ctrl_c() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}
+
+#[cfg(feature = "signal")]
+async fn ctrl_c() -> std::io::Result<()> {
+    // The signal receiver handles Ctrl-C.
+    std::future::pending().await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let mut run_for = Duration::from_secs(3);
+    let mut stubborn = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--stubborn" => stubborn = true,
+            "--run-for" => {
+                let seconds: u64 = args.next().ok_or("--run-for needs a number")?.parse()?;
+                run_for = Duration::from_secs(seconds);
+            }
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+
     let manager = ProcessManager::builder().name("simple").build();
-    manager.insert(Worker { name: "worker-1" })?;
-    manager.insert(Worker { name: "worker-2" })?;
+    #[cfg(feature = "signal")]
+    {
+        manager.insert(procmgr::builtin::SignalReceiver::new(manager.handle()))?;
+        println!(
+            "simple: signals handled by procmgr (pid {})",
+            std::process::id()
+        );
+    }
+    manager.insert(Worker {
+        name: "worker-1",
+        stubborn: false,
+    })?;
+    manager.insert(Worker {
+        name: "worker-2",
+        stubborn,
+    })?;
     let handle = manager.handle();
     manager.insert(process_fn("stopper", move |ctx| {
-        stopper(ctx, handle.clone())
+        stopper(ctx, handle.clone(), run_for)
     }))?;
 
     // Runs until every child has ended; the first child failure, if any,
     // comes back as the error with the child's path.
-    manager.await?;
-    println!("simple: every process has stopped");
+    let exit = match manager.await {
+        Ok(exit) => exit,
+        Err(error) => {
+            println!("simple: {error}");
+            return Err(error.into());
+        }
+    };
+    match exit.shutdown_reason() {
+        Some(reason) => println!("simple: every process has stopped ({reason})"),
+        None => println!("simple: every process has stopped"),
+    }
     Ok(())
 }

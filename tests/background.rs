@@ -74,7 +74,10 @@ async fn background_children_do_not_keep_the_manager_running() {
     let exit = manager.await.expect("clean end");
     assert_eq!(exit.shutdown_reason(), None);
     assert!(matches!(worker.outcome(), Some(Outcome::Completed)));
-    assert_eq!(events.recv().await.as_deref(), Some("helper stops (Some(Requested))"));
+    assert_eq!(
+        events.recv().await.as_deref(),
+        Some("helper stops (Some(Requested))")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -109,7 +112,9 @@ async fn a_background_child_that_ignores_shutdown_is_aborted_after_its_grace() {
         )
         .expect("accepted");
     manager
-        .insert(process_fn("short", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .insert(process_fn("short", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
         .expect("accepted");
     let started = Instant::now();
     let error = manager.await.expect_err("the abort is reported");

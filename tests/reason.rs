@@ -92,7 +92,10 @@ async fn a_siblings_failure_names_the_sibling() {
     let expected = ShutdownReason::ChildFailed {
         path: "root/flaky".to_owned(),
     };
-    assert_eq!(reasons.recv().await, Some(("steady", Some(expected.clone()))));
+    assert_eq!(
+        reasons.recv().await,
+        Some(("steady", Some(expected.clone())))
+    );
     assert_eq!(
         error.failures().expect("failures").shutdown_reason(),
         Some(&expected)
@@ -103,7 +106,9 @@ async fn a_siblings_failure_names_the_sibling() {
 async fn a_child_stopped_alone_sees_a_request_and_nested_children_see_their_parent() {
     let (tx, mut reasons) = mpsc::unbounded_channel();
     let nested = ProcessManager::builder().name("inner").build();
-    nested.insert(reporter("deep", tx.clone())).expect("accepted");
+    nested
+        .insert(reporter("deep", tx.clone()))
+        .expect("accepted");
     let root = ProcessManager::builder().name("root").build();
     let alone = root.insert(reporter("alone", tx)).expect("accepted");
     root.insert(nested).expect("accepted");
@@ -134,7 +139,9 @@ async fn a_child_stopped_alone_sees_a_request_and_nested_children_see_their_pare
 async fn a_manager_whose_children_all_ended_has_no_reason() {
     let manager = ProcessManager::new();
     manager
-        .insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .insert(process_fn("once", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
         .expect("accepted");
     let exit = manager.await.expect("clean end");
     assert_eq!(exit.shutdown_reason(), None);
@@ -165,11 +172,17 @@ async fn a_forced_shutdown_aborts_at_once_and_says_so() {
     handle
         .force_shutdown(ShutdownReason::Forced(Signal::Interrupt))
         .expect("still stopping");
-    let error = run.await.expect("joined").expect_err("the abort is reported");
+    let error = run
+        .await
+        .expect("joined")
+        .expect_err("the abort is reported");
     assert_eq!(forced_at.elapsed(), Duration::ZERO);
     let failures = error.failures().expect("failures");
     assert_eq!(failures.first().path(), "root/stubborn");
-    assert!(matches!(failures.first().cause(), FailureCause::Aborted { .. }));
+    assert!(matches!(
+        failures.first().cause(),
+        FailureCause::Aborted { .. }
+    ));
     assert_eq!(
         failures.shutdown_reason(),
         Some(&ShutdownReason::Forced(Signal::Interrupt))

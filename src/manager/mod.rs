@@ -11,7 +11,7 @@ mod supervisor;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,8 +158,8 @@ impl IntoFuture for ProcessManager {
 impl Runnable for ProcessManager {
     type Error = RunError;
 
-    fn run(&self, ctx: Context) -> impl Future<Output = Result<(), RunError>> + Send {
-        async move { supervise(self, Some(ctx)).await.map(drop) }
+    async fn run(&self, ctx: Context) -> Result<(), RunError> {
+        supervise(self, Some(ctx)).await.map(drop)
     }
 
     fn name(&self) -> Cow<'static, str> {
