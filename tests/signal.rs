@@ -3,6 +3,7 @@
 //! runs in. The tests take turns through a lock.
 
 #![cfg(all(unix, feature = "signal"))]
+#![allow(clippy::print_stdout)] // the child process reports through stdout
 
 use std::time::Duration;
 
