@@ -67,6 +67,7 @@ pub use error::{
     RunError, SendError,
 };
 pub use manager::{
-    ChildOptions, DEFAULT_GRACE_PERIOD, Exit, ManagerHandle, ProcessManager, ProcessManagerBuilder,
+    ChildOptions, DEFAULT_GRACE_PERIOD, Exit, ManagerHandle, NESTED_GRACE_MARGIN, ProcessManager,
+    ProcessManagerBuilder,
 };
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use procmgr::{
-    FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager, Runnable, process_fn,
+    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager,
+    Runnable, process_fn,
 };
 use tokio::time::Instant;
 
@@ -100,7 +101,14 @@ async fn a_nested_manager_that_overruns_the_parents_grace_is_aborted_with_its_ch
         .name("root")
         .grace_period(Duration::from_secs(1))
         .build();
-    let inner = root.insert(nested).expect("accepted");
+    // A grace period given at insert wins over the one the nested manager
+    // asks for (its own plus a margin).
+    let inner = root
+        .insert_with(
+            nested,
+            ChildOptions::new().grace_period(Duration::from_secs(1)),
+        )
+        .expect("accepted");
     let handle = root.handle();
     let run = tokio::spawn(root.into_future());
     tokio::task::yield_now().await;
@@ -117,4 +125,32 @@ async fn a_nested_manager_that_overruns_the_parents_grace_is_aborted_with_its_ch
     assert!(matches!(failure.cause(), FailureCause::Aborted { .. }));
     assert!(matches!(inner.outcome(), Some(Outcome::Aborted)));
     assert!(matches!(stuck.wait().await, Outcome::Aborted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_default_grace_periods_the_stuck_leaf_is_reported_not_its_manager() {
+    let nested = ProcessManager::builder().name("inner").build();
+    let stuck = nested
+        .insert(process_fn("stuck", |_ctx| async {
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let error = run
+        .await
+        .expect("joined")
+        .expect_err("the abort is reported");
+    assert_eq!(asked.elapsed(), procmgr::DEFAULT_GRACE_PERIOD);
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/inner/stuck");
+    assert!(matches!(stuck.outcome(), Some(Outcome::Aborted)));
+    assert!(matches!(inner.outcome(), Some(Outcome::Failed(_))));
 }

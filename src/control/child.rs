@@ -35,8 +35,12 @@ pub(crate) struct ChildCore {
     /// keeps a wake-up that arrives while it is not waiting.
     inbox_ready: Notify,
     ready: AtomicBool,
-    /// Shutdown was requested through this child's own handle.
+    /// Shutdown was requested through this child's own handle before anyone
+    /// else requested it.
     stopped_alone: AtomicBool,
+    /// A handle asked this child to stop, so its grace period has started.
+    /// Separate from the token, which the child itself may cancel.
+    stop_requested: AtomicBool,
     pub(crate) end: EndSignal,
 }
 
@@ -71,6 +75,7 @@ impl ChildCore {
             inbox_ready: Notify::new(),
             ready: AtomicBool::new(false),
             stopped_alone: AtomicBool::new(false),
+            stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
         }
     }
@@ -106,6 +111,8 @@ impl ChildCore {
         if !self.token.is_cancelled() {
             self.stopped_alone.store(true, Ordering::Release);
             self.token.cancel();
+        }
+        if !self.stop_requested.swap(true, Ordering::AcqRel) {
             if let Some(listener) = self.listener.upgrade() {
                 listener.stop_requested(self.slot, self.id);
             }
@@ -152,6 +159,11 @@ impl ChildCore {
         self.inbox_ready.notified().await;
     }
 
+    /// Whether a handle asked this child to stop.
+    pub(crate) fn was_asked_to_stop(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
     pub(crate) fn was_stopped_alone(&self) -> bool {
         self.stopped_alone.load(Ordering::Acquire)
     }
@@ -168,6 +180,11 @@ impl ChildCore {
 /// child has ended: requests then return [`ControlError::Ended`] and
 /// [`wait`](ProcessControlHandler::wait) returns the outcome at once.
 /// Dropping a handle does nothing to the child.
+///
+/// A child stopped through its handle that is still running when its grace
+/// period ends is aborted. Its outcome says [`Outcome::Aborted`], but it is
+/// not a failure of its manager: it was asked to stop, and it stopped. (An
+/// abort during the manager's own shutdown is reported as a failure.)
 #[derive(Clone)]
 pub struct ChildHandle {
     core: Arc<ChildCore>,
@@ -192,7 +209,10 @@ impl ChildHandle {
     /// [`ControlMessage::Custom`] from [`Context::recv`](crate::Context::recv).
     ///
     /// Never blocks: messages queue in the child's inbox until it reads them,
-    /// without a bound, and the ones it has not read when it ends are dropped.
+    /// without a bound, and the ones it has not read when it ends are dropped
+    /// (also those sent in the moment between its return and its manager
+    /// noticing). A nested [`ProcessManager`](crate::ProcessManager) drops
+    /// every custom message: it has no use for them.
     ///
     /// # Errors
     ///

@@ -118,7 +118,8 @@ impl Context {
     /// A token that is cancelled when shutdown of this process is requested,
     /// for libraries that take one (for example as the signal of axum's
     /// `with_graceful_shutdown`). Cancelling it yourself requests shutdown of
-    /// this process alone, without starting its grace period.
+    /// this process alone, without starting its grace period (a later
+    /// request through a handle still starts it).
     pub fn token(&self) -> CancellationToken {
         self.core.token.clone()
     }
@@ -146,8 +147,8 @@ impl Context {
     /// requested, once. After it, `recv` hands out what is still queued and
     /// then returns `None` instead of waiting, so a loop over `recv` ends.
     /// Reloads requested while the process was busy arrive as a single
-    /// [`ControlMessage::Reload`]; custom messages arrive one by one, in the
-    /// order they were sent.
+    /// [`ControlMessage::Reload`], ahead of custom messages sent before them;
+    /// custom messages arrive one by one, in the order they were sent.
     ///
     /// # Cancel safety
     ///

@@ -12,6 +12,8 @@ use crate::error::ControlError;
 /// implement it. Requests never block and never panic; once the process has
 /// ended they return [`ControlError::Ended`]. Bring the trait into scope
 /// (`use procmgr::ProcessControlHandler;`) to call its methods on a handle.
+/// The trait is sealed: only procmgr's handles implement it, so that it can
+/// grow without breaking anyone.
 ///
 /// # Example
 ///
@@ -30,7 +32,9 @@ use crate::error::ControlError;
 ///     outcomes
 /// }
 /// ```
-pub trait ProcessControlHandler: Clone + Send + Sync + fmt::Debug + 'static {
+pub trait ProcessControlHandler:
+    sealed::Sealed + Clone + Send + Sync + fmt::Debug + 'static
+{
     /// Asks the process to shut down gracefully and returns at once.
     ///
     /// Asking again, from this handle or any other, changes nothing: it is the
@@ -80,4 +84,13 @@ pub trait ProcessControlHandler: Clone + Send + Sync + fmt::Debug + 'static {
             self.wait().await
         }
     }
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`ProcessControlHandler`](super::ProcessControlHandler) to
+    /// procmgr's own handles.
+    pub trait Sealed {}
+
+    impl Sealed for crate::ChildHandle {}
+    impl Sealed for crate::ManagerHandle {}
 }

@@ -13,7 +13,9 @@ use crate::runnable::Runnable;
 ///
 /// Cheap to clone, usable from any task, and usable before the manager runs
 /// and outside a tokio runtime. After the manager has stopped, inserts hand
-/// the runnable back and requests return [`ControlError::Ended`].
+/// the runnable back and requests return [`ControlError::Ended`]. Waiting for
+/// a manager that has not run yet waits until it runs and ends, or until the
+/// manager is dropped.
 ///
 /// # Example
 ///

@@ -30,6 +30,10 @@ use shared::ManagerShared;
 /// The grace period of a manager built without one.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 
+/// What a nested manager's grace period in its parent adds to its own: the
+/// time it has to abort its stuck children and return.
+pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
+
 /// A process that runs other processes (its children) and stops them all,
 /// gracefully, when one fails or when asked to.
 ///
@@ -61,8 +65,11 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 ///
 /// Dropping the manager's run future (or aborting the task that awaits it)
 /// aborts every child, including the children of nested managers; their
-/// handles then report [`Outcome::Aborted`](crate::Outcome::Aborted).
-/// Dropping a manager that never ran drops the children inserted into it.
+/// handles then report [`Outcome::Aborted`](crate::Outcome::Aborted). As
+/// with any tokio abort, a task that is running on another thread at that
+/// moment stops at its next `.await`, so the outcome can come a moment before
+/// the future is gone. Dropping a manager that never ran drops the children
+/// inserted into it.
 ///
 /// # Example
 ///
@@ -155,8 +162,16 @@ impl IntoFuture for ProcessManager {
 }
 
 /// A manager inserted into another manager runs as its child.
+///
+/// Its grace period in the parent defaults to its own grace period plus
+/// [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
+/// report which one it was before its parent would abort it whole.
 impl Runnable for ProcessManager {
     type Error = RunError;
+
+    fn child_options(&self) -> ChildOptions {
+        ChildOptions::new().grace_period(self.shared.grace + NESTED_GRACE_MARGIN)
+    }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {
         supervise(self, Some(ctx)).await.map(drop)

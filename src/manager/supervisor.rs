@@ -158,6 +158,8 @@ struct Run<'a> {
     /// When children with the manager's grace period are aborted; set when
     /// the manager starts to stop, cleared once it has passed.
     stop_deadline: Option<Instant>,
+    /// Entries stay until their deadline even if their child ends earlier;
+    /// the heap is bounded by the children stopped within one grace period.
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     aborting: HashMap<tokio::task::Id, (usize, Duration)>,
     failures: Option<ChildFailures>,
@@ -211,12 +213,18 @@ impl Run<'_> {
         }
         registry.phase = Phase::Stopped;
         // Children whose tasks are gone without the loop seeing their end
-        // (a panic escaping the catch, the runtime shutting down) must not
-        // leave their handles waiting.
-        for record in registry.records.iter() {
-            if !record.core.is_finished() {
-                record.core.finish(Outcome::Aborted);
-            }
+        // (the runtime shutting down) must not leave their handles waiting.
+        let lost: Vec<_> = registry
+            .records
+            .iter()
+            .filter(|record| !record.core.is_finished())
+            .map(|record| Arc::clone(&record.core))
+            .collect();
+        drop(registry);
+        // `finish` drops unread messages, which runs user code: not under
+        // the lock.
+        for core in lost {
+            core.finish(Outcome::Aborted);
         }
         true
     }
@@ -388,6 +396,10 @@ impl Run<'_> {
                 core.id,
                 FailureCause::Panic(message.clone()),
             )),
+            // A child stopped through its own handle and aborted after its
+            // grace period has done what was asked: it stopped. Only aborts
+            // during the manager's own stop count as failures.
+            Outcome::Aborted if core.was_asked_to_stop() => {}
             Outcome::Aborted => self.record_failure(ChildFailure::new(
                 self.child_path(&core.name),
                 core.id,
@@ -445,10 +457,14 @@ fn spawn_child(
     let ctx = Context::new(core, Arc::clone(path), Arc::clone(reasons));
     let path = Arc::clone(path);
     let task = async move {
-        events::child_started(&path, ctx.name(), id);
-        let result = AssertUnwindSafe(runnable.run_boxed(ctx))
-            .catch_unwind()
-            .await;
+        // The start event is inside the caught future: a panicking log or
+        // tracing subscriber must fail this child, not lose it.
+        let result = AssertUnwindSafe(async move {
+            events::child_started(&path, ctx.name(), id);
+            runnable.run_boxed(ctx).await
+        })
+        .catch_unwind()
+        .await;
         (slot, id, result)
     };
     #[cfg(feature = "tracing")]
