@@ -11,7 +11,12 @@
 //!
 //! ```text
 //! cargo run --example dynamic_add
+//! cargo run --example dynamic_add --features signal
 //! ```
+//!
+//! With the `signal` feature a [`SignalReceiver`](procmgr::builtin::SignalReceiver)
+//! runs in the tree too: Ctrl-C or `kill -TERM` stop it early, `kill -HUP`
+//! reloads every worker.
 
 #![allow(clippy::print_stdout)]
 
@@ -121,6 +126,8 @@ async fn main() -> Result<(), BoxError> {
         .name("service")
         .child(IdleProcess)
         .build();
+    #[cfg(feature = "signal")]
+    manager.insert(procmgr::builtin::SignalReceiver::new(manager.handle()))?;
     // Handles are cheap clones that work from any task, before and while the
     // manager runs.
     let handle = manager.handle();
