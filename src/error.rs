@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::control::ShutdownReason;
+use crate::manager::RestartLimit;
 
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
 #[derive(Debug, Clone)]
@@ -108,11 +109,29 @@ pub struct ChildFailure {
     path: String,
     id: u64,
     cause: FailureCause,
+    exceeded: Option<RestartLimit>,
 }
 
 impl ChildFailure {
     pub(crate) fn new(path: String, id: u64, cause: FailureCause) -> Self {
-        ChildFailure { path, id, cause }
+        ChildFailure {
+            path,
+            id,
+            cause,
+            exceeded: None,
+        }
+    }
+
+    pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
+        self.exceeded = Some(limit);
+        self
+    }
+
+    /// The restart limit the child exceeded, if it was given up on because
+    /// it failed too often; [`cause`](ChildFailure::cause) is its last
+    /// failure.
+    pub fn exceeded_restart_limit(&self) -> Option<&RestartLimit> {
+        self.exceeded.as_ref()
     }
 
     /// The child's path from the root manager, such as `root/consumers/kafka-0`.
@@ -134,15 +153,24 @@ impl ChildFailure {
 impl fmt::Display for ChildFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cause {
-            FailureCause::Error(_) => write!(f, "process {} failed", self.path),
+            FailureCause::Error(_) => write!(f, "process {} failed", self.path)?,
             FailureCause::Panic(message) => {
-                write!(f, "process {} panicked: {message}", self.path)
+                write!(f, "process {} panicked: {message}", self.path)?;
             }
             FailureCause::Aborted { grace } => write!(
                 f,
                 "process {} was aborted after a grace period of {grace:?}",
                 self.path
-            ),
+            )?,
+            FailureCause::StartTimeout { timeout } => write!(
+                f,
+                "process {} was not ready within its start timeout of {timeout:?}",
+                self.path
+            )?,
+        }
+        match &self.exceeded {
+            Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
+            None => Ok(()),
         }
     }
 }
@@ -151,7 +179,9 @@ impl Error for ChildFailure {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.cause {
             FailureCause::Error(error) => Some(&**error),
-            FailureCause::Panic(_) | FailureCause::Aborted { .. } => None,
+            FailureCause::Panic(_)
+            | FailureCause::Aborted { .. }
+            | FailureCause::StartTimeout { .. } => None,
         }
     }
 }
@@ -168,6 +198,12 @@ pub enum FailureCause {
     Aborted {
         /// The grace period it was given.
         grace: Duration,
+    },
+    /// It did not say it was ready within the manager's start timeout
+    /// (ordered start) and was aborted.
+    StartTimeout {
+        /// The start timeout.
+        timeout: Duration,
     },
 }
 

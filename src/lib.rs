@@ -67,7 +67,7 @@ pub use error::{
     RunError, SendError,
 };
 pub use manager::{
-    ChildOptions, DEFAULT_GRACE_PERIOD, Exit, ManagerHandle, NESTED_GRACE_MARGIN, ProcessManager,
-    ProcessManagerBuilder,
+    Backoff, ChildOptions, DEFAULT_GRACE_PERIOD, Exit, Jitter, ManagerHandle, NESTED_GRACE_MARGIN,
+    ProcessManager, ProcessManagerBuilder, Restart, RestartLimit, Strategy,
 };
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};

@@ -87,8 +87,8 @@ mod tracing_events {
         let lines = captured.lines();
         if cfg!(feature = "tracing") {
             for expected in [
-                "span process name=steady id=0 path=root/steady",
-                "span process name=flaky id=1 path=root/flaky",
+                "span process name=steady id=0 path=root/steady attempt=1",
+                "span process name=flaky id=1 path=root/flaky attempt=1",
                 "DEBUG message=process started path=root/steady id=0",
                 "ERROR message=process failed path=root/flaky id=1 error=broke",
                 "INFO message=process manager shutting down path=root reason=process root/flaky failed",

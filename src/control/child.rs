@@ -1,20 +1,38 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{ControlMessage, CustomMessage, EndSignal, Outcome, ProcessControlHandler};
+use super::{
+    ControlMessage, CustomMessage, EndSignal, Outcome, ProcessControlHandler, ShutdownReason,
+};
 use crate::error::{ControlError, SendError};
 
 /// Told when a child is asked to stop on its own, so that its manager can
 /// start the child's grace period.
 pub(crate) trait StopListener: Send + Sync {
     fn stop_requested(&self, slot: usize, id: u64);
+
+    /// The child said it is ready; only called while the manager waits for
+    /// it (ordered start).
+    fn child_ready(&self, slot: usize, id: u64);
+}
+
+/// What a manager does when a child ends; fixed when it is inserted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildPolicy {
+    pub(crate) restart: crate::Restart,
+    /// Its end, when it is not restarted, stops the manager.
+    pub(crate) significant: bool,
+    /// Its failure, when it is not restarted, stops the manager.
+    pub(crate) escalate: bool,
+    /// The manager waits for it to be ready before starting the next child.
+    pub(crate) announce_ready: bool,
 }
 
 /// The state one child shares between its handles, its context and its
@@ -28,6 +46,9 @@ pub(crate) struct ChildCore {
     pub(crate) grace: Option<Duration>,
     /// Stopped only after every other child of its manager has ended.
     pub(crate) background: bool,
+    pub(crate) policy: ChildPolicy,
+    /// The current attempt, from 1; restarts add one.
+    attempt: AtomicU32,
     pub(crate) token: CancellationToken,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
@@ -51,6 +72,9 @@ struct Inbox {
     reloads: u64,
     messages: VecDeque<CustomMessage>,
     closed: bool,
+    /// Why the manager stopped the current attempt to restart it with a
+    /// sibling; cleared when the next attempt starts.
+    restart_reason: Option<Box<ShutdownReason>>,
 }
 
 impl ChildCore {
@@ -60,6 +84,7 @@ impl ChildCore {
         name: Cow<'static, str>,
         grace: Option<Duration>,
         background: bool,
+        policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
     ) -> Self {
@@ -69,6 +94,8 @@ impl ChildCore {
             name,
             grace,
             background,
+            policy,
+            attempt: AtomicU32::new(0),
             token,
             listener,
             inbox: Mutex::default(),
@@ -169,7 +196,36 @@ impl ChildCore {
     }
 
     pub(crate) fn mark_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        let was_ready = self.ready.swap(true, Ordering::AcqRel);
+        if !was_ready && self.policy.announce_ready {
+            if let Some(listener) = self.listener.upgrade() {
+                listener.child_ready(self.slot, self.id);
+            }
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Starts the next attempt: counts it, forgets the last one's readiness
+    /// and restart reason, and returns its number.
+    pub(crate) fn begin_attempt(&self) -> u32 {
+        self.ready.store(false, Ordering::Release);
+        self.inbox().restart_reason = None;
+        self.attempt.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_restart_reason(&self, reason: ShutdownReason) {
+        self.inbox().restart_reason = Some(Box::new(reason));
+    }
+
+    pub(crate) fn restart_reason(&self) -> Option<ShutdownReason> {
+        self.inbox().restart_reason.as_deref().cloned()
     }
 }
 
@@ -224,7 +280,12 @@ impl ChildHandle {
     /// Whether the child has said it is ready with
     /// [`Context::mark_ready`](crate::Context::mark_ready).
     pub fn is_ready(&self) -> bool {
-        self.core.ready.load(Ordering::Acquire)
+        self.core.is_ready()
+    }
+
+    /// How many times the child has been restarted.
+    pub fn restarts(&self) -> u32 {
+        self.core.attempt().saturating_sub(1)
     }
 
     /// How the child ended, or `None` while it runs.

@@ -32,6 +32,10 @@ use super::{ChildCore, ControlMessage, ReasonCell, ShutdownReason};
 /// ```
 pub struct Context {
     core: Arc<ChildCore>,
+    /// This attempt's token: the child's own, or a child of it when the
+    /// manager may stop this attempt alone to restart it.
+    token: CancellationToken,
+    attempt: u32,
     parent_path: Arc<str>,
     /// The manager's shutdown reason, shared by all its children.
     reasons: Arc<ReasonCell>,
@@ -42,6 +46,8 @@ pub struct Context {
 impl Context {
     pub(crate) fn new(
         core: Arc<ChildCore>,
+        token: CancellationToken,
+        attempt: u32,
         parent_path: Arc<str>,
         reasons: Arc<ReasonCell>,
     ) -> Self {
@@ -49,6 +55,8 @@ impl Context {
         // looks is delivered too: "never missed" includes the first look.
         Context {
             core,
+            token,
+            attempt,
             parent_path,
             reasons,
             seen_reloads: 0,
@@ -59,6 +67,11 @@ impl Context {
     /// The process's id, unique within its manager.
     pub fn id(&self) -> u64 {
         self.core.id
+    }
+
+    /// Which attempt this is: 1 for the first run, one more for each restart.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// The process's name.
@@ -79,12 +92,12 @@ impl Context {
     ///
     /// This method is cancel safe.
     pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
-        self.core.token.cancelled()
+        self.token.cancelled()
     }
 
     /// Whether shutdown of this process has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.core.token.is_cancelled()
+        self.token.is_cancelled()
     }
 
     /// Why shutdown of this process was requested, or `None` while it has not
@@ -106,8 +119,11 @@ impl Context {
     /// }
     /// ```
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
-        if !self.core.token.is_cancelled() {
+        if !self.token.is_cancelled() {
             return None;
+        }
+        if let Some(reason) = self.core.restart_reason() {
+            return Some(reason);
         }
         if self.core.was_stopped_alone() {
             return Some(ShutdownReason::Requested);
@@ -121,7 +137,7 @@ impl Context {
     /// this process alone, without starting its grace period (a later
     /// request through a handle still starts it).
     pub fn token(&self) -> CancellationToken {
-        self.core.token.clone()
+        self.token.clone()
     }
 
     /// Runs `future` until it completes or shutdown is requested, whichever
@@ -131,7 +147,7 @@ impl Context {
     ///
     /// As cancel safe as `future` itself: dropping this future drops it.
     pub async fn run_until_shutdown<F: Future>(&self, future: F) -> Option<F::Output> {
-        self.core.token.run_until_cancelled(future).await
+        self.token.run_until_cancelled(future).await
     }
 
     /// Says that the process is ready: it has bound its socket, connected to
@@ -163,7 +179,7 @@ impl Context {
                 return None;
             }
             tokio::select! {
-                () = self.core.token.cancelled() => {}
+                () = self.token.cancelled() => {}
                 () = self.core.message_arrived() => {}
             }
         }
@@ -172,7 +188,7 @@ impl Context {
     /// The next control message if one is waiting, without waiting; the
     /// same order as [`recv`](Context::recv).
     pub fn try_recv(&mut self) -> Option<ControlMessage> {
-        if !self.shutdown_delivered && self.core.token.is_cancelled() {
+        if !self.shutdown_delivered && self.token.is_cancelled() {
             self.shutdown_delivered = true;
             return Some(ControlMessage::Shutdown);
         }

@@ -24,6 +24,6 @@ pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
-pub(crate) use child::{ChildCore, StopListener};
+pub(crate) use child::{ChildCore, ChildPolicy, StopListener};
 pub(crate) use end::EndSignal;
 pub(crate) use reason::ReasonCell;

@@ -54,9 +54,17 @@ pub enum ShutdownReason {
     /// A second signal arrived while the graceful shutdown was running, and
     /// every child still running was aborted.
     Forced(Signal),
-    /// A sibling failed; `path` is the failed child's path.
+    /// A sibling failed; `path` is the failed child's path. Also the reason
+    /// a sibling restarted by a one-for-all or rest-for-one strategy sees.
     ChildFailed {
         /// The failed child's path from the root.
+        path: String,
+    },
+    /// A significant child ended (see
+    /// [`ChildOptions::significant`](crate::ChildOptions::significant)), or a
+    /// sibling ended and is restarted along with this process.
+    ChildEnded {
+        /// The child's path from the root.
         path: String,
     },
     /// The manager's own parent is shutting down, for this reason.
@@ -80,6 +88,7 @@ impl fmt::Display for ShutdownReason {
             ShutdownReason::Signal(signal) => write!(f, "received {signal}"),
             ShutdownReason::Forced(signal) => write!(f, "forced by a second {signal}"),
             ShutdownReason::ChildFailed { path } => write!(f, "process {path} failed"),
+            ShutdownReason::ChildEnded { path } => write!(f, "process {path} ended"),
             ShutdownReason::Parent(reason) => write!(f, "parent shutting down: {reason}"),
         }
     }

@@ -3,8 +3,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::shared::ManagerShared;
-use super::{ChildOptions, DEFAULT_GRACE_PERIOD, ProcessManager};
+use super::shared::{ManagerShared, Settings};
+use super::{ChildOptions, DEFAULT_GRACE_PERIOD, ProcessManager, Strategy};
 use crate::runnable::Runnable;
 
 type InsertUpFront = Box<dyn FnOnce(&Arc<ManagerShared>) + Send>;
@@ -26,18 +26,21 @@ type InsertUpFront = Box<dyn FnOnce(&Arc<ManagerShared>) + Send>;
 /// ```
 #[must_use]
 pub struct ProcessManagerBuilder {
-    name: Cow<'static, str>,
-    grace: Duration,
-    auto_cleanup: bool,
+    settings: Settings,
     children: Vec<InsertUpFront>,
 }
 
 impl ProcessManagerBuilder {
     pub(crate) fn new() -> Self {
         ProcessManagerBuilder {
-            name: Cow::Borrowed("manager"),
-            grace: DEFAULT_GRACE_PERIOD,
-            auto_cleanup: true,
+            settings: Settings {
+                name: Cow::Borrowed("manager"),
+                grace: DEFAULT_GRACE_PERIOD,
+                auto_cleanup: true,
+                strategy: Strategy::OneForOne,
+                ordered_start: None,
+                ordered_stop: false,
+            },
             children: Vec::new(),
         }
     }
@@ -45,7 +48,7 @@ impl ProcessManagerBuilder {
     /// The manager's name, the first segment of its children's paths.
     /// Default: `"manager"`.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
@@ -54,7 +57,7 @@ impl ProcessManagerBuilder {
     /// ([`ChildOptions::grace_period`]). Default: [`DEFAULT_GRACE_PERIOD`]
     /// (5 seconds).
     pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.settings.grace = grace;
         self
     }
 
@@ -63,7 +66,37 @@ impl ProcessManagerBuilder {
     /// With `false`, [`ManagerHandle::children`](crate::ManagerHandle::children)
     /// also lists ended children, with their outcome. Default: `true`.
     pub fn auto_cleanup(mut self, enabled: bool) -> Self {
-        self.auto_cleanup = enabled;
+        self.settings.auto_cleanup = enabled;
+        self
+    }
+
+    /// Which siblings are restarted with a child that is restarted. Default:
+    /// [`Strategy::OneForOne`]. Siblings are stopped gracefully, within their
+    /// grace period, before they all start again; siblings without a restart
+    /// policy stay stopped.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.settings.strategy = strategy;
+        self
+    }
+
+    /// Start the children inserted before the run one at a time, in
+    /// insertion order, each only once the one before has said it is ready
+    /// ([`Context::mark_ready`](crate::Context::mark_ready)) or has ended. A
+    /// child not ready within `timeout` is aborted and fails with
+    /// [`FailureCause::StartTimeout`](crate::FailureCause::StartTimeout).
+    /// Children inserted while the manager runs start at once. Default: off,
+    /// every child starts at once.
+    pub fn ordered_start(mut self, timeout: Duration) -> Self {
+        self.settings.ordered_start = Some(timeout);
+        self
+    }
+
+    /// Stop children one at a time in reverse start order, each stopped (or
+    /// aborted after its grace period) before the next is asked, with the
+    /// manager's grace period bounding the whole sequence. Default: `false`,
+    /// every child is asked at once.
+    pub fn ordered_stop(mut self, ordered: bool) -> Self {
+        self.settings.ordered_stop = ordered;
         self
     }
 
@@ -83,7 +116,7 @@ impl ProcessManagerBuilder {
 
     /// Builds the manager. Needs no tokio runtime; only running it does.
     pub fn build(self) -> ProcessManager {
-        let shared = Arc::new(ManagerShared::new(self.name, self.grace, self.auto_cleanup));
+        let shared = Arc::new(ManagerShared::new(self.settings));
         for insert in self.children {
             insert(&shared);
         }
@@ -94,9 +127,7 @@ impl ProcessManagerBuilder {
 impl fmt::Debug for ProcessManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessManagerBuilder")
-            .field("name", &self.name)
-            .field("grace", &self.grace)
-            .field("auto_cleanup", &self.auto_cleanup)
+            .field("settings", &self.settings)
             .field("children", &self.children.len())
             .finish()
     }

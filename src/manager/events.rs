@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::control::{Outcome, ShutdownReason};
 
 #[cfg(feature = "tracing")]
-pub(crate) fn child_span(parent_path: &str, name: &str, id: u64) -> tracing::Span {
-    tracing::info_span!("process", name, id, path = %format_args!("{parent_path}/{name}"))
+pub(crate) fn child_span(parent_path: &str, name: &str, id: u64, attempt: u32) -> tracing::Span {
+    tracing::info_span!("process", name, id, path = %format_args!("{parent_path}/{name}"), attempt)
 }
 
 pub(crate) fn child_started(parent_path: &str, name: &str, id: u64) {
@@ -66,4 +66,22 @@ pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
     tracing::info!(path, reason = %reason, "process manager shutting down");
     #[cfg(feature = "log")]
     log::info!("process manager {path} shutting down: {reason}");
+}
+
+pub(crate) fn child_restarting(
+    parent_path: &str,
+    name: &str,
+    id: u64,
+    attempt: u32,
+    delay: Duration,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        path = %format_args!("{parent_path}/{name}"), id, attempt, ?delay,
+        "process restarting"
+    );
+    #[cfg(feature = "log")]
+    log::info!(
+        "process {parent_path}/{name} (id {id}) restarting as attempt {attempt} in {delay:?}"
+    );
 }

@@ -5,6 +5,7 @@ mod events;
 mod exit;
 mod handle;
 mod options;
+mod restart;
 mod shared;
 mod slab;
 mod supervisor;
@@ -21,6 +22,7 @@ pub use builder::ProcessManagerBuilder;
 pub use exit::Exit;
 pub use handle::ManagerHandle;
 pub use options::ChildOptions;
+pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
 
 use crate::control::{ChildHandle, Context};
 use crate::error::{InsertError, RunError};

@@ -1,6 +1,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use super::{Backoff, Restart, RestartLimit};
+
 /// Per-child settings for [`ManagerHandle::insert_with`](crate::ManagerHandle::insert_with).
 ///
 /// A runnable can ask for its own defaults through
@@ -26,6 +28,11 @@ pub struct ChildOptions {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) grace: Option<Duration>,
     pub(crate) background: Option<bool>,
+    pub(crate) restart: Option<Restart>,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) restart_limit: Option<RestartLimit>,
+    pub(crate) significant: Option<bool>,
+    pub(crate) escalate: Option<bool>,
 }
 
 impl ChildOptions {
@@ -61,12 +68,64 @@ impl ChildOptions {
         self
     }
 
+    /// When the child is started again after it ends. Default:
+    /// [`Restart::Never`]. A restarted child keeps its id, name, path and
+    /// handle; [`Context::attempt`](crate::Context::attempt) says which
+    /// attempt it is.
+    #[must_use]
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = Some(restart);
+        self
+    }
+
+    /// The delay before a restart after a failure. Default:
+    /// [`Backoff::default`] (100 ms doubling to 30 s, equal jitter).
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// How many restarts are allowed within a window before the child is
+    /// given up on; then its failure is handled as if it had no restart
+    /// policy (see [`escalate`](ChildOptions::escalate)). Default:
+    /// [`RestartLimit::default`] (5 within 60 seconds).
+    #[must_use]
+    pub fn restart_limit(mut self, limit: RestartLimit) -> Self {
+        self.restart_limit = Some(limit);
+        self
+    }
+
+    /// Whether the child's end, even with `Ok`, stops the manager when the
+    /// child is not restarted: the main server whose exit should end the
+    /// program. Default: `false`.
+    #[must_use]
+    pub fn significant(mut self, significant: bool) -> Self {
+        self.significant = Some(significant);
+        self
+    }
+
+    /// Whether the child's failure, when it is not restarted (no policy, or
+    /// its restart limit exceeded), stops the manager and becomes the run's
+    /// error. With `false` the failure is only the child's outcome and its
+    /// siblings carry on. Default: `true`.
+    #[must_use]
+    pub fn escalate(mut self, escalate: bool) -> Self {
+        self.escalate = Some(escalate);
+        self
+    }
+
     /// Fills what `self` leaves unset from `defaults`.
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
             name: self.name.or(defaults.name),
             grace: self.grace.or(defaults.grace),
             background: self.background.or(defaults.background),
+            restart: self.restart.or(defaults.restart),
+            backoff: self.backoff.or(defaults.backoff),
+            restart_limit: self.restart_limit.or(defaults.restart_limit),
+            significant: self.significant.or(defaults.significant),
+            escalate: self.escalate.or(defaults.escalate),
         }
     }
 }

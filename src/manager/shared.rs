@@ -15,18 +15,36 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::ChildOptions;
+use super::restart::RestartState;
 use super::slab::Slab;
+use super::{ChildOptions, Restart, Strategy};
 use crate::control::{
-    ChildCore, ChildHandle, EndSignal, Outcome, ReasonCell, ShutdownReason, StopListener,
+    ChildCore, ChildHandle, ChildPolicy, EndSignal, Outcome, ReasonCell, ShutdownReason,
+    StopListener,
 };
 use crate::error::{ControlError, InsertError, InsertErrorKind};
 use crate::runnable::{DynRunnable, Runnable};
+
+/// How a manager is set up; fixed when it is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) grace: Duration,
+    pub(crate) auto_cleanup: bool,
+    pub(crate) strategy: Strategy,
+    /// Start the children inserted before the run one by one, each within
+    /// this timeout.
+    pub(crate) ordered_start: Option<Duration>,
+    pub(crate) ordered_stop: bool,
+}
 
 pub(crate) struct ManagerShared {
     pub(crate) name: Cow<'static, str>,
     pub(crate) grace: Duration,
     pub(crate) auto_cleanup: bool,
+    pub(crate) strategy: Strategy,
+    pub(crate) ordered_start: Option<Duration>,
+    pub(crate) ordered_stop: bool,
     /// Cancelled when this manager stops; every child's token is a child of
     /// it, except for background children, which the loop stops last.
     pub(crate) token: CancellationToken,
@@ -57,22 +75,57 @@ pub(crate) struct Registry {
     /// Children asked to stop through their own handle, whose grace period
     /// the loop must start.
     pub(crate) stop_requests: Vec<(usize, u64)>,
+    /// Children that said they are ready while the loop waits for them.
+    pub(crate) ready: Vec<(usize, u64)>,
+}
+
+/// Where a child is in its life, as the loop sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Accepted, not spawned yet.
+    Pending,
+    /// An attempt runs.
+    Running,
+    /// Waiting for its restart.
+    Backoff,
+    /// Ended, waiting for the siblings a strategy restarts with it.
+    Held,
+    /// Ended for good; the record stays only with auto-cleanup off.
+    Ended,
 }
 
 pub(crate) struct Record {
     pub(crate) core: Arc<ChildCore>,
-    /// The process, until the loop spawns it.
-    pub(crate) runnable: Option<Arc<dyn DynRunnable>>,
-    /// Set while the child's task runs.
+    pub(crate) runnable: Arc<dyn DynRunnable>,
+    pub(crate) stage: Stage,
+    /// Set while an attempt's task runs.
     pub(crate) abort: Option<AbortHandle>,
+    /// The running attempt's token, when it is not the child's own (the
+    /// child may be restarted, so the manager must be able to stop one
+    /// attempt alone).
+    pub(crate) attempt_token: Option<CancellationToken>,
+    /// Only children with a restart policy have one.
+    pub(crate) restart: Option<Box<RestartState>>,
+    /// How the last attempt ended, kept while the child may be restarted.
+    pub(crate) last_outcome: Option<Outcome>,
+}
+
+impl Record {
+    /// The token that stops the running attempt.
+    pub(crate) fn attempt_token(&self) -> &CancellationToken {
+        self.attempt_token.as_ref().unwrap_or(&self.core.token)
+    }
 }
 
 impl ManagerShared {
-    pub(crate) fn new(name: Cow<'static, str>, grace: Duration, auto_cleanup: bool) -> Self {
+    pub(crate) fn new(settings: Settings) -> Self {
         ManagerShared {
-            name,
-            grace,
-            auto_cleanup,
+            name: settings.name,
+            grace: settings.grace,
+            auto_cleanup: settings.auto_cleanup,
+            strategy: settings.strategy,
+            ordered_start: settings.ordered_start,
+            ordered_stop: settings.ordered_stop,
             token: CancellationToken::new(),
             reason: Arc::default(),
             forced: AtomicBool::new(false),
@@ -82,6 +135,7 @@ impl ManagerShared {
                 records: Slab::new(),
                 pending: Vec::new(),
                 stop_requests: Vec::new(),
+                ready: Vec::new(),
             }),
             wake: Notify::new(),
             end: EndSignal::default(),
@@ -105,6 +159,7 @@ impl ManagerShared {
         let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
+        let restart = options.restart.unwrap_or_default();
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         let mut registry = self.registry();
         let refused = match registry.phase {
@@ -121,23 +176,44 @@ impl ManagerShared {
         let id = registry.next_id;
         registry.next_id += 1;
         let slot = registry.records.vacant_key();
+        let policy = ChildPolicy {
+            restart,
+            significant: options.significant.unwrap_or(false),
+            escalate: options.escalate.unwrap_or(true),
+            announce_ready: self.ordered_start.is_some() && registry.phase == Phase::Idle,
+        };
+        // Background children, and all children of a manager that stops
+        // them in order, are stopped by the loop one by one rather than all
+        // at once through the manager's token.
+        let token = if background || self.ordered_stop {
+            CancellationToken::new()
+        } else {
+            self.token.child_token()
+        };
         let core = Arc::new(ChildCore::new(
             id,
             slot,
             name,
             options.grace,
             background,
-            if background {
-                CancellationToken::new()
-            } else {
-                self.token.child_token()
-            },
+            policy,
+            token,
             listener,
         ));
+        let restart = (restart != Restart::Never).then(|| {
+            Box::new(RestartState::new(
+                options.backoff.unwrap_or_default(),
+                options.restart_limit.unwrap_or_default(),
+            ))
+        });
         registry.records.insert(Record {
             core: Arc::clone(&core),
-            runnable: Some(Arc::new(runnable)),
+            runnable: Arc::new(runnable),
+            stage: Stage::Pending,
             abort: None,
+            attempt_token: None,
+            restart,
+            last_outcome: None,
         });
         registry.pending.push(slot);
         drop(registry);
@@ -212,6 +288,11 @@ impl ManagerShared {
 impl StopListener for ManagerShared {
     fn stop_requested(&self, slot: usize, id: u64) {
         self.registry().stop_requests.push((slot, id));
+        self.wake.notify_one();
+    }
+
+    fn child_ready(&self, slot: usize, id: u64) {
+        self.registry().ready.push((slot, id));
         self.wake.notify_one();
     }
 }

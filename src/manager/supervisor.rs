@@ -1,6 +1,6 @@
 //! The supervision loop: one future per manager run that spawns accepted
-//! children onto a `JoinSet`, reaps them as they end, and carries out the
-//! graceful-then-forced stop.
+//! children onto a `JoinSet`, reaps them as they end, restarts them as their
+//! policy says, and carries out the graceful-then-forced stop.
 //!
 //! Invariants:
 //! - A child's task returns its slot and id along with its result (panics are
@@ -8,19 +8,23 @@
 //!   Only aborted tasks come back without a result; they are found through
 //!   the small `aborting` map, which holds nothing but the children this
 //!   loop aborted.
-//! - Grace deadlines: one for the whole manager once it stops, plus a heap
-//!   for children with their own grace period or stopped through their own
-//!   handle. Stale heap entries (the child ended, its slot reused) are
-//!   recognised by id and skipped.
-//! - Background children hold tokens of their own, not children of the
-//!   manager's; the loop counts the other children and stops the background
-//!   ones when that count reaches zero.
-//! - The loop holds the registry lock only between `.await`s.
+//! - Timers (grace deadlines, restarts, start timeouts) live in one min-heap,
+//!   plus one deadline for the whole manager once it stops. Stale entries
+//!   (the child ended, its slot reused, its stage changed) are recognised by
+//!   id and stage and skipped.
+//! - A child's record stays until its end is final: while it waits for a
+//!   restart (`Backoff`) or for siblings restarted with it (`Held`), its
+//!   handle keeps working and `wait` keeps waiting.
+//! - Background children, and every child when stops are ordered, hold
+//!   tokens of their own, not children of the manager's; the loop cancels
+//!   them itself.
+//! - The loop holds the registry lock only between `.await`s, and runs no
+//!   user code under it.
 
 use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,8 +36,10 @@ use tokio::time::Instant;
 
 use super::events;
 use super::exit::Exit;
-use super::shared::{ManagerShared, Phase, Record};
-use crate::control::{Context, ControlMessage, Outcome, ReasonCell, ShutdownReason};
+use super::restart::Random;
+use super::shared::{ManagerShared, Phase, Record, Stage};
+use super::{Restart, Strategy};
+use crate::control::{ChildCore, Context, ControlMessage, Outcome, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::BoxError;
 
@@ -43,19 +49,45 @@ type TaskOutput = (
     Result<Result<(), BoxError>, Box<dyn Any + Send>>,
 );
 
+/// What a timer does when it fires; the order breaks ties between timers
+/// due at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// Abort the child: its grace period is over.
+    Abort,
+    /// Abort the child: it was not ready within the start timeout.
+    StartTimeout,
+    /// Start the child's next attempt.
+    Restart,
+}
+
+type Timer = Reverse<(Instant, TimerKind, usize, u64)>;
+
+/// Why the loop aborted a task.
+#[derive(Debug, Clone, Copy)]
+enum AbortCause {
+    Grace(Duration),
+    StartTimeout(Duration),
+}
+
 /// Runs the manager until every child has ended. `parent` is the manager's
 /// own context when it runs as a child of another manager.
 pub(crate) async fn supervise(
     shared: &Arc<ManagerShared>,
     mut parent: Option<Context>,
 ) -> Result<Exit, RunError> {
-    {
+    let initial = {
         let mut registry = shared.registry();
         if registry.phase != Phase::Idle {
             return Err(RunError::AlreadyStarted);
         }
         registry.phase = Phase::Running;
-    }
+        if shared.ordered_start.is_some() {
+            std::mem::take(&mut registry.pending)
+        } else {
+            Vec::new()
+        }
+    };
     let path: Arc<str> = match &parent {
         Some(ctx) => ctx.path().into(),
         None => Arc::from(&*shared.name),
@@ -66,21 +98,25 @@ pub(crate) async fn supervise(
         tasks: JoinSet::new(),
         stopping: false,
         stop_deadline: None,
-        deadlines: BinaryHeap::new(),
+        timers: BinaryHeap::new(),
         aborting: HashMap::new(),
         failures: None,
         foreground: 0,
+        scheduled: 0,
+        start_queue: VecDeque::new(),
+        awaiting_ready: None,
+        group: None,
+        stop_order: Vec::new(),
         background_stopped: false,
         forced: false,
+        random: Random::new(),
         finished: false,
     };
+    run.queue_initial(initial);
 
     loop {
-        run.spawn_pending();
-        if !run.forced && shared.forced.load(Ordering::Acquire) {
-            run.force();
-        }
-        if run.tasks.is_empty() {
+        run.turn();
+        if run.is_idle() {
             if run.try_finish() {
                 break;
             }
@@ -91,7 +127,7 @@ pub(crate) async fn supervise(
         tokio::select! {
             biased;
             () = shared.token.cancelled(), if !run.stopping => {
-                run.begin_stop(&parent);
+                run.begin_stop(parent.as_ref());
             }
             message = recv_parent(&mut parent), if !run.stopping => {
                 match message {
@@ -113,7 +149,7 @@ pub(crate) async fn supervise(
                 }
             }
             Some(joined) = run.tasks.join_next() => run.reap(joined),
-            () = sleep_until(next_deadline), if next_deadline.is_some() => run.deadline_passed(),
+            () = sleep_until(next_deadline), if next_deadline.is_some() => run.timers_due(),
             () = shared.wake.notified() => {}
         }
     }
@@ -148,6 +184,17 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Children stopped to be restarted together with the one that triggered it
+/// (one-for-all, rest-for-one).
+struct Group {
+    /// Members whose attempt still runs.
+    running: usize,
+    /// Every member, the trigger included.
+    members: Vec<(usize, u64)>,
+    /// The trigger's backoff, which the whole group waits.
+    delay: Duration,
+}
+
 /// One run of a manager; dropping it before it finished (the run's future
 /// was dropped) aborts every child.
 struct Run<'a> {
@@ -158,50 +205,174 @@ struct Run<'a> {
     /// When children with the manager's grace period are aborted; set when
     /// the manager starts to stop, cleared once it has passed.
     stop_deadline: Option<Instant>,
-    /// Entries stay until their deadline even if their child ends earlier;
-    /// the heap is bounded by the children stopped within one grace period.
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    aborting: HashMap<tokio::task::Id, (usize, Duration)>,
+    /// Entries stay until they are due even if their child ends earlier; the
+    /// heap is bounded by the children stopped or restarted within one grace
+    /// period or backoff.
+    timers: BinaryHeap<Timer>,
+    aborting: HashMap<tokio::task::Id, (usize, AbortCause)>,
     failures: Option<ChildFailures>,
-    /// Spawned children that are not background children and have not been
-    /// reaped.
+    /// Children that are not background children and whose end is not final
+    /// yet, once the loop has taken them from the pending list.
     foreground: usize,
+    /// Children waiting in `Backoff` for their restart.
+    scheduled: usize,
+    /// Children inserted before the run, still to start (ordered start).
+    start_queue: VecDeque<usize>,
+    /// The child of the ordered start whose readiness the loop waits for.
+    awaiting_ready: Option<(usize, u64)>,
+    group: Option<Group>,
+    /// Ordered stop: children still to ask, lowest id first (asked from the
+    /// back).
+    stop_order: Vec<(usize, u64)>,
     background_stopped: bool,
     forced: bool,
+    random: Random,
     finished: bool,
 }
 
 impl Run<'_> {
-    /// Spawns every accepted child and starts the grace period of children
-    /// stopped through their own handle.
-    fn spawn_pending(&mut self) {
+    fn queue_initial(&mut self, initial: Vec<usize>) {
+        let registry = self.shared.registry();
+        for slot in initial {
+            if let Some(record) = registry.records.get(slot) {
+                if !record.core.background {
+                    self.foreground += 1;
+                }
+                self.start_queue.push_back(slot);
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+            && self.scheduled == 0
+            && self.start_queue.is_empty()
+            && self.group.is_none()
+    }
+
+    /// Everything the loop does between waits: spawn accepted children,
+    /// start grace periods, follow the ordered start and stop, force.
+    fn turn(&mut self) {
         let now = Instant::now();
-        let mut registry = self.shared.registry();
-        let registry = &mut *registry;
-        for slot in registry.pending.drain(..) {
+        {
+            let mut registry = self.shared.registry();
+            let registry = &mut *registry;
+            for slot in registry.pending.drain(..) {
+                let Some(record) = registry.records.get_mut(slot) else {
+                    continue;
+                };
+                if !record.core.background {
+                    self.foreground += 1;
+                }
+                self.spawn(record, now);
+            }
+            for (slot, id) in registry.stop_requests.drain(..) {
+                if let Some(record) = registry.records.get_mut(slot) {
+                    if record.core.id == id && record.stage != Stage::Ended {
+                        let grace = record.core.grace.unwrap_or(self.shared.grace);
+                        self.timers
+                            .push(Reverse((now + grace, TimerKind::Abort, slot, id)));
+                    }
+                }
+            }
+            if let Some(awaited) = self.awaiting_ready {
+                let ended = registry.records.get(awaited.0).is_none_or(|record| {
+                    record.core.id != awaited.1 || record.stage != Stage::Running
+                });
+                if ended || registry.ready.contains(&awaited) {
+                    self.awaiting_ready = None;
+                }
+            }
+            registry.ready.clear();
+            if self.awaiting_ready.is_none() {
+                self.start_next(registry, now);
+            }
+        }
+        if !self.forced && self.shared.forced.load(Ordering::Acquire) {
+            self.force();
+        }
+        if self.stopping && self.shared.ordered_stop {
+            self.stop_next_in_order(now);
+        }
+    }
+
+    /// Ordered start: spawns the next initial child, or, while stopping,
+    /// all that are left (they were accepted, so they run, and stop at once).
+    fn start_next(&mut self, registry: &mut super::shared::Registry, now: Instant) {
+        while let Some(slot) = self.start_queue.pop_front() {
             let Some(record) = registry.records.get_mut(slot) else {
                 continue;
             };
-            let grace = record.core.grace;
-            if !record.core.background {
-                self.foreground += 1;
-            }
-            spawn_child(&mut self.tasks, &self.path, &self.shared.reason, record);
-            // Children spawned while the manager stops are covered by the
-            // manager's deadline unless they have a grace period of their own.
-            if let (true, Some(grace)) = (self.stopping, grace) {
-                self.deadlines
-                    .push(Reverse((now + grace, slot, record.core.id)));
-            }
-        }
-        for (slot, id) in registry.stop_requests.drain(..) {
-            if let Some(record) = registry.records.get_mut(slot) {
-                if record.core.id == id && !record.core.is_finished() {
-                    let grace = record.core.grace.unwrap_or(self.shared.grace);
-                    self.deadlines.push(Reverse((now + grace, slot, id)));
+            self.spawn(record, now);
+            if !self.stopping {
+                let id = record.core.id;
+                self.awaiting_ready = Some((slot, id));
+                if let Some(timeout) = self.shared.ordered_start {
+                    self.timers
+                        .push(Reverse((now + timeout, TimerKind::StartTimeout, slot, id)));
                 }
+                return;
             }
         }
+    }
+
+    /// Spawns the record's next attempt.
+    fn spawn(&mut self, record: &mut Record, now: Instant) {
+        let core = Arc::clone(&record.core);
+        let attempt = core.begin_attempt();
+        let token = if core.policy.restart == Restart::Never {
+            record.attempt_token = None;
+            core.token.clone()
+        } else {
+            let token = core.token.child_token();
+            record.attempt_token = Some(token.clone());
+            token
+        };
+        if self.stopping && !core.background {
+            // Independent tokens (ordered stop) are not cancelled by the
+            // manager's: a child spawned during the stop must stop too, and
+            // being the newest it is asked first. Background children wait
+            // for their turn.
+            if self.shared.ordered_stop {
+                self.stop_order.push((core.slot, core.id));
+            } else {
+                token.cancel();
+            }
+            if let Some(grace) = core.grace {
+                self.timers
+                    .push(Reverse((now + grace, TimerKind::Abort, core.slot, core.id)));
+            }
+        }
+        if let Some(restart) = &mut record.restart {
+            restart.started_at = now;
+        }
+        record.stage = Stage::Running;
+        let (slot, id) = (core.slot, core.id);
+        #[cfg(feature = "tracing")]
+        let span = events::child_span(&self.path, &core.name, id, attempt);
+        let ctx = Context::new(
+            core,
+            token,
+            attempt,
+            Arc::clone(&self.path),
+            Arc::clone(&self.shared.reason),
+        );
+        let runnable = Arc::clone(&record.runnable);
+        let path = Arc::clone(&self.path);
+        let task = async move {
+            // The start event is inside the caught future: a panicking log or
+            // tracing subscriber must fail this child, not lose it.
+            let result = AssertUnwindSafe(async move {
+                events::child_started(&path, ctx.name(), id);
+                runnable.run_boxed(ctx).await
+            })
+            .catch_unwind()
+            .await;
+            (slot, id, result)
+        };
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(task, span);
+        record.abort = Some(self.tasks.spawn(task));
     }
 
     /// Ends the run if no accepted child is waiting to be spawned; from then
@@ -241,11 +412,15 @@ impl Run<'_> {
         self.background_stopped = true;
         registry.phase = Phase::Stopping;
         for (slot, record) in registry.records.iter_mut() {
-            if record.core.background && record.abort.is_some() {
+            if record.core.background && record.stage == Stage::Running {
                 record.core.token.cancel();
                 let grace = record.core.grace.unwrap_or(self.shared.grace);
-                self.deadlines
-                    .push(Reverse((now + grace, slot, record.core.id)));
+                self.timers.push(Reverse((
+                    now + grace,
+                    TimerKind::Abort,
+                    slot,
+                    record.core.id,
+                )));
             }
         }
     }
@@ -256,12 +431,18 @@ impl Run<'_> {
         let mut registry = self.shared.registry();
         for (slot, record) in registry.records.iter_mut() {
             if !record.core.background {
-                abort_child(&mut self.aborting, &self.path, slot, record, Duration::ZERO);
+                abort_child(
+                    &mut self.aborting,
+                    &self.path,
+                    slot,
+                    record,
+                    AbortCause::Grace(Duration::ZERO),
+                );
             }
         }
     }
 
-    fn begin_stop(&mut self, parent: &Option<Context>) {
+    fn begin_stop(&mut self, parent: Option<&Context>) {
         let now = Instant::now();
         self.stopping = true;
         self.stop_deadline = Some(now + self.shared.grace);
@@ -272,58 +453,162 @@ impl Run<'_> {
             ctx.token().cancel();
         }
         events::manager_stopping(&self.path, self.shared.reason.get().as_ref());
-        let mut registry = self.shared.registry();
-        registry.phase = Phase::Stopping;
-        for (slot, record) in registry.records.iter_mut() {
-            if let (Some(grace), Some(_)) = (record.core.grace, &record.abort) {
-                self.deadlines
-                    .push(Reverse((now + grace, slot, record.core.id)));
+        let mut finals = Vec::new();
+        {
+            let mut registry = self.shared.registry();
+            registry.phase = Phase::Stopping;
+            for (slot, record) in registry.records.iter_mut() {
+                match record.stage {
+                    // Shutdown wins over restarts: a child waiting for one
+                    // is never started again.
+                    Stage::Backoff | Stage::Held => {
+                        let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                        record.stage = Stage::Ended;
+                        finals.push((slot, Arc::clone(&record.core), outcome));
+                    }
+                    Stage::Running if self.shared.ordered_stop => {
+                        if !record.core.background {
+                            self.stop_order.push((slot, record.core.id));
+                        }
+                    }
+                    Stage::Running => {
+                        if let Some(grace) = record.core.grace {
+                            self.timers.push(Reverse((
+                                now + grace,
+                                TimerKind::Abort,
+                                slot,
+                                record.core.id,
+                            )));
+                        }
+                    }
+                    Stage::Pending | Stage::Ended => {}
+                }
             }
+            self.scheduled = 0;
+            self.group = None;
+            self.start_next(&mut registry, now);
+        }
+        // Lowest id last, so the child started last is asked first.
+        self.stop_order.sort_unstable_by_key(|&(_, id)| id);
+        for (slot, core, outcome) in finals {
+            self.finish(slot, &core, outcome);
+        }
+        if self.shared.ordered_stop {
+            self.stop_next_in_order(now);
+        }
+    }
+
+    /// Ordered stop: asks the next child once the one before has ended.
+    fn stop_next_in_order(&mut self, now: Instant) {
+        let mut registry = self.shared.registry();
+        while let Some(&(slot, id)) = self.stop_order.last() {
+            let Some(record) = registry.records.get_mut(slot) else {
+                self.stop_order.pop();
+                continue;
+            };
+            if record.core.id != id || record.stage != Stage::Running {
+                self.stop_order.pop();
+                continue;
+            }
+            if !record.core.token.is_cancelled() {
+                record.core.token.cancel();
+                let grace = record.core.grace.unwrap_or(self.shared.grace);
+                let deadline = self
+                    .stop_deadline
+                    .map_or(now + grace, |overall| overall.min(now + grace));
+                self.timers
+                    .push(Reverse((deadline, TimerKind::Abort, slot, id)));
+            }
+            return;
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let heap = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let heap = self.timers.peek().map(|Reverse((at, ..))| *at);
         match (self.stop_deadline, heap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn deadline_passed(&mut self) {
+    fn timers_due(&mut self) {
         let now = Instant::now();
-        let mut registry = self.shared.registry();
-        if self.stop_deadline.is_some_and(|at| at <= now) {
-            // Children with a grace period of their own have a heap entry.
-            self.stop_deadline = None;
-            for (slot, record) in registry.records.iter_mut() {
-                if record.core.grace.is_none() {
-                    abort_child(
-                        &mut self.aborting,
-                        &self.path,
-                        slot,
-                        record,
-                        self.shared.grace,
-                    );
+        let mut restarts = Vec::new();
+        {
+            let mut registry = self.shared.registry();
+            if self.stop_deadline.is_some_and(|at| at <= now) {
+                self.stop_deadline = None;
+                let ordered = self.shared.ordered_stop;
+                for (slot, record) in registry.records.iter_mut() {
+                    // With ordered stop the manager's grace period bounds the
+                    // whole sequence; otherwise children with a grace period
+                    // of their own have a timer of their own.
+                    if !record.core.background && (ordered || record.core.grace.is_none()) {
+                        abort_child(
+                            &mut self.aborting,
+                            &self.path,
+                            slot,
+                            record,
+                            AbortCause::Grace(self.shared.grace),
+                        );
+                    }
                 }
             }
-        }
-        while let Some(Reverse((at, slot, id))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
+            while let Some(&Reverse((at, kind, slot, id))) = self.timers.peek() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                let Some(record) = registry.records.get_mut(slot) else {
+                    continue;
+                };
+                if record.core.id != id {
+                    continue;
+                }
+                match kind {
+                    TimerKind::Abort if record.stage == Stage::Running => {
+                        let grace = record.core.grace.unwrap_or(self.shared.grace);
+                        abort_child(
+                            &mut self.aborting,
+                            &self.path,
+                            slot,
+                            record,
+                            AbortCause::Grace(grace),
+                        );
+                    }
+                    TimerKind::StartTimeout
+                        if record.stage == Stage::Running
+                            && self.awaiting_ready == Some((slot, id))
+                            && !record.core.is_ready() =>
+                    {
+                        self.awaiting_ready = None;
+                        let timeout = self.shared.ordered_start.unwrap_or_default();
+                        abort_child(
+                            &mut self.aborting,
+                            &self.path,
+                            slot,
+                            record,
+                            AbortCause::StartTimeout(timeout),
+                        );
+                    }
+                    TimerKind::Restart if record.stage == Stage::Backoff && !self.stopping => {
+                        self.scheduled -= 1;
+                        restarts.push(slot);
+                    }
+                    _ => {}
+                }
             }
-            self.deadlines.pop();
-            if let Some(record) = registry.records.get_mut(slot) {
-                if record.core.id == id {
-                    let grace = record.core.grace.unwrap_or(self.shared.grace);
-                    abort_child(&mut self.aborting, &self.path, slot, record, grace);
+            for slot in restarts {
+                if let Some(record) = registry.records.get_mut(slot) {
+                    self.spawn(record, now);
                 }
             }
         }
     }
 
     fn reap(&mut self, joined: Result<TaskOutput, JoinError>) {
-        let (slot, outcome, aborted_after) = match joined {
+        let now = Instant::now();
+        let (slot, outcome, abort_cause) = match joined {
             Ok((slot, id, result)) => {
                 let outcome = match result {
                     Ok(Ok(())) => None,
@@ -334,14 +619,14 @@ impl Run<'_> {
                 let Some(record) = registry.records.get_mut(slot) else {
                     return;
                 };
-                if record.core.id != id {
+                if record.core.id != id || record.stage != Stage::Running {
                     return;
                 }
                 if let Some(abort) = &record.abort {
                     // It finished on its own just as it was being aborted.
                     self.aborting.remove(&abort.id());
                 }
-                let outcome = outcome.unwrap_or(if record.core.token.is_cancelled() {
+                let outcome = outcome.unwrap_or(if record.attempt_token().is_cancelled() {
                     Outcome::Stopped
                 } else {
                     Outcome::Completed
@@ -349,65 +634,271 @@ impl Run<'_> {
                 (slot, outcome, None)
             }
             Err(error) => match self.aborting.remove(&error.id()) {
-                Some((slot, grace)) => (slot, Outcome::Aborted, Some(grace)),
+                Some((slot, cause)) => (slot, Outcome::Aborted, Some(cause)),
                 // Not a task this loop aborted: only the runtime shutting
                 // down gets here, and `try_finish` marks what is left.
                 None => return,
             },
         };
-        let core = {
-            let mut registry = self.shared.registry();
-            if registry
-                .records
-                .get_mut(slot)
-                .is_some_and(|record| !record.core.background)
-            {
-                self.foreground -= 1;
-            }
-            let core = match registry.records.get_mut(slot) {
-                Some(record) => {
-                    record.abort = None;
-                    Arc::clone(&record.core)
-                }
-                None => return,
-            };
-            if self.shared.auto_cleanup {
-                registry.records.remove(slot);
-            }
-            core
+
+        let mut registry = self.shared.registry();
+        let Some(record) = registry.records.get_mut(slot) else {
+            return;
         };
-        events::child_ended(&self.path, &core.name, core.id, &outcome);
-        match &outcome {
-            Outcome::Failed(error) => match error.downcast_ref::<RunError>() {
-                // A nested manager's failures already carry full paths.
-                Some(RunError::ChildFailed(nested)) => {
-                    for failure in nested.iter() {
-                        self.record_failure(failure.clone());
+        record.abort = None;
+        let core = Arc::clone(&record.core);
+        let failed = matches!(
+            (&outcome, abort_cause),
+            (Outcome::Failed(_) | Outcome::Panicked(_), _)
+                | (Outcome::Aborted, Some(AbortCause::StartTimeout(_)))
+        );
+
+        // Stopped on purpose to restart with a sibling; `restart_group`
+        // decides whether it starts again.
+        if !self.stopping
+            && self
+                .group
+                .as_ref()
+                .is_some_and(|group| group.members.contains(&(slot, core.id)))
+        {
+            record.stage = Stage::Held;
+            record.last_outcome = Some(outcome);
+            drop(registry);
+            self.group_member_ended();
+            return;
+        }
+
+        // Asked to stop for good (its handle, or the manager stopping), or
+        // not to be restarted.
+        let restart = !self.stopping
+            && !core.token.is_cancelled()
+            && match core.policy.restart {
+                Restart::Never => false,
+                Restart::OnFailure => failed,
+                Restart::Always => true,
+            };
+        let mut exceeded = None;
+        if restart {
+            let state = record
+                .restart
+                .as_mut()
+                .expect("children with a restart policy have restart state");
+            if state.allow_restart(now) {
+                let delay = state.next_delay(failed, now, self.random.next());
+                record.last_outcome = Some(outcome);
+                events::child_restarting(
+                    &self.path,
+                    &core.name,
+                    core.id,
+                    core.attempt() + 1,
+                    delay,
+                );
+                match self.shared.strategy {
+                    Strategy::OneForOne => {
+                        record.stage = Stage::Backoff;
+                        self.scheduled += 1;
+                        self.timers
+                            .push(Reverse((now + delay, TimerKind::Restart, slot, core.id)));
+                    }
+                    Strategy::OneForAll | Strategy::RestForOne => {
+                        record.stage = Stage::Held;
+                        drop(registry);
+                        self.restart_with_siblings(slot, &core, failed, delay);
                     }
                 }
-                _ => self.record_failure(ChildFailure::new(
-                    self.child_path(&core.name),
-                    core.id,
-                    FailureCause::Error(Arc::clone(error)),
-                )),
-            },
-            Outcome::Panicked(message) => self.record_failure(ChildFailure::new(
-                self.child_path(&core.name),
-                core.id,
-                FailureCause::Panic(message.clone()),
-            )),
+                return;
+            }
+            exceeded = Some(state.limit);
+        }
+        record.stage = Stage::Ended;
+        drop(registry);
+
+        let cause = match (&outcome, abort_cause) {
+            (Outcome::Failed(error), _) => Some(FailureCause::Error(Arc::clone(error))),
+            (Outcome::Panicked(message), _) => Some(FailureCause::Panic(message.clone())),
+            (Outcome::Aborted, Some(AbortCause::StartTimeout(timeout))) => {
+                Some(FailureCause::StartTimeout { timeout })
+            }
             // A child stopped through its own handle and aborted after its
             // grace period has done what was asked: it stopped. Only aborts
             // during the manager's own stop count as failures.
-            Outcome::Aborted if core.was_asked_to_stop() => {}
-            Outcome::Aborted => self.record_failure(ChildFailure::new(
-                self.child_path(&core.name),
-                core.id,
-                FailureCause::Aborted {
-                    grace: aborted_after.unwrap_or(self.shared.grace),
+            (Outcome::Aborted, _) if core.was_asked_to_stop() => None,
+            (Outcome::Aborted, cause) => Some(FailureCause::Aborted {
+                grace: match cause {
+                    Some(AbortCause::Grace(grace)) => grace,
+                    _ => self.shared.grace,
                 },
-            )),
-            _ => {}
+            }),
+            _ => None,
+        };
+        if let (Some(cause), true) = (cause, core.policy.escalate) {
+            // A nested manager's failures already carry full paths.
+            let nested = match (&outcome, exceeded) {
+                (Outcome::Failed(error), None) => error
+                    .downcast_ref::<RunError>()
+                    .and_then(RunError::failures)
+                    .cloned(),
+                _ => None,
+            };
+            match nested {
+                Some(failures) => {
+                    for failure in failures.iter() {
+                        self.record_failure(failure.clone());
+                    }
+                }
+                None => {
+                    let mut failure =
+                        ChildFailure::new(self.child_path(&core.name), core.id, cause);
+                    if let Some(limit) = exceeded {
+                        failure = failure.exceeding(limit);
+                    }
+                    self.record_failure(failure);
+                }
+            }
+        }
+        if core.policy.significant && !self.stopping {
+            self.shared.reason.set(ShutdownReason::ChildEnded {
+                path: self.child_path(&core.name),
+            });
+            self.shared.token.cancel();
+        }
+        self.finish(slot, &core, outcome);
+    }
+
+    /// Stops the siblings a one-for-all or rest-for-one strategy restarts
+    /// along with the child in `slot`, which has just ended.
+    fn restart_with_siblings(
+        &mut self,
+        slot: usize,
+        core: &Arc<ChildCore>,
+        failed: bool,
+        delay: Duration,
+    ) {
+        let now = Instant::now();
+        let reason = if failed {
+            ShutdownReason::ChildFailed {
+                path: self.child_path(&core.name),
+            }
+        } else {
+            ShutdownReason::ChildEnded {
+                path: self.child_path(&core.name),
+            }
+        };
+        let mut group = self.group.take().unwrap_or(Group {
+            running: 0,
+            members: Vec::new(),
+            delay,
+        });
+        group.delay = group.delay.max(delay);
+        if !group.members.contains(&(slot, core.id)) {
+            group.members.push((slot, core.id));
+        }
+        {
+            let mut registry = self.shared.registry();
+            for (sibling_slot, sibling) in registry.records.iter_mut() {
+                let id = sibling.core.id;
+                let affected = !sibling.core.background
+                    && id != core.id
+                    && match self.shared.strategy {
+                        Strategy::RestForOne => id > core.id,
+                        _ => true,
+                    };
+                if !affected || group.members.contains(&(sibling_slot, id)) {
+                    continue;
+                }
+                match sibling.stage {
+                    Stage::Running => {
+                        sibling.core.set_restart_reason(reason.clone());
+                        sibling.attempt_token().cancel();
+                        let grace = sibling.core.grace.unwrap_or(self.shared.grace);
+                        self.timers.push(Reverse((
+                            now + grace,
+                            TimerKind::Abort,
+                            sibling_slot,
+                            id,
+                        )));
+                        group.running += 1;
+                        group.members.push((sibling_slot, id));
+                    }
+                    Stage::Backoff => {
+                        // Its own restart timer goes stale with the stage.
+                        sibling.stage = Stage::Held;
+                        self.scheduled -= 1;
+                        group.members.push((sibling_slot, id));
+                    }
+                    Stage::Pending | Stage::Held | Stage::Ended => {}
+                }
+            }
+        }
+        self.group = Some(group);
+        if self.group.as_ref().is_some_and(|group| group.running == 0) {
+            self.restart_group();
+        }
+    }
+
+    fn group_member_ended(&mut self) {
+        if let Some(group) = &mut self.group {
+            group.running = group.running.saturating_sub(1);
+            if group.running == 0 {
+                self.restart_group();
+            }
+        }
+    }
+
+    /// Every member of the group has ended: schedule their restarts, after
+    /// the trigger's delay; members without a restart policy stay stopped.
+    fn restart_group(&mut self) {
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        let at = Instant::now() + group.delay;
+        let mut finals = Vec::new();
+        {
+            let mut registry = self.shared.registry();
+            for (slot, id) in group.members {
+                let Some(record) = registry.records.get_mut(slot) else {
+                    continue;
+                };
+                if record.core.id != id || record.stage != Stage::Held {
+                    continue;
+                }
+                // Siblings without a restart policy stay stopped, as do
+                // children asked to stop through their handle meanwhile.
+                if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
+                {
+                    record.stage = Stage::Ended;
+                    let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                    finals.push((slot, Arc::clone(&record.core), outcome));
+                } else {
+                    record.stage = Stage::Backoff;
+                    self.scheduled += 1;
+                    self.timers
+                        .push(Reverse((at, TimerKind::Restart, slot, id)));
+                }
+            }
+        }
+        for (slot, core, outcome) in finals {
+            self.finish(slot, &core, outcome);
+        }
+    }
+
+    /// Makes a child's end final: its handles see the outcome, and with
+    /// auto-cleanup its record goes.
+    fn finish(&mut self, slot: usize, core: &Arc<ChildCore>, outcome: Outcome) {
+        events::child_ended(&self.path, &core.name, core.id, &outcome);
+        if !core.background {
+            self.foreground -= 1;
+        }
+        {
+            let mut registry = self.shared.registry();
+            if let Some(record) = registry.records.get_mut(slot) {
+                record.stage = Stage::Ended;
+                record.last_outcome = None;
+                record.attempt_token = None;
+            }
+            if self.shared.auto_cleanup {
+                registry.records.remove(slot);
+            }
         }
         core.finish(outcome);
     }
@@ -441,49 +932,21 @@ impl Drop for Run<'_> {
     }
 }
 
-fn spawn_child(
-    tasks: &mut JoinSet<TaskOutput>,
-    path: &Arc<str>,
-    reasons: &Arc<ReasonCell>,
-    record: &mut Record,
-) {
-    let Some(runnable) = record.runnable.take() else {
-        return;
-    };
-    let core = Arc::clone(&record.core);
-    let (slot, id) = (core.slot, core.id);
-    #[cfg(feature = "tracing")]
-    let span = events::child_span(path, &core.name, id);
-    let ctx = Context::new(core, Arc::clone(path), Arc::clone(reasons));
-    let path = Arc::clone(path);
-    let task = async move {
-        // The start event is inside the caught future: a panicking log or
-        // tracing subscriber must fail this child, not lose it.
-        let result = AssertUnwindSafe(async move {
-            events::child_started(&path, ctx.name(), id);
-            runnable.run_boxed(ctx).await
-        })
-        .catch_unwind()
-        .await;
-        (slot, id, result)
-    };
-    #[cfg(feature = "tracing")]
-    let task = tracing::Instrument::instrument(task, span);
-    record.abort = Some(tasks.spawn(task));
-}
-
 fn abort_child(
-    aborting: &mut HashMap<tokio::task::Id, (usize, Duration)>,
+    aborting: &mut HashMap<tokio::task::Id, (usize, AbortCause)>,
     path: &str,
     slot: usize,
     record: &mut Record,
-    grace: Duration,
+    cause: AbortCause,
 ) {
     if let Some(abort) = &record.abort {
         if let Entry::Vacant(entry) = aborting.entry(abort.id()) {
+            let grace = match cause {
+                AbortCause::Grace(grace) | AbortCause::StartTimeout(grace) => grace,
+            };
             events::child_aborting(path, &record.core.name, record.core.id, grace);
             abort.abort();
-            entry.insert((slot, grace));
+            entry.insert((slot, cause));
         }
     }
 }
