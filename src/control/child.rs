@@ -23,9 +23,13 @@ pub(crate) trait StopListener: Send + Sync {
     fn child_ready(&self, slot: usize, id: u64);
 }
 
-/// What a manager does when a child ends; fixed when it is inserted.
+/// How a manager treats a child; fixed when it is inserted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildPolicy {
+    /// Its own grace period, instead of the manager's.
+    pub(crate) grace: Option<Duration>,
+    /// Stopped only after every other child of its manager has ended.
+    pub(crate) background: bool,
     pub(crate) restart: crate::Restart,
     /// Its end, when it is not restarted, stops the manager.
     pub(crate) significant: bool,
@@ -43,9 +47,6 @@ pub(crate) struct ChildCore {
     /// has not ended.
     pub(crate) slot: usize,
     pub(crate) name: Cow<'static, str>,
-    pub(crate) grace: Option<Duration>,
-    /// Stopped only after every other child of its manager has ended.
-    pub(crate) background: bool,
     pub(crate) policy: ChildPolicy,
     /// The current attempt, from 1; restarts add one.
     attempt: AtomicU32,
@@ -82,8 +83,6 @@ impl ChildCore {
         id: u64,
         slot: usize,
         name: Cow<'static, str>,
-        grace: Option<Duration>,
-        background: bool,
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
@@ -92,8 +91,6 @@ impl ChildCore {
             id,
             slot,
             name,
-            grace,
-            background,
             policy,
             attempt: AtomicU32::new(0),
             token,

@@ -121,7 +121,7 @@ impl Default for Backoff {
 /// `random / 2^64` of `span`.
 fn fraction(span: Duration, random: u64) -> Duration {
     let nanos = span.as_nanos();
-    let scaled = nanos * u128::from(random) >> 64;
+    let scaled = (nanos * u128::from(random)) >> 64;
     Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
 

@@ -177,6 +177,8 @@ impl ManagerShared {
         registry.next_id += 1;
         let slot = registry.records.vacant_key();
         let policy = ChildPolicy {
+            grace: options.grace,
+            background,
             restart,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
@@ -190,16 +192,7 @@ impl ManagerShared {
         } else {
             self.token.child_token()
         };
-        let core = Arc::new(ChildCore::new(
-            id,
-            slot,
-            name,
-            options.grace,
-            background,
-            policy,
-            token,
-            listener,
-        ));
+        let core = Arc::new(ChildCore::new(id, slot, name, policy, token, listener));
         let restart = (restart != Restart::Never).then(|| {
             Box::new(RestartState::new(
                 options.backoff.unwrap_or_default(),

@@ -61,7 +61,13 @@ enum TimerKind {
     Restart,
 }
 
-type Timer = Reverse<(Instant, TimerKind, usize, u64)>;
+/// When, what, and for which child: slot, id and attempt, so that a timer
+/// for an earlier attempt, or for a child whose slot was reused, is skipped.
+type Timer = Reverse<(Instant, TimerKind, usize, u64, u32)>;
+
+fn timer(at: Instant, kind: TimerKind, core: &ChildCore) -> Timer {
+    Reverse((at, kind, core.slot, core.id, core.attempt()))
+}
 
 /// Why the loop aborted a task.
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +241,7 @@ impl Run<'_> {
         let registry = self.shared.registry();
         for slot in initial {
             if let Some(record) = registry.records.get(slot) {
-                if !record.core.background {
+                if !record.core.policy.background {
                     self.foreground += 1;
                 }
                 self.start_queue.push_back(slot);
@@ -261,7 +267,7 @@ impl Run<'_> {
                 let Some(record) = registry.records.get_mut(slot) else {
                     continue;
                 };
-                if !record.core.background {
+                if !record.core.policy.background {
                     self.foreground += 1;
                 }
                 self.spawn(record, now);
@@ -269,9 +275,9 @@ impl Run<'_> {
             for (slot, id) in registry.stop_requests.drain(..) {
                 if let Some(record) = registry.records.get_mut(slot) {
                     if record.core.id == id && record.stage != Stage::Ended {
-                        let grace = record.core.grace.unwrap_or(self.shared.grace);
+                        let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
                         self.timers
-                            .push(Reverse((now + grace, TimerKind::Abort, slot, id)));
+                            .push(timer(now + grace, TimerKind::Abort, &record.core));
                     }
                 }
             }
@@ -309,7 +315,7 @@ impl Run<'_> {
                 self.awaiting_ready = Some((slot, id));
                 if let Some(timeout) = self.shared.ordered_start {
                     self.timers
-                        .push(Reverse((now + timeout, TimerKind::StartTimeout, slot, id)));
+                        .push(timer(now + timeout, TimerKind::StartTimeout, &record.core));
                 }
                 return;
             }
@@ -328,7 +334,7 @@ impl Run<'_> {
             record.attempt_token = Some(token.clone());
             token
         };
-        if self.stopping && !core.background {
+        if self.stopping && !core.policy.background {
             // Independent tokens (ordered stop) are not cancelled by the
             // manager's: a child spawned during the stop must stop too, and
             // being the newest it is asked first. Background children wait
@@ -338,9 +344,9 @@ impl Run<'_> {
             } else {
                 token.cancel();
             }
-            if let Some(grace) = core.grace {
+            if let Some(grace) = core.policy.grace {
                 self.timers
-                    .push(Reverse((now + grace, TimerKind::Abort, core.slot, core.id)));
+                    .push(timer(now + grace, TimerKind::Abort, &core));
             }
         }
         if let Some(restart) = &mut record.restart {
@@ -411,16 +417,12 @@ impl Run<'_> {
         }
         self.background_stopped = true;
         registry.phase = Phase::Stopping;
-        for (slot, record) in registry.records.iter_mut() {
-            if record.core.background && record.stage == Stage::Running {
+        for record in registry.records.iter() {
+            if record.core.policy.background && record.stage == Stage::Running {
                 record.core.token.cancel();
-                let grace = record.core.grace.unwrap_or(self.shared.grace);
-                self.timers.push(Reverse((
-                    now + grace,
-                    TimerKind::Abort,
-                    slot,
-                    record.core.id,
-                )));
+                let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
+                self.timers
+                    .push(timer(now + grace, TimerKind::Abort, &record.core));
             }
         }
     }
@@ -430,7 +432,7 @@ impl Run<'_> {
         self.forced = true;
         let mut registry = self.shared.registry();
         for (slot, record) in registry.records.iter_mut() {
-            if !record.core.background {
+            if !record.core.policy.background {
                 abort_child(
                     &mut self.aborting,
                     &self.path,
@@ -467,18 +469,14 @@ impl Run<'_> {
                         finals.push((slot, Arc::clone(&record.core), outcome));
                     }
                     Stage::Running if self.shared.ordered_stop => {
-                        if !record.core.background {
+                        if !record.core.policy.background {
                             self.stop_order.push((slot, record.core.id));
                         }
                     }
                     Stage::Running => {
-                        if let Some(grace) = record.core.grace {
-                            self.timers.push(Reverse((
-                                now + grace,
-                                TimerKind::Abort,
-                                slot,
-                                record.core.id,
-                            )));
+                        if let Some(grace) = record.core.policy.grace {
+                            self.timers
+                                .push(timer(now + grace, TimerKind::Abort, &record.core));
                         }
                     }
                     Stage::Pending | Stage::Ended => {}
@@ -512,12 +510,12 @@ impl Run<'_> {
             }
             if !record.core.token.is_cancelled() {
                 record.core.token.cancel();
-                let grace = record.core.grace.unwrap_or(self.shared.grace);
+                let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
                 let deadline = self
                     .stop_deadline
                     .map_or(now + grace, |overall| overall.min(now + grace));
                 self.timers
-                    .push(Reverse((deadline, TimerKind::Abort, slot, id)));
+                    .push(timer(deadline, TimerKind::Abort, &record.core));
             }
             return;
         }
@@ -543,7 +541,9 @@ impl Run<'_> {
                     // With ordered stop the manager's grace period bounds the
                     // whole sequence; otherwise children with a grace period
                     // of their own have a timer of their own.
-                    if !record.core.background && (ordered || record.core.grace.is_none()) {
+                    if !record.core.policy.background
+                        && (ordered || record.core.policy.grace.is_none())
+                    {
                         abort_child(
                             &mut self.aborting,
                             &self.path,
@@ -554,7 +554,7 @@ impl Run<'_> {
                     }
                 }
             }
-            while let Some(&Reverse((at, kind, slot, id))) = self.timers.peek() {
+            while let Some(&Reverse((at, kind, slot, id, attempt))) = self.timers.peek() {
                 if at > now {
                     break;
                 }
@@ -562,12 +562,12 @@ impl Run<'_> {
                 let Some(record) = registry.records.get_mut(slot) else {
                     continue;
                 };
-                if record.core.id != id {
+                if record.core.id != id || record.core.attempt() != attempt {
                     continue;
                 }
                 match kind {
                     TimerKind::Abort if record.stage == Stage::Running => {
-                        let grace = record.core.grace.unwrap_or(self.shared.grace);
+                        let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
                         abort_child(
                             &mut self.aborting,
                             &self.path,
@@ -698,7 +698,7 @@ impl Run<'_> {
                         record.stage = Stage::Backoff;
                         self.scheduled += 1;
                         self.timers
-                            .push(Reverse((now + delay, TimerKind::Restart, slot, core.id)));
+                            .push(timer(now + delay, TimerKind::Restart, &core));
                     }
                     Strategy::OneForAll | Strategy::RestForOne => {
                         record.stage = Stage::Held;
@@ -797,7 +797,7 @@ impl Run<'_> {
             let mut registry = self.shared.registry();
             for (sibling_slot, sibling) in registry.records.iter_mut() {
                 let id = sibling.core.id;
-                let affected = !sibling.core.background
+                let affected = !sibling.core.policy.background
                     && id != core.id
                     && match self.shared.strategy {
                         Strategy::RestForOne => id > core.id,
@@ -810,13 +810,9 @@ impl Run<'_> {
                     Stage::Running => {
                         sibling.core.set_restart_reason(reason.clone());
                         sibling.attempt_token().cancel();
-                        let grace = sibling.core.grace.unwrap_or(self.shared.grace);
-                        self.timers.push(Reverse((
-                            now + grace,
-                            TimerKind::Abort,
-                            sibling_slot,
-                            id,
-                        )));
+                        let grace = sibling.core.policy.grace.unwrap_or(self.shared.grace);
+                        self.timers
+                            .push(timer(now + grace, TimerKind::Abort, &sibling.core));
                         group.running += 1;
                         group.members.push((sibling_slot, id));
                     }
@@ -873,7 +869,7 @@ impl Run<'_> {
                     record.stage = Stage::Backoff;
                     self.scheduled += 1;
                     self.timers
-                        .push(Reverse((at, TimerKind::Restart, slot, id)));
+                        .push(timer(at, TimerKind::Restart, &record.core));
                 }
             }
         }
@@ -886,7 +882,7 @@ impl Run<'_> {
     /// auto-cleanup its record goes.
     fn finish(&mut self, slot: usize, core: &Arc<ChildCore>, outcome: Outcome) {
         events::child_ended(&self.path, &core.name, core.id, &outcome);
-        if !core.background {
+        if !core.policy.background {
             self.foreground -= 1;
         }
         {

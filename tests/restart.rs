@@ -1,0 +1,510 @@
+//! Restart policies, backoff, restart limits, significant and let-go
+//! children. All on paused time, so every delay is exact.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use procmgr::{
+    Backoff, ChildOptions, ControlMessage, FailureCause, Jitter, Outcome, ProcessControlHandler,
+    ProcessManager, Restart, RestartLimit, Runnable, ShutdownReason, process_fn,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Records when each attempt started, relative to `origin`.
+#[derive(Clone)]
+struct Starts {
+    origin: Instant,
+    log: Arc<Mutex<Vec<(u32, Duration)>>>,
+}
+
+impl Starts {
+    fn new() -> Self {
+        Starts {
+            origin: Instant::now(),
+            log: Arc::default(),
+        }
+    }
+
+    fn record(&self, attempt: u32) {
+        self.log
+            .lock()
+            .expect("lock")
+            .push((attempt, self.origin.elapsed()));
+    }
+
+    fn times(&self) -> Vec<Duration> {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|&(_, t)| t)
+            .collect()
+    }
+
+    fn attempts(&self) -> Vec<u32> {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|&(a, _)| a)
+            .collect()
+    }
+}
+
+/// Fails at once on its first `failures` attempts, then waits for shutdown.
+fn flaky(name: &'static str, failures: u32, starts: Starts) -> impl Runnable {
+    process_fn(name, move |ctx| {
+        let starts = starts.clone();
+        async move {
+            starts.record(ctx.attempt());
+            if ctx.attempt() <= failures {
+                return Err(format!("attempt {} failed", ctx.attempt()));
+            }
+            ctx.shutdown_requested().await;
+            Ok(())
+        }
+    })
+}
+
+fn no_jitter(floor: Duration, cap: Duration) -> Backoff {
+    Backoff::exponential(floor, cap).jitter(Jitter::None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_child_is_restarted_with_exponential_backoff() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            flaky("flaky", 4, starts.clone()),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(no_jitter(100 * MS, 300 * MS)),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(starts.attempts(), [1, 2, 3, 4, 5]);
+    // 100, 200, then capped at 300.
+    assert_eq!(
+        starts.times(),
+        [Duration::ZERO, 100 * MS, 300 * MS, 600 * MS, 900 * MS]
+    );
+    assert_eq!(child.restarts(), 4);
+    assert!(!child.is_finished(), "restarting is not ending");
+
+    handle.shutdown().await;
+    run.await
+        .expect("joined")
+        .expect("restarted failures are not run failures");
+    assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jittered_backoff_stays_within_its_bounds() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    manager
+        .insert_with(
+            flaky("flaky", 5, starts.clone()),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::exponential(100 * MS, 10_000 * MS).jitter(Jitter::Equal))
+                .restart_limit(RestartLimit::new(10, Duration::from_secs(60))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let times = starts.times();
+    assert_eq!(times.len(), 6);
+    for (n, pair) in times.windows(2).enumerate() {
+        let delay = pair[1] - pair[0];
+        let exact = 100 * MS * (1 << n);
+        assert!(
+            delay >= exact / 2 && delay <= exact,
+            "delay {n}: {delay:?} not within {:?}..={exact:?}",
+            exact / 2
+        );
+    }
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backoff_resets_after_a_stable_run() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    // Fails at once twice, then after running 10 s, then at once again.
+    let runs = starts.clone();
+    manager
+        .insert_with(
+            process_fn("moody", move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    runs.record(ctx.attempt());
+                    if ctx.attempt() == 3 {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                    if ctx.attempt() <= 4 {
+                        return Err("moody");
+                    }
+                    ctx.shutdown_requested().await;
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(no_jitter(100 * MS, 10_000 * MS).reset_after(Duration::from_secs(5))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    let times = starts.times();
+    let delays: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // 100 ms, 200 ms, then 10 s of running plus a delay back at the floor,
+    // then doubling again from there.
+    assert_eq!(
+        delays,
+        [100 * MS, 200 * MS, 10_000 * MS + 100 * MS, 200 * MS]
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_restart_limit_trips_at_exactly_r_plus_one_failures_in_the_window() {
+    let starts = Starts::new();
+    let manager = ProcessManager::builder().name("root").build();
+    let sibling = manager.insert(procmgr::IdleProcess).expect("accepted");
+    let child = manager
+        .insert_with(
+            flaky("flaky", u32::MAX, starts.clone()),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none())
+                .restart_limit(RestartLimit::new(3, Duration::from_secs(10))),
+        )
+        .expect("accepted");
+
+    let error = manager.await.expect_err("the limit escalates");
+    // The first run and exactly 3 restarts.
+    assert_eq!(starts.attempts(), [1, 2, 3, 4]);
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/flaky");
+    assert_eq!(
+        failure.exceeded_restart_limit(),
+        Some(&RestartLimit::new(3, Duration::from_secs(10)))
+    );
+    assert!(
+        matches!(failure.cause(), FailureCause::Error(e) if e.to_string() == "attempt 4 failed")
+    );
+    assert_eq!(
+        error.to_string(),
+        "process root/flaky failed, more often than its restart limit of 3 restarts within 10s"
+    );
+    assert!(matches!(child.outcome(), Some(Outcome::Failed(_))));
+    assert!(matches!(sibling.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_spread_out_beyond_the_window_never_trip_the_limit() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    let runs = starts.clone();
+    // Runs 4 s before each failure: at most 3 restarts fall in any 10 s.
+    manager
+        .insert_with(
+            process_fn("slow-flaky", move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    runs.record(ctx.attempt());
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    if ctx.attempt() < 10 {
+                        return Err("again");
+                    }
+                    ctx.shutdown_requested().await;
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none())
+                .restart_limit(RestartLimit::new(3, Duration::from_secs(10))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(starts.attempts().len(), 10);
+    assert!(!handle.is_finished());
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_restarts_a_clean_exit_without_the_failure_backoff() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    let runs = starts.clone();
+    manager
+        .insert_with(
+            process_fn("job", move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    runs.record(ctx.attempt());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if ctx.attempt() == 2 {
+                        return Err("one bad run");
+                    }
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::Always)
+                .backoff(no_jitter(Duration::from_secs(5), Duration::from_secs(60)))
+                .restart_limit(RestartLimit::new(100, Duration::from_secs(60))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    // Clean exits restart at once; the failure of attempt 2 waits 5 s.
+    assert_eq!(
+        starts.times(),
+        [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(7),
+            Duration::from_secs(8),
+            Duration::from_secs(9),
+        ]
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_does_not_restart_a_clean_exit() {
+    let starts = Starts::new();
+    let manager = ProcessManager::builder()
+        .child(procmgr::IdleProcess)
+        .build();
+    let runs = starts.clone();
+    let child = manager
+        .insert_with(
+            process_fn("once", move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    runs.record(ctx.attempt());
+                    Ok::<_, std::io::Error>(())
+                }
+            }),
+            ChildOptions::new().restart(Restart::OnFailure),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert!(matches!(child.wait().await, Outcome::Completed));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(starts.attempts(), [1]);
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_backoff_cancels_the_restart_at_once() {
+    let starts = Starts::new();
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            flaky("flaky", u32::MAX, starts.clone()),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(no_jitter(Duration::from_secs(60), Duration::from_secs(60))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(starts.attempts(), [1], "waiting in its 60 s backoff");
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    run.await
+        .expect("joined")
+        .expect("a cancelled restart is no failure");
+    assert_eq!(asked.elapsed(), Duration::ZERO);
+    assert!(matches!(child.outcome(), Some(Outcome::Failed(_))));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(starts.attempts(), [1], "never started again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_keeps_controlling_a_restarted_child() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager
+        .insert_with(
+            process_fn("worker", move |mut ctx| {
+                let tx = tx.clone();
+                async move {
+                    ctx.mark_ready();
+                    tx.send(format!("attempt {} at {}", ctx.attempt(), ctx.path()))
+                        .expect("test listens");
+                    while let Some(message) = ctx.recv().await {
+                        match message {
+                            ControlMessage::Custom(custom) if custom.is::<&str>() => {
+                                return Err("told to fail");
+                            }
+                            ControlMessage::Reload => {
+                                tx.send(format!("reload in attempt {}", ctx.attempt()))
+                                    .expect("test listens");
+                            }
+                            ControlMessage::Shutdown => break,
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    assert_eq!(
+        seen.recv().await.as_deref(),
+        Some("attempt 1 at root/worker")
+    );
+    let id = child.id();
+    child.send("fail").expect("running");
+    assert_eq!(
+        seen.recv().await.as_deref(),
+        Some("attempt 2 at root/worker")
+    );
+    assert_eq!(child.id(), id);
+    assert_eq!(child.restarts(), 1);
+    child.request_reload().expect("running again");
+    assert_eq!(seen.recv().await.as_deref(), Some("reload in attempt 2"));
+
+    // Stopping through the handle is for good: no restart, and the manager,
+    // left without children, ends.
+    assert!(matches!(child.shutdown().await, Outcome::Stopped));
+    run.await.expect("joined").expect("clean end");
+    assert_eq!(child.restarts(), 1);
+    assert!(matches!(handle.outcome(), Some(Outcome::Completed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_ending_stops_the_manager() {
+    let manager = ProcessManager::builder().name("root").build();
+    let sibling = manager.insert(procmgr::IdleProcess).expect("accepted");
+    manager
+        .insert_with(
+            process_fn("server", |_ctx| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let started = Instant::now();
+    let exit = manager.await.expect("a clean end is no failure");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        exit.shutdown_reason(),
+        Some(&ShutdownReason::ChildEnded {
+            path: "root/server".to_owned()
+        })
+    );
+    assert!(matches!(sibling.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_let_go_child_fails_alone_and_its_siblings_carry_on() {
+    let manager = ProcessManager::builder()
+        .child(procmgr::IdleProcess)
+        .build();
+    let loner = manager
+        .insert_with(
+            process_fn("loner", |_ctx| async { Err::<(), _>("gone") }),
+            ChildOptions::new().escalate(false),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert!(matches!(loner.wait().await, Outcome::Failed(_)));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!handle.is_finished());
+    handle.shutdown().await;
+    run.await
+        .expect("joined")
+        .expect("the let-go failure is not the run's");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_limit_escalates_through_a_three_level_tree() {
+    let starts = Starts::new();
+    let leaf_manager = ProcessManager::builder().name("consumers").build();
+    leaf_manager
+        .insert_with(
+            flaky("kafka-0", u32::MAX, starts.clone()),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none())
+                .restart_limit(RestartLimit::new(2, Duration::from_secs(10))),
+        )
+        .expect("accepted");
+    let middle = ProcessManager::builder().name("backend").build();
+    middle.insert(leaf_manager).expect("accepted");
+    middle.insert(procmgr::IdleProcess).expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    let backend = root.insert(middle).expect("accepted");
+    let http = root.insert(procmgr::IdleProcess).expect("accepted");
+
+    let error = root.await.expect_err("escalated to the root");
+    assert_eq!(starts.attempts(), [1, 2, 3]);
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/backend/consumers/kafka-0");
+    assert!(failure.exceeded_restart_limit().is_some());
+    assert!(matches!(backend.outcome(), Some(Outcome::Failed(_))));
+    assert!(matches!(http.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_can_be_restarted_by_its_parent_only_once() {
+    // A manager runs once; restarting it fails with `AlreadyStarted`, which
+    // the restart policy treats as any failure, up to the limit.
+    let nested = ProcessManager::builder()
+        .name("inner")
+        .child(process_fn("short", |_ctx| async { Err::<(), _>("boom") }))
+        .build();
+    let root = ProcessManager::builder().name("root").build();
+    root.insert_with(
+        nested,
+        ChildOptions::new()
+            .restart(Restart::OnFailure)
+            .backoff(Backoff::none())
+            .restart_limit(RestartLimit::new(1, Duration::from_secs(10))),
+    )
+    .expect("accepted");
+    let error = root.await.expect_err("gives up");
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/inner");
+    assert!(matches!(
+        failure.cause(),
+        FailureCause::Error(e) if e.to_string() == "process manager was already started"
+    ));
+}

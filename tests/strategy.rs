@@ -1,0 +1,373 @@
+//! Strategies: one-for-one, one-for-all and rest-for-one restart exactly the
+//! right siblings; ordered start and ordered stop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use procmgr::{
+    Backoff, ChildOptions, FailureCause, Outcome, ProcessControlHandler, ProcessManager,
+    ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Per child: how many times it started, and the reasons its attempts were
+/// stopped for.
+type PerChild = HashMap<&'static str, (u32, Vec<String>)>;
+
+#[derive(Clone, Default)]
+struct Counters(Arc<Mutex<PerChild>>);
+
+impl Counters {
+    fn starts(&self, name: &'static str) -> u32 {
+        self.0.lock().expect("lock").get(name).map_or(0, |c| c.0)
+    }
+
+    fn reasons(&self, name: &'static str) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("lock")
+            .get(name)
+            .map_or_else(Vec::new, |c| c.1.clone())
+    }
+}
+
+/// Counts its starts; the child named `failing` fails on its first attempt
+/// after 1 s.
+fn counted(name: &'static str, counters: Counters, failing: bool) -> impl Runnable {
+    process_fn(name, move |ctx| {
+        let counters = counters.clone();
+        async move {
+            counters.0.lock().expect("lock").entry(name).or_default().0 += 1;
+            if failing && ctx.attempt() == 1 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Err("first attempt fails");
+            }
+            ctx.shutdown_requested().await;
+            let reason = ctx
+                .shutdown_reason()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            counters
+                .0
+                .lock()
+                .expect("lock")
+                .entry(name)
+                .or_default()
+                .1
+                .push(reason);
+            Ok(())
+        }
+    })
+}
+
+/// Four restartable children a, b, c, d in insertion order; b fails once.
+async fn run_with(strategy: Strategy) -> Counters {
+    let counters = Counters::default();
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(strategy)
+        .build();
+    for (name, failing) in [("a", false), ("b", true), ("c", false), ("d", false)] {
+        manager
+            .insert_with(
+                counted(name, counters.clone(), failing),
+                ChildOptions::new()
+                    .restart(Restart::OnFailure)
+                    .backoff(Backoff::none()),
+            )
+            .expect("accepted");
+    }
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let snapshot = Counters(Arc::new(Mutex::new(
+        counters.0.lock().expect("lock").clone(),
+    )));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    snapshot
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_for_one_restarts_only_the_failed_child() {
+    let counters = run_with(Strategy::OneForOne).await;
+    let starts: Vec<u32> = ["a", "b", "c", "d"].map(|n| counters.starts(n)).to_vec();
+    assert_eq!(starts, [1, 2, 1, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_for_all_restarts_every_child() {
+    let counters = run_with(Strategy::OneForAll).await;
+    let starts: Vec<u32> = ["a", "b", "c", "d"].map(|n| counters.starts(n)).to_vec();
+    assert_eq!(starts, [2, 2, 2, 2]);
+    // The siblings were told why they stopped.
+    assert_eq!(counters.reasons("a"), ["process root/b failed"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rest_for_one_restarts_the_failed_child_and_those_inserted_after_it() {
+    let counters = run_with(Strategy::RestForOne).await;
+    let starts: Vec<u32> = ["a", "b", "c", "d"].map(|n| counters.starts(n)).to_vec();
+    assert_eq!(starts, [1, 2, 2, 2]);
+    assert!(counters.reasons("a").is_empty());
+    assert_eq!(counters.reasons("c"), ["process root/b failed"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_siblings_get_the_graceful_stop_and_a_stuck_one_is_aborted() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .grace_period(Duration::from_secs(2))
+        .build();
+    let tx_slow = tx.clone();
+    let slow = manager
+        .insert_with(
+            process_fn("slow", move |ctx| {
+                let tx = tx_slow.clone();
+                async move {
+                    tx.send(format!("slow starts attempt {}", ctx.attempt()))
+                        .expect("test listens");
+                    ctx.shutdown_requested().await;
+                    if ctx.attempt() == 1 {
+                        // Ignores this stop: only the abort ends it.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, std::io::Error>(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("failing", move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(format!("failing starts attempt {}", ctx.attempt()))
+                        .expect("test listens");
+                    if ctx.attempt() == 1 {
+                        return Err("boom");
+                    }
+                    ctx.shutdown_requested().await;
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    let mut first = [
+        events.recv().await.expect("started"),
+        events.recv().await.expect("started"),
+    ];
+    first.sort();
+    assert_eq!(first, ["failing starts attempt 1", "slow starts attempt 1"]);
+    let stopping = Instant::now();
+    let mut second = [
+        events.recv().await.expect("restarted"),
+        events.recv().await.expect("restarted"),
+    ];
+    second.sort();
+    assert_eq!(
+        second,
+        ["failing starts attempt 2", "slow starts attempt 2"]
+    );
+    // The group waited for the stuck sibling's grace period.
+    assert_eq!(stopping.elapsed(), Duration::from_secs(2));
+    assert_eq!(slow.restarts(), 1);
+
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn siblings_without_a_restart_policy_stay_stopped_under_one_for_all() {
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .child(procmgr::IdleProcess)
+        .build();
+    let plain = manager
+        .insert(process_fn("plain", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let counters = Counters::default();
+    manager
+        .insert_with(
+            counted("flaky", counters.clone(), true),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert!(matches!(plain.wait().await, Outcome::Stopped));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(counters.starts("flaky"), 2);
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+fn ordered(builder: ProcessManagerBuilder) -> ProcessManagerBuilder {
+    builder.ordered_start(Duration::from_secs(5))
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_start_waits_for_each_child_to_be_ready() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ordered(ProcessManager::builder()).build();
+    for (name, ready_after) in [("db", 2), ("cache", 1), ("http", 0)] {
+        let tx = tx.clone();
+        manager
+            .insert(process_fn(name, move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    tx.send((name, "start", Instant::now()))
+                        .expect("test listens");
+                    tokio::time::sleep(Duration::from_secs(ready_after)).await;
+                    ctx.mark_ready();
+                    ctx.shutdown_requested().await;
+                    Ok::<_, std::io::Error>(())
+                }
+            }))
+            .expect("accepted");
+    }
+    let handle = manager.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        let (name, _, at) = events.recv().await.expect("started");
+        starts.push((name, at - origin));
+    }
+    assert_eq!(
+        starts,
+        [
+            ("db", Duration::ZERO),
+            ("cache", Duration::from_secs(2)),
+            ("http", Duration::from_secs(3)),
+        ]
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_start_fails_a_child_that_is_not_ready_in_time() {
+    let manager = ordered(ProcessManager::builder().name("root")).build();
+    let slow = manager
+        .insert(process_fn("slow", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let next = manager
+        .insert(process_fn("next", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let started = Instant::now();
+    let error = manager.await.expect_err("the start timeout is a failure");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/slow");
+    assert!(matches!(
+        failure.cause(),
+        FailureCause::StartTimeout { timeout } if *timeout == Duration::from_secs(5)
+    ));
+    assert!(matches!(slow.outcome(), Some(Outcome::Aborted)));
+    // Accepted, so it ran, and stopped at once.
+    assert!(matches!(next.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_stop_stops_children_in_reverse_start_order() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let manager = ProcessManager::builder()
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    for name in ["db", "cache", "http"] {
+        let tx = tx.clone();
+        manager
+            .insert(process_fn(name, move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    ctx.shutdown_requested().await;
+                    tx.send((name, "asked", Instant::now()))
+                        .expect("test listens");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tx.send((name, "stopped", Instant::now()))
+                        .expect("test listens");
+                    Ok::<_, std::io::Error>(())
+                }
+            }))
+            .expect("accepted");
+    }
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+    let origin = Instant::now();
+    handle.request_shutdown().expect("running");
+    let mut log = Vec::new();
+    for _ in 0..6 {
+        let (name, what, at) = events.recv().await.expect("event");
+        log.push((name, what, (at - origin).as_secs()));
+    }
+    assert_eq!(
+        log,
+        [
+            ("http", "asked", 0),
+            ("http", "stopped", 1),
+            ("cache", "asked", 1),
+            ("cache", "stopped", 2),
+            ("db", "asked", 2),
+            ("db", "stopped", 3),
+        ]
+    );
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_stop_is_bounded_by_the_managers_grace_period() {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(3))
+        .build();
+    let stuck = |name: &'static str| {
+        process_fn(name, |_ctx| async {
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>(())
+        })
+    };
+    let first = manager.insert(stuck("first")).expect("accepted");
+    let second = manager.insert(stuck("second")).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let error = run.await.expect("joined").expect_err("aborts are reported");
+    // Not 3 s each: 3 s for the whole sequence.
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    assert!(matches!(first.outcome(), Some(Outcome::Aborted)));
+    assert!(matches!(second.outcome(), Some(Outcome::Aborted)));
+    assert_eq!(error.failures().expect("failures").iter().count(), 2);
+    assert_eq!(
+        error.failures().expect("failures").shutdown_reason(),
+        Some(&ShutdownReason::Requested)
+    );
+}
