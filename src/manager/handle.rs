@@ -53,7 +53,7 @@ impl ManagerHandle {
 
     /// The manager's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.settings.name
     }
 
     /// Inserts a child, before the manager runs or while it runs, and returns
@@ -158,7 +158,7 @@ impl ProcessControlHandler for ManagerHandle {
 impl fmt::Debug for ManagerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManagerHandle")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.settings.name)
             .field("outcome", &self.shared.end.get())
             .finish()
     }

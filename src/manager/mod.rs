@@ -146,7 +146,7 @@ impl Default for ProcessManager {
 impl fmt::Debug for ProcessManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessManager")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.settings.name)
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +172,7 @@ impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().grace_period(self.shared.grace + NESTED_GRACE_MARGIN)
+        ChildOptions::new().grace_period(self.shared.settings.grace + NESTED_GRACE_MARGIN)
     }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {
@@ -180,7 +180,7 @@ impl Runnable for ProcessManager {
     }
 
     fn name(&self) -> Cow<'static, str> {
-        self.shared.name.clone()
+        self.shared.settings.name.clone()
     }
 }
 

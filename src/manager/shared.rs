@@ -39,12 +39,7 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct ManagerShared {
-    pub(crate) name: Cow<'static, str>,
-    pub(crate) grace: Duration,
-    pub(crate) auto_cleanup: bool,
-    pub(crate) strategy: Strategy,
-    pub(crate) ordered_start: Option<Duration>,
-    pub(crate) ordered_stop: bool,
+    pub(crate) settings: Settings,
     /// Cancelled when this manager stops; every child's token is a child of
     /// it, except for background children, which the loop stops last.
     pub(crate) token: CancellationToken,
@@ -120,12 +115,7 @@ impl Record {
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
         ManagerShared {
-            name: settings.name,
-            grace: settings.grace,
-            auto_cleanup: settings.auto_cleanup,
-            strategy: settings.strategy,
-            ordered_start: settings.ordered_start,
-            ordered_stop: settings.ordered_stop,
+            settings,
             token: CancellationToken::new(),
             reason: Arc::default(),
             forced: AtomicBool::new(false),
@@ -182,12 +172,12 @@ impl ManagerShared {
             restart,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
-            announce_ready: self.ordered_start.is_some() && registry.phase == Phase::Idle,
+            announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
         };
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
-        let token = if background || self.ordered_stop {
+        let token = if background || self.settings.ordered_stop {
             CancellationToken::new()
         } else {
             self.token.child_token()

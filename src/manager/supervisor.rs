@@ -88,7 +88,7 @@ pub(crate) async fn supervise(
             return Err(RunError::AlreadyStarted);
         }
         registry.phase = Phase::Running;
-        if shared.ordered_start.is_some() {
+        if shared.settings.ordered_start.is_some() {
             std::mem::take(&mut registry.pending)
         } else {
             Vec::new()
@@ -96,7 +96,7 @@ pub(crate) async fn supervise(
     };
     let path: Arc<str> = match &parent {
         Some(ctx) => ctx.path().into(),
-        None => Arc::from(&*shared.name),
+        None => Arc::from(&*shared.settings.name),
     };
     let mut run = Run {
         shared,
@@ -275,7 +275,11 @@ impl Run<'_> {
             for (slot, id) in registry.stop_requests.drain(..) {
                 if let Some(record) = registry.records.get_mut(slot) {
                     if record.core.id == id && record.stage != Stage::Ended {
-                        let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
+                        let grace = record
+                            .core
+                            .policy
+                            .grace
+                            .unwrap_or(self.shared.settings.grace);
                         self.timers
                             .push(timer(now + grace, TimerKind::Abort, &record.core));
                     }
@@ -297,7 +301,7 @@ impl Run<'_> {
         if !self.forced && self.shared.forced.load(Ordering::Acquire) {
             self.force();
         }
-        if self.stopping && self.shared.ordered_stop {
+        if self.stopping && self.shared.settings.ordered_stop {
             self.stop_next_in_order(now);
         }
     }
@@ -313,7 +317,7 @@ impl Run<'_> {
             if !self.stopping {
                 let id = record.core.id;
                 self.awaiting_ready = Some((slot, id));
-                if let Some(timeout) = self.shared.ordered_start {
+                if let Some(timeout) = self.shared.settings.ordered_start {
                     self.timers
                         .push(timer(now + timeout, TimerKind::StartTimeout, &record.core));
                 }
@@ -339,7 +343,7 @@ impl Run<'_> {
             // manager's: a child spawned during the stop must stop too, and
             // being the newest it is asked first. Background children wait
             // for their turn.
-            if self.shared.ordered_stop {
+            if self.shared.settings.ordered_stop {
                 self.stop_order.push((core.slot, core.id));
             } else {
                 token.cancel();
@@ -420,7 +424,11 @@ impl Run<'_> {
         for record in registry.records.iter() {
             if record.core.policy.background && record.stage == Stage::Running {
                 record.core.token.cancel();
-                let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
+                let grace = record
+                    .core
+                    .policy
+                    .grace
+                    .unwrap_or(self.shared.settings.grace);
                 self.timers
                     .push(timer(now + grace, TimerKind::Abort, &record.core));
             }
@@ -447,7 +455,7 @@ impl Run<'_> {
     fn begin_stop(&mut self, parent: Option<&Context>) {
         let now = Instant::now();
         self.stopping = true;
-        self.stop_deadline = Some(now + self.shared.grace);
+        self.stop_deadline = Some(now + self.shared.settings.grace);
         self.shared.token.cancel();
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
@@ -468,7 +476,7 @@ impl Run<'_> {
                         record.stage = Stage::Ended;
                         finals.push((slot, Arc::clone(&record.core), outcome));
                     }
-                    Stage::Running if self.shared.ordered_stop => {
+                    Stage::Running if self.shared.settings.ordered_stop => {
                         if !record.core.policy.background {
                             self.stop_order.push((slot, record.core.id));
                         }
@@ -491,7 +499,7 @@ impl Run<'_> {
         for (slot, core, outcome) in finals {
             self.finish(slot, &core, outcome);
         }
-        if self.shared.ordered_stop {
+        if self.shared.settings.ordered_stop {
             self.stop_next_in_order(now);
         }
     }
@@ -510,7 +518,11 @@ impl Run<'_> {
             }
             if !record.core.token.is_cancelled() {
                 record.core.token.cancel();
-                let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
+                let grace = record
+                    .core
+                    .policy
+                    .grace
+                    .unwrap_or(self.shared.settings.grace);
                 let deadline = self
                     .stop_deadline
                     .map_or(now + grace, |overall| overall.min(now + grace));
@@ -536,7 +548,7 @@ impl Run<'_> {
             let mut registry = self.shared.registry();
             if self.stop_deadline.is_some_and(|at| at <= now) {
                 self.stop_deadline = None;
-                let ordered = self.shared.ordered_stop;
+                let ordered = self.shared.settings.ordered_stop;
                 for (slot, record) in registry.records.iter_mut() {
                     // With ordered stop the manager's grace period bounds the
                     // whole sequence; otherwise children with a grace period
@@ -549,7 +561,7 @@ impl Run<'_> {
                             &self.path,
                             slot,
                             record,
-                            AbortCause::Grace(self.shared.grace),
+                            AbortCause::Grace(self.shared.settings.grace),
                         );
                     }
                 }
@@ -567,7 +579,11 @@ impl Run<'_> {
                 }
                 match kind {
                     TimerKind::Abort if record.stage == Stage::Running => {
-                        let grace = record.core.policy.grace.unwrap_or(self.shared.grace);
+                        let grace = record
+                            .core
+                            .policy
+                            .grace
+                            .unwrap_or(self.shared.settings.grace);
                         abort_child(
                             &mut self.aborting,
                             &self.path,
@@ -582,7 +598,7 @@ impl Run<'_> {
                             && !record.core.is_ready() =>
                     {
                         self.awaiting_ready = None;
-                        let timeout = self.shared.ordered_start.unwrap_or_default();
+                        let timeout = self.shared.settings.ordered_start.unwrap_or_default();
                         abort_child(
                             &mut self.aborting,
                             &self.path,
@@ -693,7 +709,7 @@ impl Run<'_> {
                     core.attempt() + 1,
                     delay,
                 );
-                match self.shared.strategy {
+                match self.shared.settings.strategy {
                     Strategy::OneForOne => {
                         record.stage = Stage::Backoff;
                         self.scheduled += 1;
@@ -726,7 +742,7 @@ impl Run<'_> {
             (Outcome::Aborted, cause) => Some(FailureCause::Aborted {
                 grace: match cause {
                     Some(AbortCause::Grace(grace)) => grace,
-                    _ => self.shared.grace,
+                    _ => self.shared.settings.grace,
                 },
             }),
             _ => None,
@@ -799,7 +815,7 @@ impl Run<'_> {
                 let id = sibling.core.id;
                 let affected = !sibling.core.policy.background
                     && id != core.id
-                    && match self.shared.strategy {
+                    && match self.shared.settings.strategy {
                         Strategy::RestForOne => id > core.id,
                         _ => true,
                     };
@@ -810,7 +826,11 @@ impl Run<'_> {
                     Stage::Running => {
                         sibling.core.set_restart_reason(reason.clone());
                         sibling.attempt_token().cancel();
-                        let grace = sibling.core.policy.grace.unwrap_or(self.shared.grace);
+                        let grace = sibling
+                            .core
+                            .policy
+                            .grace
+                            .unwrap_or(self.shared.settings.grace);
                         self.timers
                             .push(timer(now + grace, TimerKind::Abort, &sibling.core));
                         group.running += 1;
@@ -892,7 +912,7 @@ impl Run<'_> {
                 record.last_outcome = None;
                 record.attempt_token = None;
             }
-            if self.shared.auto_cleanup {
+            if self.shared.settings.auto_cleanup {
                 registry.records.remove(slot);
             }
         }
