@@ -7,10 +7,10 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::control::Context;
-use crate::manager::ChildOptions;
+use crate::manager::{ChildOptions, Launch, TaskOutput, spawn_task};
 
 /// The error a process may fail with: any error type, boxed.
 ///
@@ -164,15 +164,13 @@ where
 
 /// The object-safe form of [`Runnable`] the manager stores.
 pub(crate) trait DynRunnable: Send + Sync + 'static {
-    fn run_boxed(&self, ctx: Context) -> BoxFuture<'_, Result<(), BoxError>>;
+    /// Spawns one attempt of the process onto the manager's tasks.
+    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle;
 }
 
 impl<R: Runnable> DynRunnable for R {
-    fn run_boxed(&self, ctx: Context) -> BoxFuture<'_, Result<(), BoxError>> {
-        // `run` is called inside the boxed future, not before it, so that a
-        // panic in a `run` that panics before its first `.await` happens while
-        // the manager's task polls it and is caught there.
-        Box::pin(async move { self.run(ctx).await.map_err(Into::into) })
+    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle {
+        spawn_task(self, tasks, launch)
     }
 }
 

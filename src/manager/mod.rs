@@ -23,6 +23,7 @@ pub use exit::Exit;
 pub use handle::ManagerHandle;
 pub use options::ChildOptions;
 pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
+pub(crate) use supervisor::{Launch, TaskOutput, spawn_task};
 
 use crate::control::{ChildHandle, Context};
 use crate::error::{InsertError, RunError};

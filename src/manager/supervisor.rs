@@ -31,23 +31,68 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 
 use super::events;
 use super::exit::Exit;
 use super::restart::Random;
-use super::shared::{ManagerShared, Phase, Record, Stage};
+use super::shared::{ManagerShared, Phase, Record, Registry, Stage};
 use super::{Restart, Strategy};
 use crate::control::{ChildCore, Context, ControlMessage, Outcome, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
-use crate::runnable::BoxError;
+use crate::runnable::{BoxError, Runnable};
 
-type TaskOutput = (
+/// What a child's task returns: its slot and id, and its result or the
+/// payload of its panic.
+pub(crate) type TaskOutput = (
     usize,
     u64,
     Result<Result<(), BoxError>, Box<dyn Any + Send>>,
 );
+
+/// Everything a child's task needs besides the process.
+pub(crate) struct Launch {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+    slot: usize,
+    id: u64,
+    path: Arc<str>,
+    ctx: Context,
+}
+
+/// Spawns one attempt of a child. Generic over the process so that its
+/// future lives inline in the task, without a box of its own.
+pub(crate) fn spawn_task<R: Runnable>(
+    runnable: Arc<R>,
+    tasks: &mut JoinSet<TaskOutput>,
+    launch: Launch,
+) -> AbortHandle {
+    let Launch {
+        #[cfg(feature = "tracing")]
+        span,
+        slot,
+        id,
+        path,
+        ctx,
+    } = launch;
+    let task = async move {
+        // `run` is called, and the start event emitted, inside the caught
+        // future: a `run` that panics before its first `.await`, or a
+        // panicking log or tracing subscriber, fails this child instead of
+        // losing it.
+        let result = AssertUnwindSafe(async move {
+            events::child_started(&path, ctx.name(), id);
+            runnable.run(ctx).await.map_err(Into::into)
+        })
+        .catch_unwind()
+        .await;
+        (slot, id, result)
+    };
+    #[cfg(feature = "tracing")]
+    let task = tracing::Instrument::instrument(task, span);
+    tasks.spawn(task)
+}
 
 /// What a timer does when it fires; the order breaks ties between timers
 /// due at the same instant.
@@ -357,32 +402,21 @@ impl Run<'_> {
             restart.started_at = now;
         }
         record.stage = Stage::Running;
-        let (slot, id) = (core.slot, core.id);
-        #[cfg(feature = "tracing")]
-        let span = events::child_span(&self.path, &core.name, id, attempt);
-        let ctx = Context::new(
-            core,
-            token,
-            attempt,
-            Arc::clone(&self.path),
-            Arc::clone(&self.shared.reason),
-        );
-        let runnable = Arc::clone(&record.runnable);
-        let path = Arc::clone(&self.path);
-        let task = async move {
-            // The start event is inside the caught future: a panicking log or
-            // tracing subscriber must fail this child, not lose it.
-            let result = AssertUnwindSafe(async move {
-                events::child_started(&path, ctx.name(), id);
-                runnable.run_boxed(ctx).await
-            })
-            .catch_unwind()
-            .await;
-            (slot, id, result)
+        let launch = Launch {
+            #[cfg(feature = "tracing")]
+            span: events::child_span(&self.path, &core.name, core.id, attempt),
+            slot: core.slot,
+            id: core.id,
+            path: Arc::clone(&self.path),
+            ctx: Context::new(
+                core,
+                token,
+                attempt,
+                Arc::clone(&self.path),
+                Arc::clone(&self.shared.reason),
+            ),
         };
-        #[cfg(feature = "tracing")]
-        let task = tracing::Instrument::instrument(task, span);
-        record.abort = Some(self.tasks.spawn(task));
+        record.abort = Some(Arc::clone(&record.runnable).spawn(&mut self.tasks, launch));
     }
 
     /// Ends the run if no accepted child is waiting to be spawned; from then
@@ -497,7 +531,7 @@ impl Run<'_> {
         // Lowest id last, so the child started last is asked first.
         self.stop_order.sort_unstable_by_key(|&(_, id)| id);
         for (slot, core, outcome) in finals {
-            self.finish(slot, &core, outcome);
+            self.finish(slot, core, outcome);
         }
         if self.shared.settings.ordered_stop {
             self.stop_next_in_order(now);
@@ -624,44 +658,36 @@ impl Run<'_> {
 
     fn reap(&mut self, joined: Result<TaskOutput, JoinError>) {
         let now = Instant::now();
-        let (slot, outcome, abort_cause) = match joined {
-            Ok((slot, id, result)) => {
-                let outcome = match result {
-                    Ok(Ok(())) => None,
-                    Ok(Err(error)) => Some(Outcome::Failed(Arc::from(error))),
-                    Err(panic) => Some(Outcome::Panicked(panic_message(&*panic))),
-                };
-                let mut registry = self.shared.registry();
-                let Some(record) = registry.records.get_mut(slot) else {
-                    return;
-                };
-                if record.core.id != id || record.stage != Stage::Running {
-                    return;
-                }
-                if let Some(abort) = &record.abort {
-                    // It finished on its own just as it was being aborted.
-                    self.aborting.remove(&abort.id());
-                }
-                let outcome = outcome.unwrap_or(if record.attempt_token().is_cancelled() {
-                    Outcome::Stopped
-                } else {
-                    Outcome::Completed
-                });
-                (slot, outcome, None)
-            }
-            Err(error) => match self.aborting.remove(&error.id()) {
-                Some((slot, cause)) => (slot, Outcome::Aborted, Some(cause)),
+        let (slot, id, result) = match joined {
+            Ok((slot, id, result)) => (slot, Some(id), Ok(result)),
+            Err(error) => match self.take_aborted(&error) {
+                Some((slot, cause)) => (slot, None, Err(cause)),
                 // Not a task this loop aborted: only the runtime shutting
                 // down gets here, and `try_finish` marks what is left.
                 None => return,
             },
         };
 
+        // One lock for the whole decision; what runs user code or takes
+        // other locks (finishing, failures) happens after it.
         let mut registry = self.shared.registry();
         let Some(record) = registry.records.get_mut(slot) else {
             return;
         };
-        record.abort = None;
+        if id.is_some_and(|id| record.core.id != id) || record.stage != Stage::Running {
+            return;
+        }
+        if let (Some(abort), false) = (record.abort.take(), self.aborting.is_empty()) {
+            // It finished on its own just as it was being aborted.
+            self.aborting.remove(&abort.id());
+        }
+        let (outcome, abort_cause) = match result {
+            Ok(Ok(Ok(()))) if record.attempt_token().is_cancelled() => (Outcome::Stopped, None),
+            Ok(Ok(Ok(()))) => (Outcome::Completed, None),
+            Ok(Ok(Err(error))) => (Outcome::Failed(Arc::from(error)), None),
+            Ok(Err(panic)) => (Outcome::Panicked(panic_message(&*panic)), None),
+            Err(cause) => (Outcome::Aborted, Some(cause)),
+        };
         let core = Arc::clone(&record.core);
         let failed = matches!(
             (&outcome, abort_cause),
@@ -684,8 +710,8 @@ impl Run<'_> {
             return;
         }
 
-        // Asked to stop for good (its handle, or the manager stopping), or
-        // not to be restarted.
+        // Not when asked to stop for good (its handle, or the manager
+        // stopping), nor when its policy says no.
         let restart = !self.stopping
             && !core.token.is_cancelled()
             && match core.policy.restart {
@@ -694,11 +720,7 @@ impl Run<'_> {
                 Restart::Always => true,
             };
         let mut exceeded = None;
-        if restart {
-            let state = record
-                .restart
-                .as_mut()
-                .expect("children with a restart policy have restart state");
+        if let (true, Some(state)) = (restart, record.restart.as_mut()) {
             if state.allow_restart(now) {
                 let delay = state.next_delay(failed, now, self.random.next());
                 record.last_outcome = Some(outcome);
@@ -726,7 +748,7 @@ impl Run<'_> {
             }
             exceeded = Some(state.limit);
         }
-        record.stage = Stage::Ended;
+        self.end_record(&mut registry, slot);
         drop(registry);
 
         let cause = match (&outcome, abort_cause) {
@@ -739,12 +761,9 @@ impl Run<'_> {
             // grace period has done what was asked: it stopped. Only aborts
             // during the manager's own stop count as failures.
             (Outcome::Aborted, _) if core.was_asked_to_stop() => None,
-            (Outcome::Aborted, cause) => Some(FailureCause::Aborted {
-                grace: match cause {
-                    Some(AbortCause::Grace(grace)) => grace,
-                    _ => self.shared.settings.grace,
-                },
-            }),
+            (Outcome::Aborted, Some(AbortCause::Grace(grace))) => {
+                Some(FailureCause::Aborted { grace })
+            }
             _ => None,
         };
         if let (Some(cause), true) = (cause, core.policy.escalate) {
@@ -778,7 +797,15 @@ impl Run<'_> {
             });
             self.shared.token.cancel();
         }
-        self.finish(slot, &core, outcome);
+        self.announce_end(core, outcome);
+    }
+
+    /// The slot and cause of a task this loop aborted.
+    fn take_aborted(&mut self, error: &JoinError) -> Option<(usize, AbortCause)> {
+        if self.aborting.is_empty() {
+            return None;
+        }
+        self.aborting.remove(&error.id())
     }
 
     /// Stops the siblings a one-for-all or rest-for-one strategy restarts
@@ -894,29 +921,44 @@ impl Run<'_> {
             }
         }
         for (slot, core, outcome) in finals {
-            self.finish(slot, &core, outcome);
+            self.finish(slot, core, outcome);
         }
     }
 
     /// Makes a child's end final: its handles see the outcome, and with
     /// auto-cleanup its record goes.
-    fn finish(&mut self, slot: usize, core: &Arc<ChildCore>, outcome: Outcome) {
-        events::child_ended(&self.path, &core.name, core.id, &outcome);
-        if !core.policy.background {
+    fn finish(&mut self, slot: usize, core: Arc<ChildCore>, outcome: Outcome) {
+        let mut registry = self.shared.registry();
+        self.end_record(&mut registry, slot);
+        drop(registry);
+        self.announce_end(core, outcome);
+    }
+
+    /// The part of [`finish`](Run::finish) done under the registry lock.
+    fn end_record(&mut self, registry: &mut Registry, slot: usize) {
+        let Some(record) = registry.records.get_mut(slot) else {
+            return;
+        };
+        if !record.core.policy.background {
             self.foreground -= 1;
         }
-        {
-            let mut registry = self.shared.registry();
-            if let Some(record) = registry.records.get_mut(slot) {
-                record.stage = Stage::Ended;
-                record.last_outcome = None;
-                record.attempt_token = None;
-            }
-            if self.shared.settings.auto_cleanup {
-                registry.records.remove(slot);
-            }
+        record.stage = Stage::Ended;
+        record.last_outcome = None;
+        record.attempt_token = None;
+        if self.shared.settings.auto_cleanup {
+            registry.records.remove(slot);
         }
-        core.finish(outcome);
+    }
+
+    /// The part of [`finish`](Run::finish) done after the lock: events and
+    /// waking the child's handles.
+    fn announce_end(&self, core: Arc<ChildCore>, outcome: Outcome) {
+        events::child_ended(&self.path, &core.name, core.id, &outcome);
+        // With auto-cleanup, this is often the last reference: no handle
+        // or context is left to see the outcome, so there is no one to wake.
+        if Arc::strong_count(&core) > 1 {
+            core.finish(outcome);
+        }
     }
 
     fn record_failure(&mut self, failure: ChildFailure) {
