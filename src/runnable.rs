@@ -175,11 +175,10 @@ impl<R: Runnable> DynRunnable for R {
 }
 
 fn short_type_name(full: &'static str) -> &'static str {
-    let without_generics = full.split('<').next().unwrap_or(full);
-    without_generics
-        .rsplit("::")
-        .next()
-        .unwrap_or(without_generics)
+    // Byte searches: this runs on every insert of a process with the
+    // default name.
+    let path = &full[..full.find('<').unwrap_or(full.len())];
+    path.rfind(':').map_or(path, |colon| &path[colon + 1..])
 }
 
 #[cfg(test)]

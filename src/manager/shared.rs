@@ -50,6 +50,9 @@ pub(crate) struct ManagerShared {
     /// Wakes the supervision loop after an insert or a child's own stop
     /// request; the loop is the only waiter.
     pub(crate) wake: Notify,
+    /// Set (under the registry lock) when the registry holds work for the
+    /// loop, so that the loop's turns without work take no lock.
+    pub(crate) work: AtomicBool,
     pub(crate) end: EndSignal,
 }
 
@@ -128,6 +131,7 @@ impl ManagerShared {
                 ready: Vec::new(),
             }),
             wake: Notify::new(),
+            work: AtomicBool::new(false),
             end: EndSignal::default(),
         }
     }
@@ -199,6 +203,7 @@ impl ManagerShared {
             last_outcome: None,
         });
         registry.pending.push(slot);
+        self.work.store(true, Ordering::Release);
         drop(registry);
         self.wake.notify_one();
         Ok(ChildHandle::new(core))
@@ -271,11 +276,13 @@ impl ManagerShared {
 impl StopListener for ManagerShared {
     fn stop_requested(&self, slot: usize, id: u64) {
         self.registry().stop_requests.push((slot, id));
+        self.work.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 
     fn child_ready(&self, slot: usize, id: u64) {
         self.registry().ready.push((slot, id));
+        self.work.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 }

@@ -164,6 +164,11 @@ pub(crate) async fn supervise(
         finished: false,
     };
     run.queue_initial(initial);
+    // One timer, moved as the next deadline changes, instead of a new one
+    // on every turn.
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
 
     loop {
         run.turn();
@@ -175,6 +180,12 @@ pub(crate) async fn supervise(
             run.stop_background();
         }
         let next_deadline = run.next_deadline();
+        if next_deadline != armed {
+            if let Some(deadline) = next_deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            armed = next_deadline;
+        }
         tokio::select! {
             biased;
             () = shared.token.cancelled(), if !run.stopping => {
@@ -200,7 +211,10 @@ pub(crate) async fn supervise(
                 }
             }
             Some(joined) = run.tasks.join_next() => run.reap(joined),
-            () = sleep_until(next_deadline), if next_deadline.is_some() => run.timers_due(),
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                run.timers_due();
+            }
             () = shared.wake.notified() => {}
         }
     }
@@ -226,12 +240,6 @@ async fn recv_parent(parent: &mut Option<Context>) -> Option<ControlMessage> {
     match parent {
         Some(ctx) => ctx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline).await;
     }
 }
 
@@ -304,8 +312,10 @@ impl Run<'_> {
     /// Everything the loop does between waits: spawn accepted children,
     /// start grace periods, follow the ordered start and stop, force.
     fn turn(&mut self) {
-        let now = Instant::now();
-        {
+        let work = self.shared.work.swap(false, Ordering::AcqRel);
+        let starting = self.awaiting_ready.is_some() || !self.start_queue.is_empty();
+        if work || starting {
+            let now = Instant::now();
             let mut registry = self.shared.registry();
             let registry = &mut *registry;
             for slot in registry.pending.drain(..) {
@@ -347,7 +357,7 @@ impl Run<'_> {
             self.force();
         }
         if self.stopping && self.shared.settings.ordered_stop {
-            self.stop_next_in_order(now);
+            self.stop_next_in_order(Instant::now());
         }
     }
 
