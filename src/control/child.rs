@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -53,9 +52,6 @@ pub(crate) struct ChildCore {
     pub(crate) token: CancellationToken,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
-    /// Wakes the child's context; it is the only waiter, so `notify_one`
-    /// keeps a wake-up that arrives while it is not waiting.
-    inbox_ready: Notify,
     ready: AtomicBool,
     /// Shutdown was requested through this child's own handle before anyone
     /// else requested it.
@@ -71,7 +67,8 @@ struct Inbox {
     /// How many reloads were requested so far; the context remembers how many
     /// it has seen, which coalesces reloads without losing one.
     reloads: u64,
-    messages: VecDeque<CustomMessage>,
+    /// Boxed on first use: most children never get a custom message.
+    messages: Option<Box<VecDeque<CustomMessage>>>,
     closed: bool,
     /// Why the manager stopped the current attempt to restart it with a
     /// sibling; cleared when the next attempt starts.
@@ -96,7 +93,6 @@ impl ChildCore {
             token,
             listener,
             inbox: Mutex::default(),
-            inbox_ready: Notify::new(),
             ready: AtomicBool::new(false),
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
@@ -152,7 +148,7 @@ impl ChildCore {
             }
             inbox.reloads += 1;
         }
-        self.inbox_ready.notify_one();
+        self.end.wake_all();
         Ok(())
     }
 
@@ -162,9 +158,12 @@ impl ChildCore {
             if inbox.closed {
                 return Err(SendError::new(message));
             }
-            inbox.messages.push_back(CustomMessage::new(message));
+            inbox
+                .messages
+                .get_or_insert_with(Box::default)
+                .push_back(CustomMessage::new(message));
         }
-        self.inbox_ready.notify_one();
+        self.end.wake_all();
         Ok(())
     }
 
@@ -176,11 +175,11 @@ impl ChildCore {
             *seen_reloads = inbox.reloads;
             return Some(ControlMessage::Reload);
         }
-        inbox.messages.pop_front().map(ControlMessage::Custom)
-    }
-
-    pub(crate) async fn message_arrived(&self) {
-        self.inbox_ready.notified().await;
+        inbox
+            .messages
+            .as_mut()?
+            .pop_front()
+            .map(ControlMessage::Custom)
     }
 
     /// Whether a handle asked this child to stop.

@@ -172,15 +172,26 @@ impl Context {
     /// when `recv` returns it, so using it in `tokio::select!` loses nothing.
     pub async fn recv(&mut self) -> Option<ControlMessage> {
         loop {
-            if let Some(message) = self.try_recv() {
-                return Some(message);
+            let changed = self.core.end.changed();
+            tokio::pin!(changed);
+            // Registered before looking, so a message that arrives between
+            // the look and the wait still wakes us.
+            changed.as_mut().enable();
+            let message = next_message(
+                &self.core,
+                &self.token,
+                &mut self.seen_reloads,
+                &mut self.shutdown_delivered,
+            );
+            if message.is_some() {
+                return message;
             }
             if self.shutdown_delivered {
                 return None;
             }
             tokio::select! {
                 () = self.token.cancelled() => {}
-                () = self.core.message_arrived() => {}
+                () = changed => {}
             }
         }
     }
@@ -188,12 +199,28 @@ impl Context {
     /// The next control message if one is waiting, without waiting; the
     /// same order as [`recv`](Context::recv).
     pub fn try_recv(&mut self) -> Option<ControlMessage> {
-        if !self.shutdown_delivered && self.token.is_cancelled() {
-            self.shutdown_delivered = true;
-            return Some(ControlMessage::Shutdown);
-        }
-        self.core.take_message(&mut self.seen_reloads)
+        next_message(
+            &self.core,
+            &self.token,
+            &mut self.seen_reloads,
+            &mut self.shutdown_delivered,
+        )
     }
+}
+
+/// The next message in `recv`'s order; a function of the context's fields
+/// rather than a method so that `recv` can hold a borrow of `core` meanwhile.
+fn next_message(
+    core: &ChildCore,
+    token: &CancellationToken,
+    seen_reloads: &mut u64,
+    shutdown_delivered: &mut bool,
+) -> Option<ControlMessage> {
+    if !*shutdown_delivered && token.is_cancelled() {
+        *shutdown_delivered = true;
+        return Some(ControlMessage::Shutdown);
+    }
+    core.take_message(seen_reloads)
 }
 
 impl fmt::Debug for Context {

@@ -1,11 +1,18 @@
 use std::sync::OnceLock;
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::Outcome;
 
 /// The one-time "this process has ended, with this outcome" signal that any
 /// number of handles can wait for.
+///
+/// Its `Notify` doubles as a child's "something changed" signal: the inbox
+/// wakes the child's context through it too. Everyone who waits registers
+/// before checking what they wait for, so a wake-up meant for someone else
+/// costs a re-check and nothing is missed; one `Notify` per child instead of
+/// two keeps children small.
 #[derive(Debug, Default)]
 pub(crate) struct EndSignal {
     outcome: OnceLock<Outcome>,
@@ -23,6 +30,17 @@ impl EndSignal {
 
     pub(crate) fn get(&self) -> Option<&Outcome> {
         self.outcome.get()
+    }
+
+    /// Wakes everyone waiting on this signal, without setting it.
+    pub(crate) fn wake_all(&self) {
+        self.waiters.notify_waiters();
+    }
+
+    /// A future that completes at the next wake-up; call `enable` on it
+    /// before checking what you wait for.
+    pub(crate) fn changed(&self) -> Notified<'_> {
+        self.waiters.notified()
     }
 
     pub(crate) async fn wait(&self) -> Outcome {
