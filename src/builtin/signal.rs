@@ -23,7 +23,7 @@ use crate::{
 /// | signal | action |
 /// | --- | --- |
 /// | `SIGINT`, `SIGTERM`, `SIGQUIT` | graceful shutdown; the manager returns `Ok` if every child stops in time |
-/// | `SIGINT`, `SIGTERM` again, while the shutdown runs | forced shutdown: every child still running is aborted at once |
+/// | `SIGINT`, `SIGTERM` while a shutdown runs (a second signal, or the first during a shutdown for another reason, such as a failed child) | forced shutdown: every child still running is aborted at once |
 /// | `SIGHUP` | reload: every child receives [`ControlMessage::Reload`](crate::ControlMessage::Reload) |
 ///
 /// On Windows, Ctrl-C, Ctrl-Break, closing the console and system shutdown
@@ -213,32 +213,31 @@ mod platform {
     impl Listener {
         pub(super) fn new(handled: &[Signal]) -> io::Result<Listener> {
             let numbers: Vec<i32> = handled.iter().copied().filter_map(number).collect();
-            {
-                let mut defaults = defaults();
-                let defaults = defaults.get_or_insert_with(HashMap::new);
-                for &number in &numbers {
-                    let (active, flag) = match defaults.entry(number) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(entry) => {
-                            let flag = Arc::new(AtomicBool::new(false));
-                            // Registered once per signal for the life of the
-                            // program; it acts only while the flag is set.
-                            signal_hook::flag::register_conditional_default(
-                                number,
-                                Arc::clone(&flag),
-                            )?;
-                            entry.insert((0, flag))
+            // Listen first: if that fails, no count has been raised.
+            let signals = Signals::new(&numbers)?;
+            let mut defaults = defaults();
+            let defaults = defaults.get_or_insert_with(HashMap::new);
+            for (registered, &number) in numbers.iter().enumerate() {
+                let entry = match defaults.entry(number) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => {
+                        let flag = Arc::new(AtomicBool::new(false));
+                        // Registered once per signal for the life of the
+                        // program; it acts only while the flag is set.
+                        if let Err(error) = signal_hook::flag::register_conditional_default(
+                            number,
+                            Arc::clone(&flag),
+                        ) {
+                            release(defaults, &numbers[..registered]);
+                            return Err(error);
                         }
-                    };
-                    *active += 1;
-                    flag.store(false, Ordering::SeqCst);
-                }
+                        entry.insert((0, flag))
+                    }
+                };
+                entry.0 += 1;
+                entry.1.store(false, Ordering::SeqCst);
             }
-            let listener = Listener {
-                signals: Signals::new(&numbers)?,
-                numbers,
-            };
-            Ok(listener)
+            Ok(Listener { signals, numbers })
         }
 
         pub(super) async fn next(&mut self) -> Option<Signal> {
@@ -248,17 +247,23 @@ mod platform {
 
     impl Drop for Listener {
         fn drop(&mut self) {
+            // Default actions first, then stop listening: a signal arriving
+            // in between gets its default action, not silence.
+            if let Some(defaults) = defaults().as_mut() {
+                release(defaults, &self.numbers);
+            }
             self.signals.handle().close();
-            let mut defaults = defaults();
-            let Some(defaults) = defaults.as_mut() else {
-                return;
-            };
-            for number in &self.numbers {
-                if let Some((active, flag)) = defaults.get_mut(number) {
-                    *active -= 1;
-                    if *active == 0 {
-                        flag.store(true, Ordering::SeqCst);
-                    }
+        }
+    }
+
+    /// One listener fewer for each of `numbers`; the last one gone turns
+    /// the default action back on.
+    fn release(defaults: &mut Defaults, numbers: &[i32]) {
+        for number in numbers {
+            if let Some((active, flag)) = defaults.get_mut(number) {
+                *active -= 1;
+                if *active == 0 {
+                    flag.store(true, Ordering::SeqCst);
                 }
             }
         }

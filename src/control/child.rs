@@ -214,6 +214,10 @@ impl ChildCore {
         self.attempt.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    pub(crate) fn reloads(&self) -> u64 {
+        self.inbox().reloads
+    }
+
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt.load(Ordering::Acquire)
     }

@@ -48,18 +48,17 @@ impl Context {
         core: Arc<ChildCore>,
         token: CancellationToken,
         attempt: u32,
+        seen_reloads: u64,
         parent_path: Arc<str>,
         reasons: Arc<ReasonCell>,
     ) -> Self {
-        // A reload requested after the insert but before the process first
-        // looks is delivered too: "never missed" includes the first look.
         Context {
             core,
             token,
             attempt,
             parent_path,
             reasons,
-            seen_reloads: 0,
+            seen_reloads,
             shutdown_delivered: false,
         }
     }

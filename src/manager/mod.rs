@@ -173,7 +173,12 @@ impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().grace_period(self.shared.settings.grace + NESTED_GRACE_MARGIN)
+        ChildOptions::new().grace_period(
+            self.shared
+                .settings
+                .grace
+                .saturating_add(NESTED_GRACE_MARGIN),
+        )
     }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {

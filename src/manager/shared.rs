@@ -96,6 +96,9 @@ pub(crate) struct Record {
     pub(crate) core: Arc<ChildCore>,
     pub(crate) runnable: Arc<dyn DynRunnable>,
     pub(crate) stage: Stage,
+    /// Counts stage changes; a timer remembers the epoch it was set in and
+    /// is void once the child has moved on.
+    pub(crate) epoch: u32,
     /// Set while an attempt's task runs.
     pub(crate) abort: Option<AbortHandle>,
     /// The running attempt's token, when it is not the child's own (the
@@ -109,6 +112,11 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    pub(crate) fn set_stage(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
     /// The token that stops the running attempt.
     pub(crate) fn attempt_token(&self) -> &CancellationToken {
         self.attempt_token.as_ref().unwrap_or(&self.core.token)
@@ -197,6 +205,7 @@ impl ManagerShared {
             core: Arc::clone(&core),
             runnable: Arc::new(runnable),
             stage: Stage::Pending,
+            epoch: 0,
             abort: None,
             attempt_token: None,
             restart,

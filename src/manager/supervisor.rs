@@ -38,7 +38,7 @@ use super::events;
 use super::exit::Exit;
 use super::restart::Random;
 use super::shared::{ManagerShared, Phase, Record, Registry, Stage};
-use super::{Restart, Strategy};
+use super::{Restart, RestartLimit, Strategy};
 use crate::control::{ChildCore, Context, ControlMessage, Outcome, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::{BoxError, Runnable};
@@ -106,12 +106,21 @@ enum TimerKind {
     Restart,
 }
 
-/// When, what, and for which child: slot, id and attempt, so that a timer
-/// for an earlier attempt, or for a child whose slot was reused, is skipped.
+/// When, what, and for which child: slot, id and the record's epoch, so that
+/// a timer set in an earlier stage of the child, or for a child whose slot
+/// was reused, is skipped.
 type Timer = Reverse<(Instant, TimerKind, usize, u64, u32)>;
 
-fn timer(at: Instant, kind: TimerKind, core: &ChildCore) -> Timer {
-    Reverse((at, kind, core.slot, core.id, core.attempt()))
+fn timer(at: Instant, kind: TimerKind, record: &Record) -> Timer {
+    Reverse((at, kind, record.core.slot, record.core.id, record.epoch))
+}
+
+/// `now + duration`, or far in the future when that does not fit in an
+/// `Instant` (a grace period of `Duration::MAX` means "never abort").
+fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(60 * 60 * 24 * 365 * 30)))
+        .unwrap_or(now)
 }
 
 /// Why the loop aborted a task.
@@ -316,8 +325,8 @@ impl Run<'_> {
         let starting = self.awaiting_ready.is_some() || !self.start_queue.is_empty();
         if work || starting {
             let now = Instant::now();
-            let mut registry = self.shared.registry();
-            let registry = &mut *registry;
+            let mut guard = self.shared.registry();
+            let registry = &mut *guard;
             for slot in registry.pending.drain(..) {
                 let Some(record) = registry.records.get_mut(slot) else {
                     continue;
@@ -327,22 +336,40 @@ impl Run<'_> {
                 }
                 self.spawn(record, now);
             }
+            let mut stopped = Vec::new();
             for (slot, id) in registry.stop_requests.drain(..) {
-                if let Some(record) = registry.records.get_mut(slot) {
-                    if record.core.id == id && record.stage != Stage::Ended {
+                let Some(record) = registry.records.get_mut(slot) else {
+                    continue;
+                };
+                if record.core.id != id {
+                    continue;
+                }
+                match record.stage {
+                    Stage::Running => {
                         let grace = record
                             .core
                             .policy
                             .grace
                             .unwrap_or(self.shared.settings.grace);
                         self.timers
-                            .push(timer(now + grace, TimerKind::Abort, &record.core));
+                            .push(timer(later(now, grace), TimerKind::Abort, record));
                     }
+                    // Stopped for good while waiting for its restart: it
+                    // ends now, with the outcome it last had.
+                    Stage::Backoff => {
+                        self.scheduled -= 1;
+                        let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                        stopped.push((slot, Arc::clone(&record.core), outcome));
+                    }
+                    // `spawn` starts the grace period of a child not yet
+                    // started; `restart_group` ends a held one.
+                    Stage::Pending | Stage::Held | Stage::Ended => {}
                 }
             }
             if let Some(awaited) = self.awaiting_ready {
+                // A child restarting before it was ready is still awaited.
                 let ended = registry.records.get(awaited.0).is_none_or(|record| {
-                    record.core.id != awaited.1 || record.stage != Stage::Running
+                    record.core.id != awaited.1 || record.stage == Stage::Ended
                 });
                 if ended || registry.ready.contains(&awaited) {
                     self.awaiting_ready = None;
@@ -351,6 +378,15 @@ impl Run<'_> {
             registry.ready.clear();
             if self.awaiting_ready.is_none() {
                 self.start_next(registry, now);
+            }
+            let mut removed = Vec::new();
+            for (slot, _, _) in &stopped {
+                removed.extend(self.end_record(registry, *slot));
+            }
+            drop(guard);
+            drop(removed);
+            for (_, core, outcome) in stopped {
+                self.announce_end(core, outcome);
             }
         }
         if !self.forced && self.shared.forced.load(Ordering::Acquire) {
@@ -368,14 +404,11 @@ impl Run<'_> {
             let Some(record) = registry.records.get_mut(slot) else {
                 continue;
             };
+            if !self.stopping {
+                self.awaiting_ready = Some((slot, record.core.id));
+            }
             self.spawn(record, now);
             if !self.stopping {
-                let id = record.core.id;
-                self.awaiting_ready = Some((slot, id));
-                if let Some(timeout) = self.shared.settings.ordered_start {
-                    self.timers
-                        .push(timer(now + timeout, TimerKind::StartTimeout, &record.core));
-                }
                 return;
             }
         }
@@ -393,6 +426,10 @@ impl Run<'_> {
             record.attempt_token = Some(token.clone());
             token
         };
+        if let Some(restart) = &mut record.restart {
+            restart.started_at = now;
+        }
+        record.set_stage(Stage::Running);
         if self.stopping && !core.policy.background {
             // Independent tokens (ordered stop) are not cancelled by the
             // manager's: a child spawned during the stop must stop too, and
@@ -405,13 +442,25 @@ impl Run<'_> {
             }
             if let Some(grace) = core.policy.grace {
                 self.timers
-                    .push(timer(now + grace, TimerKind::Abort, &core));
+                    .push(timer(later(now, grace), TimerKind::Abort, record));
+            }
+        } else if core.was_asked_to_stop() {
+            // Stopped through its handle before it started (ordered start):
+            // its grace period starts now.
+            let grace = core.policy.grace.unwrap_or(self.shared.settings.grace);
+            self.timers
+                .push(timer(later(now, grace), TimerKind::Abort, record));
+        }
+        if self.awaiting_ready == Some((core.slot, core.id)) {
+            if let Some(timeout) = self.shared.settings.ordered_start {
+                self.timers
+                    .push(timer(later(now, timeout), TimerKind::StartTimeout, record));
             }
         }
-        if let Some(restart) = &mut record.restart {
-            restart.started_at = now;
-        }
-        record.stage = Stage::Running;
+        // Reloads before a restart are not news to the next attempt, which
+        // starts from fresh configuration; the first attempt gets every one
+        // requested since the insert.
+        let seen_reloads = if attempt == 1 { 0 } else { core.reloads() };
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: events::child_span(&self.path, &core.name, core.id, attempt),
@@ -422,6 +471,7 @@ impl Run<'_> {
                 core,
                 token,
                 attempt,
+                seen_reloads,
                 Arc::clone(&self.path),
                 Arc::clone(&self.shared.reason),
             ),
@@ -465,7 +515,14 @@ impl Run<'_> {
         }
         self.background_stopped = true;
         registry.phase = Phase::Stopping;
-        for record in registry.records.iter() {
+        let mut waiting = Vec::new();
+        for (slot, record) in registry.records.iter_mut() {
+            if record.core.policy.background && record.stage == Stage::Backoff {
+                // Its restart will not come.
+                self.scheduled -= 1;
+                let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                waiting.push((slot, Arc::clone(&record.core), outcome));
+            }
             if record.core.policy.background && record.stage == Stage::Running {
                 record.core.token.cancel();
                 let grace = record
@@ -474,8 +531,17 @@ impl Run<'_> {
                     .grace
                     .unwrap_or(self.shared.settings.grace);
                 self.timers
-                    .push(timer(now + grace, TimerKind::Abort, &record.core));
+                    .push(timer(later(now, grace), TimerKind::Abort, record));
             }
+        }
+        let removed: Vec<_> = waiting
+            .iter()
+            .filter_map(|(slot, _, _)| self.end_record(&mut registry, *slot))
+            .collect();
+        drop(registry);
+        drop(removed);
+        for (_, core, outcome) in waiting {
+            self.announce_end(core, outcome);
         }
     }
 
@@ -499,7 +565,8 @@ impl Run<'_> {
     fn begin_stop(&mut self, parent: Option<&Context>) {
         let now = Instant::now();
         self.stopping = true;
-        self.stop_deadline = Some(now + self.shared.settings.grace);
+        self.awaiting_ready = None;
+        self.stop_deadline = Some(later(now, self.shared.settings.grace));
         self.shared.token.cancel();
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
@@ -517,7 +584,7 @@ impl Run<'_> {
                     // is never started again.
                     Stage::Backoff | Stage::Held => {
                         let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
-                        record.stage = Stage::Ended;
+                        record.set_stage(Stage::Ended);
                         finals.push((slot, Arc::clone(&record.core), outcome));
                     }
                     Stage::Running if self.shared.settings.ordered_stop => {
@@ -528,7 +595,7 @@ impl Run<'_> {
                     Stage::Running => {
                         if let Some(grace) = record.core.policy.grace {
                             self.timers
-                                .push(timer(now + grace, TimerKind::Abort, &record.core));
+                                .push(timer(later(now, grace), TimerKind::Abort, record));
                         }
                     }
                     Stage::Pending | Stage::Ended => {}
@@ -569,9 +636,8 @@ impl Run<'_> {
                     .unwrap_or(self.shared.settings.grace);
                 let deadline = self
                     .stop_deadline
-                    .map_or(now + grace, |overall| overall.min(now + grace));
-                self.timers
-                    .push(timer(deadline, TimerKind::Abort, &record.core));
+                    .map_or(later(now, grace), |overall| overall.min(later(now, grace)));
+                self.timers.push(timer(deadline, TimerKind::Abort, record));
             }
             return;
         }
@@ -588,6 +654,8 @@ impl Run<'_> {
     fn timers_due(&mut self) {
         let now = Instant::now();
         let mut restarts = Vec::new();
+        let mut cancelled = Vec::new();
+        let mut removed = Vec::new();
         {
             let mut registry = self.shared.registry();
             if self.stop_deadline.is_some_and(|at| at <= now) {
@@ -610,7 +678,7 @@ impl Run<'_> {
                     }
                 }
             }
-            while let Some(&Reverse((at, kind, slot, id, attempt))) = self.timers.peek() {
+            while let Some(&Reverse((at, kind, slot, id, epoch))) = self.timers.peek() {
                 if at > now {
                     break;
                 }
@@ -618,7 +686,7 @@ impl Run<'_> {
                 let Some(record) = registry.records.get_mut(slot) else {
                     continue;
                 };
-                if record.core.id != id || record.core.attempt() != attempt {
+                if record.core.id != id || record.epoch != epoch {
                     continue;
                 }
                 match kind {
@@ -638,6 +706,7 @@ impl Run<'_> {
                     }
                     TimerKind::StartTimeout
                         if record.stage == Stage::Running
+                            && !self.stopping
                             && self.awaiting_ready == Some((slot, id))
                             && !record.core.is_ready() =>
                     {
@@ -653,16 +722,34 @@ impl Run<'_> {
                     }
                     TimerKind::Restart if record.stage == Stage::Backoff && !self.stopping => {
                         self.scheduled -= 1;
+                        // Out of `Backoff` at once, so that no second timer
+                        // can count it again.
+                        record.set_stage(Stage::Pending);
                         restarts.push(slot);
                     }
                     _ => {}
                 }
             }
             for slot in restarts {
-                if let Some(record) = registry.records.get_mut(slot) {
+                let Some(record) = registry.records.get_mut(slot) else {
+                    continue;
+                };
+                if record.core.token.is_cancelled() {
+                    // Stopped through its handle just as its restart came
+                    // due: stopped for good.
+                    let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                    cancelled.push((slot, Arc::clone(&record.core), outcome));
+                } else {
                     self.spawn(record, now);
                 }
             }
+            for (slot, _, _) in &cancelled {
+                removed.extend(self.end_record(&mut registry, *slot));
+            }
+        }
+        drop(removed);
+        for (_, core, outcome) in cancelled {
+            self.announce_end(core, outcome);
         }
     }
 
@@ -713,7 +800,7 @@ impl Run<'_> {
                 .as_ref()
                 .is_some_and(|group| group.members.contains(&(slot, core.id)))
         {
-            record.stage = Stage::Held;
+            record.set_stage(Stage::Held);
             record.last_outcome = Some(outcome);
             drop(registry);
             self.group_member_ended();
@@ -721,8 +808,10 @@ impl Run<'_> {
         }
 
         // Not when asked to stop for good (its handle, or the manager
-        // stopping), nor when its policy says no.
-        let restart = !self.stopping
+        // stopping, or the manager stopping its background children), nor
+        // when its policy says no.
+        let winding_down = self.stopping || (core.policy.background && self.background_stopped);
+        let restart = !winding_down
             && !core.token.is_cancelled()
             && match core.policy.restart {
                 Restart::Never => false,
@@ -734,6 +823,26 @@ impl Run<'_> {
             if state.allow_restart(now) {
                 let delay = state.next_delay(failed, now, self.random.next());
                 record.last_outcome = Some(outcome);
+                // A background helper's restart never takes workers with it.
+                let strategy = if core.policy.background {
+                    Strategy::OneForOne
+                } else {
+                    self.shared.settings.strategy
+                };
+                match strategy {
+                    Strategy::OneForOne => {
+                        record.set_stage(Stage::Backoff);
+                        self.scheduled += 1;
+                        self.timers
+                            .push(timer(later(now, delay), TimerKind::Restart, record));
+                        drop(registry);
+                    }
+                    Strategy::OneForAll | Strategy::RestForOne => {
+                        record.set_stage(Stage::Held);
+                        drop(registry);
+                        self.restart_with_siblings(slot, &core, failed, delay);
+                    }
+                }
                 events::child_restarting(
                     &self.path,
                     &core.name,
@@ -741,26 +850,25 @@ impl Run<'_> {
                     core.attempt() + 1,
                     delay,
                 );
-                match self.shared.settings.strategy {
-                    Strategy::OneForOne => {
-                        record.stage = Stage::Backoff;
-                        self.scheduled += 1;
-                        self.timers
-                            .push(timer(now + delay, TimerKind::Restart, &core));
-                    }
-                    Strategy::OneForAll | Strategy::RestForOne => {
-                        record.stage = Stage::Held;
-                        drop(registry);
-                        self.restart_with_siblings(slot, &core, failed, delay);
-                    }
-                }
                 return;
             }
             exceeded = Some(state.limit);
         }
-        self.end_record(&mut registry, slot);
+        let removed = self.end_record(&mut registry, slot);
         drop(registry);
+        drop(removed);
+        self.settle(core, outcome, abort_cause, exceeded);
+    }
 
+    /// Everything that follows a child's final end: its failure, if it
+    /// escalates; the manager's stop, if it is significant; its handles.
+    fn settle(
+        &mut self,
+        core: Arc<ChildCore>,
+        outcome: Outcome,
+        abort_cause: Option<AbortCause>,
+        exceeded: Option<RestartLimit>,
+    ) {
         let cause = match (&outcome, abort_cause) {
             (Outcome::Failed(error), _) => Some(FailureCause::Error(Arc::clone(error))),
             (Outcome::Panicked(message), _) => Some(FailureCause::Panic(message.clone())),
@@ -869,13 +977,13 @@ impl Run<'_> {
                             .grace
                             .unwrap_or(self.shared.settings.grace);
                         self.timers
-                            .push(timer(now + grace, TimerKind::Abort, &sibling.core));
+                            .push(timer(later(now, grace), TimerKind::Abort, sibling));
                         group.running += 1;
                         group.members.push((sibling_slot, id));
                     }
                     Stage::Backoff => {
                         // Its own restart timer goes stale with the stage.
-                        sibling.stage = Stage::Held;
+                        sibling.set_stage(Stage::Held);
                         self.scheduled -= 1;
                         group.members.push((sibling_slot, id));
                     }
@@ -904,7 +1012,7 @@ impl Run<'_> {
         let Some(group) = self.group.take() else {
             return;
         };
-        let at = Instant::now() + group.delay;
+        let at = later(Instant::now(), group.delay);
         let mut finals = Vec::new();
         {
             let mut registry = self.shared.registry();
@@ -919,44 +1027,56 @@ impl Run<'_> {
                 // children asked to stop through their handle meanwhile.
                 if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
                 {
-                    record.stage = Stage::Ended;
                     let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
                     finals.push((slot, Arc::clone(&record.core), outcome));
                 } else {
-                    record.stage = Stage::Backoff;
+                    record.set_stage(Stage::Backoff);
                     self.scheduled += 1;
-                    self.timers
-                        .push(timer(at, TimerKind::Restart, &record.core));
+                    self.timers.push(timer(at, TimerKind::Restart, record));
                 }
             }
+            let removed: Vec<_> = finals
+                .iter()
+                .filter_map(|(slot, _, _)| self.end_record(&mut registry, *slot))
+                .collect();
+            drop(registry);
+            drop(removed);
         }
-        for (slot, core, outcome) in finals {
-            self.finish(slot, core, outcome);
+        // Their end is final, with all that follows: a failure of theirs
+        // during the group's stop escalates, a significant one stops the
+        // manager.
+        for (_, core, outcome) in finals {
+            self.settle(core, outcome, None, None);
         }
     }
 
-    /// Makes a child's end final: its handles see the outcome, and with
-    /// auto-cleanup its record goes.
+    /// Makes a child's end final without consequences for the manager (it
+    /// was waiting for a restart that will not come): its handles see the
+    /// outcome, and with auto-cleanup its record goes.
     fn finish(&mut self, slot: usize, core: Arc<ChildCore>, outcome: Outcome) {
         let mut registry = self.shared.registry();
-        self.end_record(&mut registry, slot);
+        let removed = self.end_record(&mut registry, slot);
         drop(registry);
+        drop(removed);
         self.announce_end(core, outcome);
     }
 
-    /// The part of [`finish`](Run::finish) done under the registry lock.
-    fn end_record(&mut self, registry: &mut Registry, slot: usize) {
-        let Some(record) = registry.records.get_mut(slot) else {
-            return;
-        };
+    /// The part of a final end done under the registry lock. Returns the
+    /// removed record, to be dropped after the lock: dropping it drops the
+    /// user's process.
+    #[must_use]
+    fn end_record(&mut self, registry: &mut Registry, slot: usize) -> Option<Record> {
+        let record = registry.records.get_mut(slot)?;
         if !record.core.policy.background {
             self.foreground -= 1;
         }
-        record.stage = Stage::Ended;
+        record.set_stage(Stage::Ended);
         record.last_outcome = None;
         record.attempt_token = None;
         if self.shared.settings.auto_cleanup {
-            registry.records.remove(slot);
+            registry.records.remove(slot)
+        } else {
+            None
         }
     }
 
