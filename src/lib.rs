@@ -46,8 +46,12 @@
 //! - `tracing`: a span per child (name, id, path) and events when children
 //!   start, end, fail and are aborted.
 //! - `log`: the same events as `log` records.
+//! - `signal`: `builtin::SignalReceiver`, which turns operating-system
+//!   signals into shutdown, forced shutdown and reload.
 //!
-//! Without them the crate prints and logs nothing.
+//! Without `tracing` and `log` the crate prints and logs nothing. A
+//! subscriber or logger may be called while a manager holds its internal
+//! lock, so it must not call back into procmgr's handles.
 
 #![forbid(unsafe_code)]
 

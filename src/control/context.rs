@@ -134,7 +134,10 @@ impl Context {
     /// for libraries that take one (for example as the signal of axum's
     /// `with_graceful_shutdown`). Cancelling it yourself requests shutdown of
     /// this process alone, without starting its grace period (a later
-    /// request through a handle still starts it).
+    /// request through a handle still starts it). For a child with a restart
+    /// policy the token belongs to this attempt: cancelling it ends the
+    /// attempt as if it were asked to stop, and under
+    /// [`Restart::Always`](crate::Restart::Always) the child starts again.
     pub fn token(&self) -> CancellationToken {
         self.token.clone()
     }

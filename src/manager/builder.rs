@@ -72,8 +72,12 @@ impl ProcessManagerBuilder {
 
     /// Which siblings are restarted with a child that is restarted. Default:
     /// [`Strategy::OneForOne`]. Siblings are stopped gracefully, within their
-    /// grace period, before they all start again; siblings without a restart
-    /// policy stay stopped.
+    /// grace period, and once all have ended they start again together
+    /// after the restarted child's backoff (not in order, and without
+    /// waiting for readiness). Siblings without a restart policy stay
+    /// stopped, and their end is final with all that follows: a failure of
+    /// theirs escalates, a significant one stops the manager. Background
+    /// children are never part of a group.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.settings.strategy = strategy;
         self

@@ -71,7 +71,28 @@ impl ChildOptions {
     /// When the child is started again after it ends. Default:
     /// [`Restart::Never`]. A restarted child keeps its id, name, path and
     /// handle; [`Context::attempt`](crate::Context::attempt) says which
-    /// attempt it is.
+    /// attempt it is. Custom messages it did not read carry over to the next
+    /// attempt; reloads requested before it restarted do not (it starts
+    /// from fresh configuration). A stop through its handle is final: it is
+    /// not restarted, even while it waits for a restart.
+    ///
+    /// A [`ProcessManager`](crate::ProcessManager) runs once, so restarting
+    /// a nested manager fails with
+    /// [`RunError::AlreadyStarted`](crate::RunError::AlreadyStarted). To
+    /// restart a subtree, build a fresh manager for each attempt:
+    ///
+    /// ```
+    /// use procmgr::{ChildOptions, ProcessManager, Restart, Runnable, process_fn};
+    ///
+    /// let subtree = process_fn("consumers", |ctx| async move {
+    ///     let manager = ProcessManager::builder().name("consumers").build();
+    ///     // ... insert this attempt's children ...
+    ///     manager.run(ctx).await
+    /// });
+    /// let root = ProcessManager::new();
+    /// root.insert_with(subtree, ChildOptions::new().restart(Restart::OnFailure))?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = Some(restart);
@@ -90,6 +111,14 @@ impl ChildOptions {
     /// given up on; then its failure is handled as if it had no restart
     /// policy (see [`escalate`](ChildOptions::escalate)). Default:
     /// [`RestartLimit::default`] (5 within 60 seconds).
+    ///
+    /// The limit is the child's own, not shared with its siblings (unlike
+    /// OTP's per-supervisor intensity), and restarts a strategy imposes on
+    /// a sibling do not count toward the sibling's. `RestartLimit::new(0, _)`
+    /// never restarts; a zero window never gives up. Under
+    /// [`Restart::Always`], clean exits count too: a child past its limit
+    /// with a clean exit simply ends (`Completed`), which is a failure only
+    /// in that it no longer runs.
     #[must_use]
     pub fn restart_limit(mut self, limit: RestartLimit) -> Self {
         self.restart_limit = Some(limit);
