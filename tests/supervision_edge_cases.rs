@@ -515,7 +515,19 @@ async fn r12_simultaneous_failures_double_restart() {
         matches!(joined, Ok(Ok(Ok(_)))),
         "{joined:?}; starts {snapshot:?}"
     );
-    assert_eq!(snapshot.len(), 4, "{snapshot:?}");
+    // Whether b's own restart runs before a's group stops it again depends
+    // on which failure the loop sees first; either way each attempt runs
+    // once and in order.
+    let attempts = |name| -> Vec<u32> {
+        snapshot
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|&(_, attempt)| attempt)
+            .collect()
+    };
+    assert_eq!(attempts("a"), [1, 2], "{snapshot:?}");
+    let b = attempts("b");
+    assert!(b == [1, 2] || b == [1, 2, 3], "{snapshot:?}");
 }
 
 // 13. User code under the registry lock: dropping a finished child's record

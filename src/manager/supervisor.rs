@@ -41,7 +41,7 @@ use super::shared::{ManagerShared, Phase, Record, Registry, Stage};
 use super::{Restart, RestartLimit, Strategy};
 use crate::control::{ChildCore, Context, ControlMessage, Outcome, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
-use crate::runnable::{BoxError, Runnable};
+use crate::runnable::{BoxError, DynRunnable, Runnable};
 
 /// What a child's task returns: its slot and id, and its result or the
 /// payload of its panic.
@@ -189,6 +189,12 @@ pub(crate) async fn supervise(
             run.stop_background();
         }
         let next_deadline = run.next_deadline();
+        if next_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            // Due already (a restart without backoff): tokio's timer would
+            // round the wait up to its next millisecond tick.
+            run.timers_due();
+            continue;
+        }
         if next_deadline != armed {
             if let Some(deadline) = next_deadline {
                 sleep.as_mut().reset(deadline);
@@ -327,6 +333,9 @@ impl Run<'_> {
             let now = Instant::now();
             let mut guard = self.shared.registry();
             let registry = &mut *guard;
+            // Spawned after the lock is released, so that inserting tasks
+            // do not wait while the loop spawns a batch.
+            let mut batch = Vec::with_capacity(registry.pending.len());
             for slot in registry.pending.drain(..) {
                 let Some(record) = registry.records.get_mut(slot) else {
                     continue;
@@ -334,7 +343,8 @@ impl Run<'_> {
                 if !record.core.policy.background {
                     self.foreground += 1;
                 }
-                self.spawn(record, now);
+                let (runnable, launch) = self.prepare(record, now);
+                batch.push((slot, runnable, launch));
             }
             let mut stopped = Vec::new();
             for (slot, id) in registry.stop_requests.drain(..) {
@@ -388,6 +398,18 @@ impl Run<'_> {
             for (_, core, outcome) in stopped {
                 self.announce_end(core, outcome);
             }
+            if !batch.is_empty() {
+                let spawned: Vec<_> = batch
+                    .into_iter()
+                    .map(|(slot, runnable, launch)| (slot, runnable.spawn(&mut self.tasks, launch)))
+                    .collect();
+                let mut registry = self.shared.registry();
+                for (slot, abort) in spawned {
+                    if let Some(record) = registry.records.get_mut(slot) {
+                        record.abort = Some(abort);
+                    }
+                }
+            }
         }
         if !self.forced && self.shared.forced.load(Ordering::Acquire) {
             self.force();
@@ -416,6 +438,13 @@ impl Run<'_> {
 
     /// Spawns the record's next attempt.
     fn spawn(&mut self, record: &mut Record, now: Instant) {
+        let (runnable, launch) = self.prepare(record, now);
+        record.abort = Some(runnable.spawn(&mut self.tasks, launch));
+    }
+
+    /// Everything about starting the record's next attempt but the spawn
+    /// itself, which may then happen after the registry lock is released.
+    fn prepare(&mut self, record: &mut Record, now: Instant) -> (Arc<dyn DynRunnable>, Launch) {
         let core = Arc::clone(&record.core);
         let attempt = core.begin_attempt();
         let token = if core.policy.restart == Restart::Never {
@@ -476,7 +505,7 @@ impl Run<'_> {
                 Arc::clone(&self.shared.reason),
             ),
         };
-        record.abort = Some(Arc::clone(&record.runnable).spawn(&mut self.tasks, launch));
+        (Arc::clone(&record.runnable), launch)
     }
 
     /// Ends the run if no accepted child is waiting to be spawned; from then
