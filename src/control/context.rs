@@ -30,37 +30,46 @@ use super::{ChildCore, ControlMessage, ReasonCell, ShutdownReason};
 ///     Ok(())
 /// }
 /// ```
+// Kept small on purpose: every process's future holds it, often twice (an
+// `async fn` keeps its arguments beside its locals), and tokio rounds a
+// task's size up in steps of 128 bytes.
 pub struct Context {
     core: Arc<ChildCore>,
     /// This attempt's token: the child's own, or a child of it when the
     /// manager may stop this attempt alone to restart it.
     token: CancellationToken,
-    attempt: u32,
-    parent_path: Arc<str>,
-    /// The manager's shutdown reason, shared by all its children.
-    reasons: Arc<ReasonCell>,
+    scope: Arc<Scope>,
     seen_reloads: u64,
     shutdown_delivered: bool,
+}
+
+/// What every child of one manager run shares: the manager's path and its
+/// shutdown reason.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    pub(crate) path: Arc<str>,
+    pub(crate) reason: Arc<ReasonCell>,
 }
 
 impl Context {
     pub(crate) fn new(
         core: Arc<ChildCore>,
         token: CancellationToken,
-        attempt: u32,
         seen_reloads: u64,
-        parent_path: Arc<str>,
-        reasons: Arc<ReasonCell>,
+        scope: Arc<Scope>,
     ) -> Self {
         Context {
             core,
             token,
-            attempt,
-            parent_path,
-            reasons,
+            scope,
             seen_reloads,
             shutdown_delivered: false,
         }
+    }
+
+    /// The manager's path.
+    pub(crate) fn parent_path(&self) -> &str {
+        &self.scope.path
     }
 
     /// The process's id, unique within its manager.
@@ -70,7 +79,7 @@ impl Context {
 
     /// Which attempt this is: 1 for the first run, one more for each restart.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.core.attempt()
     }
 
     /// The process's name.
@@ -81,7 +90,7 @@ impl Context {
     /// The process's path from the root manager, such as
     /// `root/consumers/kafka-0`.
     pub fn path(&self) -> String {
-        format!("{}/{}", self.parent_path, self.core.name)
+        format!("{}/{}", self.scope.path, self.core.name)
     }
 
     /// Completes when shutdown of this process has been requested, by its own
@@ -127,7 +136,7 @@ impl Context {
         if self.core.was_stopped_alone() {
             return Some(ShutdownReason::Requested);
         }
-        Some(self.reasons.get().unwrap_or(ShutdownReason::Requested))
+        Some(self.scope.reason.get().unwrap_or(ShutdownReason::Requested))
     }
 
     /// A token that is cancelled when shutdown of this process is requested,

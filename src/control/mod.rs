@@ -19,6 +19,7 @@ mod reason;
 
 pub use child::ChildHandle;
 pub use context::Context;
+pub(crate) use context::Scope;
 pub use handler::ProcessControlHandler;
 pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;

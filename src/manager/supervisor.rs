@@ -39,7 +39,7 @@ use super::exit::Exit;
 use super::restart::Random;
 use super::shared::{ManagerShared, Phase, Record, Registry, Stage};
 use super::{Restart, RestartLimit, Strategy};
-use crate::control::{ChildCore, Context, ControlMessage, Outcome, ShutdownReason};
+use crate::control::{ChildCore, Context, ControlMessage, Outcome, Scope, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::{BoxError, DynRunnable, Runnable};
 
@@ -57,7 +57,6 @@ pub(crate) struct Launch {
     span: tracing::Span,
     slot: usize,
     id: u64,
-    path: Arc<str>,
     ctx: Context,
 }
 
@@ -73,20 +72,26 @@ pub(crate) fn spawn_task<R: Runnable>(
         span,
         slot,
         id,
-        path,
         ctx,
     } = launch;
+    // One async block, not two nested ones: each layer would keep its own
+    // copy of what it captures, and the task's size is memory per child.
     let task = async move {
-        // `run` is called, and the start event emitted, inside the caught
-        // future: a `run` that panics before its first `.await`, or a
-        // panicking log or tracing subscriber, fails this child instead of
-        // losing it.
-        let result = AssertUnwindSafe(async move {
-            events::child_started(&path, ctx.name(), id);
-            runnable.run(ctx).await.map_err(Into::into)
-        })
+        // `lazy(..).flatten()` creates the process's future on the first
+        // poll, inside `catch_unwind`, and then holds it in the same place:
+        // a `run` that panics before its first `.await`, or a panicking
+        // subscriber of the start event, fails this child instead of losing
+        // it, and the future is stored once, not twice.
+        let result = AssertUnwindSafe(
+            futures::future::lazy(|_| {
+                events::child_started(ctx.parent_path(), ctx.name(), id);
+                runnable.run(ctx)
+            })
+            .flatten(),
+        )
         .catch_unwind()
-        .await;
+        .await
+        .map(|ended| ended.map_err(Into::into));
         (slot, id, result)
     };
     #[cfg(feature = "tracing")]
@@ -154,6 +159,10 @@ pub(crate) async fn supervise(
     };
     let mut run = Run {
         shared,
+        scope: Arc::new(Scope {
+            path: Arc::clone(&path),
+            reason: Arc::clone(&shared.reason),
+        }),
         path,
         tasks: JoinSet::new(),
         stopping: false,
@@ -274,6 +283,8 @@ struct Group {
 struct Run<'a> {
     shared: &'a Arc<ManagerShared>,
     path: Arc<str>,
+    /// What every child's context shares.
+    scope: Arc<Scope>,
     tasks: JoinSet<TaskOutput>,
     stopping: bool,
     /// When children with the manager's grace period are aborted; set when
@@ -495,15 +506,7 @@ impl Run<'_> {
             span: events::child_span(&self.path, &core.name, core.id, attempt),
             slot: core.slot,
             id: core.id,
-            path: Arc::clone(&self.path),
-            ctx: Context::new(
-                core,
-                token,
-                attempt,
-                seen_reloads,
-                Arc::clone(&self.path),
-                Arc::clone(&self.shared.reason),
-            ),
+            ctx: Context::new(core, token, seen_reloads, Arc::clone(&self.scope)),
         };
         (Arc::clone(&record.runnable), launch)
     }
