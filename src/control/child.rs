@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -43,8 +43,8 @@ pub(crate) struct ChildPolicy {
 pub(crate) struct ChildCore {
     pub(crate) id: u64,
     /// Where the manager keeps this child's record; valid while the child
-    /// has not ended.
-    pub(crate) slot: usize,
+    /// has not ended. Set once, when the record is stored.
+    slot: AtomicUsize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: ChildPolicy,
     /// The current attempt, from 1; restarts add one.
@@ -80,7 +80,6 @@ struct Inbox {
 impl ChildCore {
     pub(crate) fn new(
         id: u64,
-        slot: usize,
         name: Cow<'static, str>,
         policy: ChildPolicy,
         token: CancellationToken,
@@ -88,7 +87,7 @@ impl ChildCore {
     ) -> Self {
         ChildCore {
             id,
-            slot,
+            slot: AtomicUsize::new(usize::MAX),
             name,
             policy,
             attempt: AtomicU32::new(0),
@@ -122,6 +121,14 @@ impl ChildCore {
         self.end.set(outcome);
     }
 
+    pub(crate) fn slot(&self) -> usize {
+        self.slot.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_slot(&self, slot: usize) {
+        self.slot.store(slot, Ordering::Release);
+    }
+
     pub(crate) fn is_finished(&self) -> bool {
         self.end.get().is_some()
     }
@@ -136,7 +143,7 @@ impl ChildCore {
         }
         if !self.stop_requested.swap(true, Ordering::AcqRel) {
             if let Some(listener) = self.listener.upgrade() {
-                listener.stop_requested(self.slot, self.id);
+                listener.stop_requested(self.slot(), self.id);
             }
         }
         Ok(())
@@ -197,7 +204,7 @@ impl ChildCore {
         let was_ready = self.ready.swap(true, Ordering::AcqRel);
         if !was_ready && self.policy.announce_ready {
             if let Some(listener) = self.listener.upgrade() {
-                listener.child_ready(self.slot, self.id);
+                listener.child_ready(self.slot(), self.id);
             }
         }
     }

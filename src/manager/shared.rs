@@ -7,7 +7,7 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub(crate) struct ManagerShared {
     /// Wakes the supervision loop after an insert or a child's own stop
     /// request; the loop is the only waiter.
     pub(crate) wake: Notify,
+    /// Ids of children, unique within this manager.
+    next_id: AtomicU64,
     /// Set (under the registry lock) when the registry holds work for the
     /// loop, so that the loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
@@ -66,7 +68,6 @@ pub(crate) enum Phase {
 
 pub(crate) struct Registry {
     pub(crate) phase: Phase,
-    next_id: u64,
     pub(crate) records: Slab<Record>,
     /// Slots of accepted children the loop has not spawned yet.
     pub(crate) pending: Vec<usize>,
@@ -132,13 +133,13 @@ impl ManagerShared {
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
-                next_id: 0,
                 records: Slab::new(),
                 pending: Vec::new(),
                 stop_requests: Vec::new(),
                 ready: Vec::new(),
             }),
             wake: Notify::new(),
+            next_id: AtomicU64::new(0),
             work: AtomicBool::new(false),
             end: EndSignal::default(),
         }
@@ -162,7 +163,35 @@ impl ManagerShared {
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart = options.restart.unwrap_or_default();
+        let policy = ChildPolicy {
+            grace: options.grace,
+            background,
+            restart,
+            significant: options.significant.unwrap_or(false),
+            escalate: options.escalate.unwrap_or(true),
+            announce_ready: self.settings.ordered_start.is_some(),
+        };
+        // Background children, and all children of a manager that stops
+        // them in order, are stopped by the loop one by one rather than all
+        // at once through the manager's token.
+        let token = if background || self.settings.ordered_stop {
+            CancellationToken::new()
+        } else {
+            self.token.child_token()
+        };
+        // Everything that allocates happens before the lock, which the loop
+        // takes too; a refused insert throws that work away, which is rare.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
+        let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
+        let restart = (restart != Restart::Never).then(|| {
+            Box::new(RestartState::new(
+                options.backoff.unwrap_or_default(),
+                options.restart_limit.unwrap_or_default(),
+            ))
+        });
+        let runnable = Arc::new(runnable);
+
         let mut registry = self.registry();
         let refused = match registry.phase {
             Phase::Stopped => Some(InsertErrorKind::Stopped),
@@ -173,37 +202,17 @@ impl ManagerShared {
             Phase::Idle | Phase::Running => None,
         };
         if let Some(kind) = refused {
-            return Err(InsertError::new(runnable, kind));
+            drop(registry);
+            return match Arc::try_unwrap(runnable) {
+                Ok(runnable) => Err(InsertError::new(runnable, kind)),
+                Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
+            };
         }
-        let id = registry.next_id;
-        registry.next_id += 1;
         let slot = registry.records.vacant_key();
-        let policy = ChildPolicy {
-            grace: options.grace,
-            background,
-            restart,
-            significant: options.significant.unwrap_or(false),
-            escalate: options.escalate.unwrap_or(true),
-            announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
-        };
-        // Background children, and all children of a manager that stops
-        // them in order, are stopped by the loop one by one rather than all
-        // at once through the manager's token.
-        let token = if background || self.settings.ordered_stop {
-            CancellationToken::new()
-        } else {
-            self.token.child_token()
-        };
-        let core = Arc::new(ChildCore::new(id, slot, name, policy, token, listener));
-        let restart = (restart != Restart::Never).then(|| {
-            Box::new(RestartState::new(
-                options.backoff.unwrap_or_default(),
-                options.restart_limit.unwrap_or_default(),
-            ))
-        });
+        core.set_slot(slot);
         registry.records.insert(Record {
             core: Arc::clone(&core),
-            runnable: Arc::new(runnable),
+            runnable,
             stage: Stage::Pending,
             epoch: 0,
             abort: None,

@@ -117,7 +117,7 @@ enum TimerKind {
 type Timer = Reverse<(Instant, TimerKind, usize, u64, u32)>;
 
 fn timer(at: Instant, kind: TimerKind, record: &Record) -> Timer {
-    Reverse((at, kind, record.core.slot, record.core.id, record.epoch))
+    Reverse((at, kind, record.core.slot(), record.core.id, record.epoch))
 }
 
 /// `now + duration`, or far in the future when that does not fit in an
@@ -476,7 +476,7 @@ impl Run<'_> {
             // being the newest it is asked first. Background children wait
             // for their turn.
             if self.shared.settings.ordered_stop {
-                self.stop_order.push((core.slot, core.id));
+                self.stop_order.push((core.slot(), core.id));
             } else {
                 token.cancel();
             }
@@ -491,7 +491,7 @@ impl Run<'_> {
             self.timers
                 .push(timer(later(now, grace), TimerKind::Abort, record));
         }
-        if self.awaiting_ready == Some((core.slot, core.id)) {
+        if self.awaiting_ready == Some((core.slot(), core.id)) {
             if let Some(timeout) = self.shared.settings.ordered_start {
                 self.timers
                     .push(timer(later(now, timeout), TimerKind::StartTimeout, record));
@@ -504,7 +504,7 @@ impl Run<'_> {
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: events::child_span(&self.path, &core.name, core.id, attempt),
-            slot: core.slot,
+            slot: core.slot(),
             id: core.id,
             ctx: Context::new(core, token, seen_reloads, Arc::clone(&self.scope)),
         };
