@@ -175,10 +175,18 @@ impl<R: Runnable> DynRunnable for R {
 }
 
 fn short_type_name(full: &'static str) -> &'static str {
-    // Byte searches: this runs on every insert of a process with the
-    // default name.
-    let path = &full[..full.find('<').unwrap_or(full.len())];
-    path.rfind(':').map_or(path, |colon| &path[colon + 1..])
+    // One pass over the bytes: this runs on every insert of a process with
+    // the default name. `:` and `<` are ASCII, so every cut is at a char
+    // boundary.
+    let mut start = 0;
+    for (index, byte) in full.bytes().enumerate() {
+        match byte {
+            b'<' => return &full[start..index],
+            b':' => start = index + 1,
+            _ => {}
+        }
+    }
+    &full[start..]
 }
 
 #[cfg(test)]

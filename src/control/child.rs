@@ -216,9 +216,12 @@ impl ChildCore {
     /// Starts the next attempt: counts it, forgets the last one's readiness
     /// and restart reason, and returns its number.
     pub(crate) fn begin_attempt(&self) -> u32 {
-        self.ready.store(false, Ordering::Release);
-        self.inbox().restart_reason = None;
-        self.attempt.fetch_add(1, Ordering::AcqRel) + 1
+        let attempt = self.attempt.fetch_add(1, Ordering::AcqRel) + 1;
+        if attempt > 1 {
+            self.ready.store(false, Ordering::Release);
+            self.inbox().restart_reason = None;
+        }
+        attempt
     }
 
     pub(crate) fn reloads(&self) -> u64 {
