@@ -843,13 +843,13 @@ impl Run<'_> {
         // stopping, or the manager stopping its background children), nor
         // when its policy says no.
         let winding_down = self.stopping || (core.policy.background && self.background_stopped);
-        let restart = !winding_down
-            && !core.token.is_cancelled()
-            && match core.policy.restart {
-                Restart::Never => false,
-                Restart::OnFailure => failed,
-                Restart::Always => true,
-            };
+        // The policy first: a token check takes the token's lock.
+        let restart = match core.policy.restart {
+            Restart::Never => false,
+            Restart::OnFailure => failed,
+            Restart::Always => true,
+        } && !winding_down
+            && !core.token.is_cancelled();
         let mut exceeded = None;
         if let (true, Some(state)) = (restart, record.restart.as_mut()) {
             if state.allow_restart(now) {
