@@ -599,3 +599,35 @@ async fn r15_handle_stop_of_a_queued_child_has_no_grace() {
     assert!(outcome.is_ok(), "wait hangs: the 5 s grace never applies");
     drop(run);
 }
+
+// Ids follow the order in which children reach the registry, even when
+// inserts race on several threads: ordered start follows the registry, while
+// ordered stop and rest-for-one go by id, so the two orders must agree.
+#[test]
+fn concurrent_inserts_get_ids_in_registry_order() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 50;
+    for iteration in 0..200 {
+        let manager = ProcessManager::new();
+        let handle = manager.handle();
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                let (handle, barrier) = (handle.clone(), barrier.clone());
+                scope.spawn(move || {
+                    barrier.wait();
+                    for _ in 0..PER_THREAD {
+                        handle.insert(IdleProcess).unwrap();
+                    }
+                });
+            }
+        });
+        // With nothing removed, `children` lists records in registry order.
+        let ids: Vec<u64> = handle.children().iter().map(|c| c.id()).collect();
+        assert_eq!(ids.len(), THREADS * PER_THREAD);
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "iteration {iteration}: {ids:?}"
+        );
+    }
+}

@@ -40,6 +40,9 @@ pub struct Context {
     token: CancellationToken,
     scope: Arc<Scope>,
     seen_reloads: u64,
+    /// Fixed when the attempt starts: a context that outlives its attempt
+    /// (moved into a detached task) still tells its own.
+    attempt: u32,
     shutdown_delivered: bool,
 }
 
@@ -55,6 +58,7 @@ impl Context {
     pub(crate) fn new(
         core: Arc<ChildCore>,
         token: CancellationToken,
+        attempt: u32,
         seen_reloads: u64,
         scope: Arc<Scope>,
     ) -> Self {
@@ -63,6 +67,7 @@ impl Context {
             token,
             scope,
             seen_reloads,
+            attempt,
             shutdown_delivered: false,
         }
     }
@@ -79,7 +84,7 @@ impl Context {
 
     /// Which attempt this is: 1 for the first run, one more for each restart.
     pub fn attempt(&self) -> u32 {
-        self.core.attempt()
+        self.attempt
     }
 
     /// The process's name.

@@ -7,7 +7,7 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -50,8 +50,6 @@ pub(crate) struct ManagerShared {
     /// Wakes the supervision loop after an insert or a child's own stop
     /// request; the loop is the only waiter.
     pub(crate) wake: Notify,
-    /// Ids of children, unique within this manager.
-    next_id: AtomicU64,
     /// Set (under the registry lock) when the registry holds work for the
     /// loop, so that the loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
@@ -68,6 +66,7 @@ pub(crate) enum Phase {
 
 pub(crate) struct Registry {
     pub(crate) phase: Phase,
+    next_id: u64,
     pub(crate) records: Slab<Record>,
     /// Slots of accepted children the loop has not spawned yet.
     pub(crate) pending: Vec<usize>,
@@ -108,8 +107,10 @@ pub(crate) struct Record {
     pub(crate) attempt_token: Option<CancellationToken>,
     /// Only children with a restart policy have one.
     pub(crate) restart: Option<Box<RestartState>>,
-    /// How the last attempt ended, kept while the child may be restarted.
-    pub(crate) last_outcome: Option<Outcome>,
+    /// How the last attempt ended, kept while the child may be restarted;
+    /// boxed because most records never need it and every record pays for
+    /// its size.
+    pub(crate) last_outcome: Option<Box<Outcome>>,
 }
 
 impl Record {
@@ -133,13 +134,13 @@ impl ManagerShared {
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
+                next_id: 0,
                 records: Slab::new(),
                 pending: Vec::new(),
                 stop_requests: Vec::new(),
                 ready: Vec::new(),
             }),
             wake: Notify::new(),
-            next_id: AtomicU64::new(0),
             work: AtomicBool::new(false),
             end: EndSignal::default(),
         }
@@ -162,15 +163,7 @@ impl ManagerShared {
         let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
-        let restart = options.restart.unwrap_or_default();
-        let policy = ChildPolicy {
-            grace: options.grace,
-            background,
-            restart,
-            significant: options.significant.unwrap_or(false),
-            escalate: options.escalate.unwrap_or(true),
-            announce_ready: self.settings.ordered_start.is_some(),
-        };
+        let restart_policy = options.restart.unwrap_or_default();
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
@@ -179,12 +172,13 @@ impl ManagerShared {
         } else {
             self.token.child_token()
         };
-        // Everything that allocates happens before the lock, which the loop
-        // takes too; a refused insert throws that work away, which is rare.
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // What allocates happens before the lock, which the loop takes too,
+        // except the child's core: its id must be taken under the lock, so
+        // that ids follow the order in which children reach the registry
+        // (ordered stop and rest-for-one rely on it). A refused insert
+        // throws the early work away, which is rare.
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
-        let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
-        let restart = (restart != Restart::Never).then(|| {
+        let restart = (restart_policy != Restart::Never).then(|| {
             Box::new(RestartState::new(
                 options.backoff.unwrap_or_default(),
                 options.restart_limit.unwrap_or_default(),
@@ -208,7 +202,20 @@ impl ManagerShared {
                 Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
             };
         }
+        let id = registry.next_id;
+        registry.next_id += 1;
         let slot = registry.records.vacant_key();
+        let policy = ChildPolicy {
+            grace: options.grace,
+            background,
+            restart: restart_policy,
+            significant: options.significant.unwrap_or(false),
+            escalate: options.escalate.unwrap_or(true),
+            // Only children inserted before the run take part in an ordered
+            // start.
+            announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
+        };
+        let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
         core.set_slot(slot);
         registry.records.insert(Record {
             core: Arc::clone(&core),

@@ -379,7 +379,10 @@ impl Run<'_> {
                     // ends now, with the outcome it last had.
                     Stage::Backoff => {
                         self.scheduled -= 1;
-                        let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                        let outcome = record
+                            .last_outcome
+                            .take()
+                            .map_or(Outcome::Stopped, |outcome| *outcome);
                         stopped.push((slot, Arc::clone(&record.core), outcome));
                     }
                     // `spawn` starts the grace period of a child not yet
@@ -506,7 +509,7 @@ impl Run<'_> {
             span: events::child_span(&self.path, &core.name, core.id, attempt),
             slot: core.slot(),
             id: core.id,
-            ctx: Context::new(core, token, seen_reloads, Arc::clone(&self.scope)),
+            ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
         };
         (Arc::clone(&record.runnable), launch)
     }
@@ -552,7 +555,10 @@ impl Run<'_> {
             if record.core.policy.background && record.stage == Stage::Backoff {
                 // Its restart will not come.
                 self.scheduled -= 1;
-                let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                let outcome = record
+                    .last_outcome
+                    .take()
+                    .map_or(Outcome::Stopped, |outcome| *outcome);
                 waiting.push((slot, Arc::clone(&record.core), outcome));
             }
             if record.core.policy.background && record.stage == Stage::Running {
@@ -615,7 +621,10 @@ impl Run<'_> {
                     // Shutdown wins over restarts: a child waiting for one
                     // is never started again.
                     Stage::Backoff | Stage::Held => {
-                        let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                        let outcome = record
+                            .last_outcome
+                            .take()
+                            .map_or(Outcome::Stopped, |outcome| *outcome);
                         record.set_stage(Stage::Ended);
                         finals.push((slot, Arc::clone(&record.core), outcome));
                     }
@@ -769,7 +778,10 @@ impl Run<'_> {
                 if record.core.token.is_cancelled() {
                     // Stopped through its handle just as its restart came
                     // due: stopped for good.
-                    let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                    let outcome = record
+                        .last_outcome
+                        .take()
+                        .map_or(Outcome::Stopped, |outcome| *outcome);
                     cancelled.push((slot, Arc::clone(&record.core), outcome));
                 } else {
                     self.spawn(record, now);
@@ -833,7 +845,7 @@ impl Run<'_> {
                 .is_some_and(|group| group.members.contains(&(slot, core.id)))
         {
             record.set_stage(Stage::Held);
-            record.last_outcome = Some(outcome);
+            record.last_outcome = Some(Box::new(outcome));
             drop(registry);
             self.group_member_ended();
             return;
@@ -854,7 +866,7 @@ impl Run<'_> {
         if let (true, Some(state)) = (restart, record.restart.as_mut()) {
             if state.allow_restart(now) {
                 let delay = state.next_delay(failed, now, self.random.next());
-                record.last_outcome = Some(outcome);
+                record.last_outcome = Some(Box::new(outcome));
                 // A background helper's restart never takes workers with it.
                 let strategy = if core.policy.background {
                     Strategy::OneForOne
@@ -1059,7 +1071,10 @@ impl Run<'_> {
                 // children asked to stop through their handle meanwhile.
                 if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
                 {
-                    let outcome = record.last_outcome.take().unwrap_or(Outcome::Stopped);
+                    let outcome = record
+                        .last_outcome
+                        .take()
+                        .map_or(Outcome::Stopped, |outcome| *outcome);
                     finals.push((slot, Arc::clone(&record.core), outcome));
                 } else {
                     record.set_stage(Stage::Backoff);
