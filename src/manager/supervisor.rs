@@ -803,9 +803,18 @@ impl Run<'_> {
             Ok((slot, id, result)) => (slot, Some(id), Ok(result)),
             Err(error) => match self.take_aborted(&error) {
                 Some((slot, cause)) => (slot, None, Err(cause)),
-                // Not a task this loop aborted: only the runtime shutting
-                // down gets here, and `try_finish` marks what is left.
-                None => return,
+                None => match (error.is_panic(), self.slot_of_task(error.id())) {
+                    // A panic outside the caught future: in a tracing
+                    // subscriber's span enter or exit. Rare enough that
+                    // finding the child by a scan is fine.
+                    (true, Some(slot)) => {
+                        let payload = error.into_panic();
+                        (slot, None, Ok(Err(payload)))
+                    }
+                    // The runtime shutting down: `try_finish` marks what is
+                    // left.
+                    _ => return,
+                },
             },
         };
 
@@ -960,6 +969,18 @@ impl Run<'_> {
             self.shared.token.cancel();
         }
         self.announce_end(core, outcome);
+    }
+
+    /// The slot of the running child whose task has this id.
+    fn slot_of_task(&self, task: tokio::task::Id) -> Option<usize> {
+        let mut registry = self.shared.registry();
+        registry.records.iter_mut().find_map(|(slot, record)| {
+            record
+                .abort
+                .as_ref()
+                .is_some_and(|abort| abort.id() == task)
+                .then_some(slot)
+        })
     }
 
     /// The slot and cause of a task this loop aborted.
