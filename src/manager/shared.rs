@@ -114,6 +114,13 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// How the last attempt ended; `Stopped` if none was kept.
+    pub(crate) fn take_last_outcome(&mut self) -> Outcome {
+        self.last_outcome
+            .take()
+            .map_or(Outcome::Stopped, |outcome| *outcome)
+    }
+
     pub(crate) fn set_stage(&mut self, stage: Stage) {
         self.stage = stage;
         self.epoch = self.epoch.wrapping_add(1);

@@ -367,22 +367,13 @@ impl Run<'_> {
                 }
                 match record.stage {
                     Stage::Running => {
-                        let grace = record
-                            .core
-                            .policy
-                            .grace
-                            .unwrap_or(self.shared.settings.grace);
-                        self.timers
-                            .push(timer(later(now, grace), TimerKind::Abort, record));
+                        self.arm_grace(record, now);
                     }
                     // Stopped for good while waiting for its restart: it
                     // ends now, with the outcome it last had.
                     Stage::Backoff => {
                         self.scheduled -= 1;
-                        let outcome = record
-                            .last_outcome
-                            .take()
-                            .map_or(Outcome::Stopped, |outcome| *outcome);
+                        let outcome = record.take_last_outcome();
                         stopped.push((slot, Arc::clone(&record.core), outcome));
                     }
                     // `spawn` starts the grace period of a child not yet
@@ -490,9 +481,7 @@ impl Run<'_> {
         } else if core.was_asked_to_stop() {
             // Stopped through its handle before it started (ordered start):
             // its grace period starts now.
-            let grace = core.policy.grace.unwrap_or(self.shared.settings.grace);
-            self.timers
-                .push(timer(later(now, grace), TimerKind::Abort, record));
+            self.arm_grace(record, now);
         }
         if self.awaiting_ready == Some((core.slot(), core.id)) {
             if let Some(timeout) = self.shared.settings.ordered_start {
@@ -555,21 +544,12 @@ impl Run<'_> {
             if record.core.policy.background && record.stage == Stage::Backoff {
                 // Its restart will not come.
                 self.scheduled -= 1;
-                let outcome = record
-                    .last_outcome
-                    .take()
-                    .map_or(Outcome::Stopped, |outcome| *outcome);
+                let outcome = record.take_last_outcome();
                 waiting.push((slot, Arc::clone(&record.core), outcome));
             }
             if record.core.policy.background && record.stage == Stage::Running {
                 record.core.token.cancel();
-                let grace = record
-                    .core
-                    .policy
-                    .grace
-                    .unwrap_or(self.shared.settings.grace);
-                self.timers
-                    .push(timer(later(now, grace), TimerKind::Abort, record));
+                self.arm_grace(record, now);
             }
         }
         let removed: Vec<_> = waiting
@@ -621,10 +601,7 @@ impl Run<'_> {
                     // Shutdown wins over restarts: a child waiting for one
                     // is never started again.
                     Stage::Backoff | Stage::Held => {
-                        let outcome = record
-                            .last_outcome
-                            .take()
-                            .map_or(Outcome::Stopped, |outcome| *outcome);
+                        let outcome = record.take_last_outcome();
                         record.set_stage(Stage::Ended);
                         finals.push((slot, Arc::clone(&record.core), outcome));
                     }
@@ -670,11 +647,7 @@ impl Run<'_> {
             }
             if !record.core.token.is_cancelled() {
                 record.core.token.cancel();
-                let grace = record
-                    .core
-                    .policy
-                    .grace
-                    .unwrap_or(self.shared.settings.grace);
+                let grace = self.grace_of(record);
                 let deadline = self
                     .stop_deadline
                     .map_or(later(now, grace), |overall| overall.min(later(now, grace)));
@@ -682,6 +655,23 @@ impl Run<'_> {
             }
             return;
         }
+    }
+
+    /// The child's grace period: its own, or the manager's.
+    fn grace_of(&self, record: &Record) -> Duration {
+        record
+            .core
+            .policy
+            .grace
+            .unwrap_or(self.shared.settings.grace)
+    }
+
+    /// Starts the grace period of the record's running attempt: when it
+    /// ends, the attempt is aborted.
+    fn arm_grace(&mut self, record: &Record, now: Instant) {
+        let grace = self.grace_of(record);
+        self.timers
+            .push(timer(later(now, grace), TimerKind::Abort, record));
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -732,11 +722,7 @@ impl Run<'_> {
                 }
                 match kind {
                     TimerKind::Abort if record.stage == Stage::Running => {
-                        let grace = record
-                            .core
-                            .policy
-                            .grace
-                            .unwrap_or(self.shared.settings.grace);
+                        let grace = self.grace_of(record);
                         abort_child(
                             &mut self.aborting,
                             &self.path,
@@ -778,10 +764,7 @@ impl Run<'_> {
                 if record.core.token.is_cancelled() {
                     // Stopped through its handle just as its restart came
                     // due: stopped for good.
-                    let outcome = record
-                        .last_outcome
-                        .take()
-                        .map_or(Outcome::Stopped, |outcome| *outcome);
+                    let outcome = record.take_last_outcome();
                     cancelled.push((slot, Arc::clone(&record.core), outcome));
                 } else {
                     self.spawn(record, now);
@@ -1036,13 +1019,7 @@ impl Run<'_> {
                     Stage::Running => {
                         sibling.core.set_restart_reason(reason.clone());
                         sibling.attempt_token().cancel();
-                        let grace = sibling
-                            .core
-                            .policy
-                            .grace
-                            .unwrap_or(self.shared.settings.grace);
-                        self.timers
-                            .push(timer(later(now, grace), TimerKind::Abort, sibling));
+                        self.arm_grace(sibling, now);
                         group.running += 1;
                         group.members.push((sibling_slot, id));
                     }
@@ -1092,10 +1069,7 @@ impl Run<'_> {
                 // children asked to stop through their handle meanwhile.
                 if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
                 {
-                    let outcome = record
-                        .last_outcome
-                        .take()
-                        .map_or(Outcome::Stopped, |outcome| *outcome);
+                    let outcome = record.take_last_outcome();
                     finals.push((slot, Arc::clone(&record.core), outcome));
                 } else {
                     record.set_stage(Stage::Backoff);
