@@ -63,8 +63,8 @@ mod runnable;
 
 pub use builtin::IdleProcess;
 pub use control::{
-    ChildHandle, Context, ControlMessage, CustomMessage, Outcome, ProcessControlHandler,
-    ShutdownReason, Signal,
+    ChildHandle, Context, ControlMessage, CustomMessage, EVENT_CAPACITY, EventKind, Events,
+    EventsError, LifecycleEvent, Outcome, ProcessControlHandler, ShutdownReason, Signal,
 };
 pub use error::{
     ChildFailure, ChildFailures, ControlError, FailureCause, InsertError, InsertErrorKind,

@@ -200,13 +200,15 @@ impl ChildCore {
         self.stopped_alone.load(Ordering::Acquire)
     }
 
-    pub(crate) fn mark_ready(&self) {
+    /// Marks the child ready; `true` the first time in this attempt.
+    pub(crate) fn mark_ready(&self) -> bool {
         let was_ready = self.ready.swap(true, Ordering::AcqRel);
         if !was_ready && self.policy.announce_ready {
             if let Some(listener) = self.listener.upgrade() {
                 listener.child_ready(self.slot(), self.id);
             }
         }
+        !was_ready
     }
 
     pub(crate) fn is_ready(&self) -> bool {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::{ChildCore, ControlMessage, ReasonCell, ShutdownReason};
+use super::{ChildCore, ControlMessage, EventHubs, EventKind, ReasonCell, ShutdownReason};
 
 /// What a running process receives from its manager: its identity, the
 /// control messages sent to it, and a way to say it is ready.
@@ -52,6 +52,7 @@ pub struct Context {
 pub(crate) struct Scope {
     pub(crate) path: Arc<str>,
     pub(crate) reason: Arc<ReasonCell>,
+    pub(crate) events: EventHubs,
 }
 
 impl Context {
@@ -75,6 +76,11 @@ impl Context {
     /// The manager's path.
     pub(crate) fn parent_path(&self) -> &str {
         &self.scope.path
+    }
+
+    /// Where this process's lifecycle events go.
+    pub(crate) fn events(&self) -> &EventHubs {
+        &self.scope.events
     }
 
     /// The process's id, unique within its manager.
@@ -170,7 +176,14 @@ impl Context {
     /// its broker, and so on. Visible through
     /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready).
     pub fn mark_ready(&self) {
-        self.core.mark_ready();
+        if self.core.mark_ready() {
+            self.scope.events.publish(
+                &self.scope.path,
+                Some(&self.core.name),
+                self.core.id,
+                || EventKind::Ready,
+            );
+        }
     }
 
     /// Waits for the next control message.
@@ -195,6 +208,7 @@ impl Context {
             changed.as_mut().enable();
             let message = next_message(
                 &self.core,
+                &self.scope,
                 &self.token,
                 &mut self.seen_reloads,
                 &mut self.shutdown_delivered,
@@ -217,6 +231,7 @@ impl Context {
     pub fn try_recv(&mut self) -> Option<ControlMessage> {
         next_message(
             &self.core,
+            &self.scope,
             &self.token,
             &mut self.seen_reloads,
             &mut self.shutdown_delivered,
@@ -228,6 +243,7 @@ impl Context {
 /// rather than a method so that `recv` can hold a borrow of `core` meanwhile.
 fn next_message(
     core: &ChildCore,
+    scope: &Scope,
     token: &CancellationToken,
     seen_reloads: &mut u64,
     shutdown_delivered: &mut bool,
@@ -236,7 +252,15 @@ fn next_message(
         *shutdown_delivered = true;
         return Some(ControlMessage::Shutdown);
     }
-    core.take_message(seen_reloads)
+    let message = core.take_message(seen_reloads);
+    if let Some(ControlMessage::Reload) = message {
+        scope
+            .events
+            .publish(&scope.path, Some(&core.name), core.id, || {
+                EventKind::ReloadDelivered
+            });
+    }
+    message
 }
 
 impl fmt::Debug for Context {

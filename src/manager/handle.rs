@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::ChildOptions;
 use super::shared::ManagerShared;
-use crate::control::{ChildHandle, Outcome, ProcessControlHandler, ShutdownReason};
+use crate::control::{ChildHandle, Events, Outcome, ProcessControlHandler, ShutdownReason};
 use crate::error::{ControlError, InsertError};
 use crate::runnable::Runnable;
 
@@ -88,6 +88,41 @@ impl ManagerHandle {
     /// not ended, and with auto-cleanup off also those that have.
     pub fn children(&self) -> Vec<ChildHandle> {
         self.shared.children()
+    }
+
+    /// Subscribes to the lifecycle events of every process in this
+    /// manager's subtree, nested managers' children included: starts,
+    /// readiness, reloads, failures, restarts, aborts, ends and shutdown
+    /// requests, in the order the manager saw them.
+    ///
+    /// A subscriber that reads too slowly never slows the manager down: it
+    /// misses the oldest events beyond [`EVENT_CAPACITY`](crate::EVENT_CAPACITY)
+    /// and is told how many. The subscription ends when the manager's run
+    /// does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{EventsError, ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder().name("root").build();
+    /// let mut events = manager.handle().subscribe();
+    /// manager.insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))?;
+    /// manager.await?;
+    /// loop {
+    ///     match events.recv().await {
+    ///         Ok(event) => println!("{event}"), // root/once: started (attempt 1), ...
+    ///         Err(EventsError::Lagged(missed)) => println!("missed {missed} events"),
+    ///         Err(_) => break,
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> Events {
+        self.shared.events.subscribe()
     }
 
     /// How the manager's run ended, or `None` while it has not.

@@ -19,7 +19,7 @@ use super::restart::RestartState;
 use super::slab::Slab;
 use super::{ChildOptions, Restart, Strategy};
 use crate::control::{
-    ChildCore, ChildHandle, ChildPolicy, EndSignal, Outcome, ReasonCell, ShutdownReason,
+    ChildCore, ChildHandle, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell, ShutdownReason,
     StopListener,
 };
 use crate::error::{ControlError, InsertError, InsertErrorKind};
@@ -44,6 +44,7 @@ pub(crate) struct ManagerShared {
     /// it, except for background children, which the loop stops last.
     pub(crate) token: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
+    pub(crate) events: Arc<EventHub>,
     /// A forced shutdown was requested: abort every child now.
     pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
@@ -138,6 +139,7 @@ impl ManagerShared {
             settings,
             token: CancellationToken::new(),
             reason: Arc::default(),
+            events: Arc::default(),
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
@@ -302,6 +304,7 @@ impl ManagerShared {
             record.core.finish(Outcome::Aborted);
         }
         self.end.set(Outcome::Aborted);
+        self.events.close();
     }
 }
 

@@ -39,7 +39,9 @@ use super::exit::Exit;
 use super::restart::Random;
 use super::shared::{ManagerShared, Phase, Record, Registry, Stage};
 use super::{Restart, RestartLimit, Strategy};
-use crate::control::{ChildCore, Context, ControlMessage, Outcome, Scope, ShutdownReason};
+use crate::control::{
+    ChildCore, Context, ControlMessage, EventHubs, EventKind, Outcome, Scope, ShutdownReason,
+};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
 use crate::runnable::{BoxError, DynRunnable, Runnable};
 
@@ -162,7 +164,9 @@ pub(crate) async fn supervise(
         scope: Arc::new(Scope {
             path: Arc::clone(&path),
             reason: Arc::clone(&shared.reason),
+            events: EventHubs::with(parent.as_ref().map(Context::events), &shared.events),
         }),
+        own_id: parent.as_ref().map_or(0, Context::id),
         path,
         tasks: JoinSet::new(),
         stopping: false,
@@ -252,6 +256,7 @@ pub(crate) async fn supervise(
         None => Ok(Exit::new(reason)),
     };
     run.finished = true;
+    shared.events.close();
     shared.end.set(match &result {
         Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,
         Ok(_) => Outcome::Completed,
@@ -285,6 +290,8 @@ struct Run<'a> {
     path: Arc<str>,
     /// What every child's context shares.
     scope: Arc<Scope>,
+    /// The manager's id in its parent, for its own events.
+    own_id: u64,
     tasks: JoinSet<TaskOutput>,
     stopping: bool,
     /// When children with the manager's grace period are aborted; set when
@@ -493,6 +500,11 @@ impl Run<'_> {
         // starts from fresh configuration; the first attempt gets every one
         // requested since the insert.
         let seen_reloads = if attempt == 1 { 0 } else { core.reloads() };
+        self.scope
+            .events
+            .publish(&self.path, Some(&core.name), core.id, || {
+                EventKind::Started { attempt }
+            });
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: events::child_span(&self.path, &core.name, core.id, attempt),
@@ -571,7 +583,7 @@ impl Run<'_> {
             if !record.core.policy.background {
                 abort_child(
                     &mut self.aborting,
-                    &self.path,
+                    &self.scope,
                     slot,
                     record,
                     AbortCause::Grace(Duration::ZERO),
@@ -591,7 +603,13 @@ impl Run<'_> {
             // its outcome there reads "stopped".
             ctx.token().cancel();
         }
-        events::manager_stopping(&self.path, self.shared.reason.get().as_ref());
+        let reason = self.shared.reason.get();
+        events::manager_stopping(&self.path, reason.as_ref());
+        self.scope
+            .events
+            .publish(&self.path, None, self.own_id, || {
+                EventKind::ShutdownRequested(reason.unwrap_or(ShutdownReason::Requested))
+            });
         let mut finals = Vec::new();
         {
             let mut registry = self.shared.registry();
@@ -701,7 +719,7 @@ impl Run<'_> {
                     {
                         abort_child(
                             &mut self.aborting,
-                            &self.path,
+                            &self.scope,
                             slot,
                             record,
                             AbortCause::Grace(self.shared.settings.grace),
@@ -725,7 +743,7 @@ impl Run<'_> {
                         let grace = self.grace_of(record);
                         abort_child(
                             &mut self.aborting,
-                            &self.path,
+                            &self.scope,
                             slot,
                             record,
                             AbortCause::Grace(grace),
@@ -741,7 +759,7 @@ impl Run<'_> {
                         let timeout = self.shared.settings.ordered_start.unwrap_or_default();
                         abort_child(
                             &mut self.aborting,
-                            &self.path,
+                            &self.scope,
                             slot,
                             record,
                             AbortCause::StartTimeout(timeout),
@@ -827,6 +845,23 @@ impl Run<'_> {
             (Outcome::Failed(_) | Outcome::Panicked(_), _)
                 | (Outcome::Aborted, Some(AbortCause::StartTimeout(_)))
         );
+        match &outcome {
+            Outcome::Failed(error) => {
+                self.scope
+                    .events
+                    .publish(&self.path, Some(&core.name), core.id, || {
+                        EventKind::Failed(Arc::clone(error))
+                    });
+            }
+            Outcome::Panicked(message) => {
+                self.scope
+                    .events
+                    .publish(&self.path, Some(&core.name), core.id, || {
+                        EventKind::Panicked(message.clone())
+                    });
+            }
+            _ => {}
+        }
 
         // Stopped on purpose to restart with a sibling; `restart_group`
         // decides whether it starts again.
@@ -886,6 +921,14 @@ impl Run<'_> {
                     core.attempt() + 1,
                     delay,
                 );
+                self.scope
+                    .events
+                    .publish(&self.path, Some(&core.name), core.id, || {
+                        EventKind::Restarting {
+                            attempt: core.attempt() + 1,
+                            delay,
+                        }
+                    });
                 return;
             }
             exceeded = Some(state.limit);
@@ -1126,6 +1169,11 @@ impl Run<'_> {
     /// waking the child's handles.
     fn announce_end(&self, core: Arc<ChildCore>, outcome: Outcome) {
         events::child_ended(&self.path, &core.name, core.id, &outcome);
+        self.scope
+            .events
+            .publish(&self.path, Some(&core.name), core.id, || {
+                EventKind::Stopped(outcome.clone())
+            });
         // With auto-cleanup, this is often the last reference: no handle
         // or context is left to see the outcome, so there is no one to wake.
         if Arc::strong_count(&core) > 1 {
@@ -1164,7 +1212,7 @@ impl Drop for Run<'_> {
 
 fn abort_child(
     aborting: &mut HashMap<tokio::task::Id, (usize, AbortCause)>,
-    path: &str,
+    scope: &Scope,
     slot: usize,
     record: &mut Record,
     cause: AbortCause,
@@ -1174,7 +1222,12 @@ fn abort_child(
             let grace = match cause {
                 AbortCause::Grace(grace) | AbortCause::StartTimeout(grace) => grace,
             };
-            events::child_aborting(path, &record.core.name, record.core.id, grace);
+            events::child_aborting(&scope.path, &record.core.name, record.core.id, grace);
+            scope
+                .events
+                .publish(&scope.path, Some(&record.core.name), record.core.id, || {
+                    EventKind::Aborted
+                });
             abort.abort();
             entry.insert((slot, cause));
         }
