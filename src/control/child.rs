@@ -20,6 +20,9 @@ pub(crate) trait StopListener: Send + Sync {
     /// The child said it is ready; only called while the manager waits for
     /// it (ordered start).
     fn child_ready(&self, slot: usize, id: u64);
+
+    /// A child whose readiness counts became ready.
+    fn counted_ready(&self);
 }
 
 /// How a manager treats a child; fixed when it is inserted.
@@ -36,6 +39,8 @@ pub(crate) struct ChildPolicy {
     pub(crate) escalate: bool,
     /// The manager waits for it to be ready before starting the next child.
     pub(crate) announce_ready: bool,
+    /// Its readiness counts toward its manager's.
+    pub(crate) reports_ready: bool,
 }
 
 /// The state one child shares between its handles, its context and its
@@ -203,24 +208,34 @@ impl ChildCore {
     /// Marks the child ready; `true` the first time in this attempt.
     pub(crate) fn mark_ready(&self) -> bool {
         let was_ready = self.ready.swap(true, Ordering::AcqRel);
-        if !was_ready && self.policy.announce_ready {
+        if !was_ready && (self.policy.announce_ready || self.policy.reports_ready) {
             if let Some(listener) = self.listener.upgrade() {
-                listener.child_ready(self.slot(), self.id);
+                if self.policy.reports_ready {
+                    listener.counted_ready();
+                }
+                if self.policy.announce_ready {
+                    listener.child_ready(self.slot(), self.id);
+                }
             }
         }
         !was_ready
+    }
+
+    /// Clears readiness between attempts; whether it had been ready.
+    pub(crate) fn take_ready(&self) -> bool {
+        self.ready.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Starts the next attempt: counts it, forgets the last one's readiness
-    /// and restart reason, and returns its number.
+    /// Starts the next attempt: counts it, forgets the last one's restart
+    /// reason, and returns its number. (Its readiness was cleared when the
+    /// last attempt ended.)
     pub(crate) fn begin_attempt(&self) -> u32 {
         let attempt = self.attempt.fetch_add(1, Ordering::AcqRel) + 1;
         if attempt > 1 {
-            self.ready.store(false, Ordering::Release);
             self.inbox().restart_reason = None;
         }
         attempt

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::ChildOptions;
 use super::shared::ManagerShared;
@@ -123,6 +124,51 @@ impl ManagerHandle {
     /// ```
     pub fn subscribe(&self) -> Events {
         self.shared.events.subscribe()
+    }
+
+    /// Whether every child that reports readiness
+    /// ([`ChildOptions::reports_ready`]) is ready in its current attempt,
+    /// nested managers counting as ready once their own children are. A
+    /// child that restarts is unready until it says it is ready again; a
+    /// child that has ended no longer counts. The building block for a
+    /// health endpoint or a systemd notification.
+    pub fn is_ready(&self) -> bool {
+        self.shared.unready.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits until [`is_ready`](ManagerHandle::is_ready) is true.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ChildOptions, ProcessControlHandler, ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::new();
+    /// manager.insert_with(
+    ///     process_fn("http", |ctx| async move {
+    ///         // bind the socket, then:
+    ///         ctx.mark_ready();
+    ///         ctx.shutdown_requested().await;
+    ///         Ok::<_, std::io::Error>(())
+    ///     }),
+    ///     ChildOptions::new().reports_ready(true),
+    /// )?;
+    /// let handle = manager.handle();
+    /// let run = tokio::spawn(manager.into_future());
+    /// handle.ready().await; // e.g. tell systemd: READY=1
+    /// handle.shutdown().await;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ready(&self) {
+        self.shared.ready().await;
     }
 
     /// How the manager's run ended, or `None` while it has not.

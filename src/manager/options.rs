@@ -33,6 +33,7 @@ pub struct ChildOptions {
     pub(crate) restart_limit: Option<RestartLimit>,
     pub(crate) significant: Option<bool>,
     pub(crate) escalate: Option<bool>,
+    pub(crate) reports_ready: Option<bool>,
 }
 
 impl ChildOptions {
@@ -144,6 +145,18 @@ impl ChildOptions {
         self
     }
 
+    /// Whether the child says when it is ready
+    /// ([`Context::mark_ready`](crate::Context::mark_ready)) and its manager
+    /// counts as ready only once it has, in its current attempt: see
+    /// [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready). A nested
+    /// manager asks for this by default and says it is ready when its own
+    /// children are. Default: `false`.
+    #[must_use]
+    pub fn reports_ready(mut self, reports: bool) -> Self {
+        self.reports_ready = Some(reports);
+        self
+    }
+
     /// Fills what `self` leaves unset from `defaults`.
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
@@ -155,6 +168,7 @@ impl ChildOptions {
             restart_limit: self.restart_limit.or(defaults.restart_limit),
             significant: self.significant.or(defaults.significant),
             escalate: self.escalate.or(defaults.escalate),
+            reports_ready: self.reports_ready.or(defaults.reports_ready),
         }
     }
 }

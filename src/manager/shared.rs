@@ -7,7 +7,7 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -45,6 +45,11 @@ pub(crate) struct ManagerShared {
     pub(crate) token: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: Arc<EventHub>,
+    /// Children whose readiness counts and that are not ready in their
+    /// current attempt.
+    pub(crate) unready: AtomicUsize,
+    /// Woken whenever `unready` reaches zero.
+    pub(crate) readiness: Notify,
     /// A forced shutdown was requested: abort every child now.
     pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
@@ -140,6 +145,8 @@ impl ManagerShared {
             token: CancellationToken::new(),
             reason: Arc::default(),
             events: Arc::default(),
+            unready: AtomicUsize::new(0),
+            readiness: Notify::new(),
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
@@ -173,6 +180,7 @@ impl ManagerShared {
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
+        let reports_ready = options.reports_ready.unwrap_or(false);
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
@@ -223,7 +231,11 @@ impl ManagerShared {
             // Only children inserted before the run take part in an ordered
             // start.
             announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
+            reports_ready,
         };
+        if reports_ready {
+            self.unready.fetch_add(1, Ordering::AcqRel);
+        }
         let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
         core.set_slot(slot);
         registry.records.insert(Record {
@@ -282,6 +294,34 @@ impl ManagerShared {
             .collect()
     }
 
+    /// One child more (`+1`) or fewer (`-1`) to wait for; wakes the waiters
+    /// and the loop (which tells a parent) when none is left.
+    pub(crate) fn readiness_changed(&self, delta: isize) {
+        let now_unready = if delta > 0 {
+            self.unready.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.unready.fetch_sub(1, Ordering::AcqRel) - 1
+        };
+        if now_unready == 0 {
+            self.readiness.notify_waiters();
+            self.work.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits until no child whose readiness counts is unready.
+    pub(crate) async fn ready(&self) {
+        loop {
+            let notified = self.readiness.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.unready.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Marks the manager and every child it still holds as ended, for when
     /// the manager goes away without finishing its run: its future was
     /// dropped (which aborts the children's tasks) or it was never run.
@@ -313,6 +353,10 @@ impl StopListener for ManagerShared {
         self.registry().stop_requests.push((slot, id));
         self.work.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    fn counted_ready(&self) {
+        self.readiness_changed(-1);
     }
 
     fn child_ready(&self, slot: usize, id: u64) {

@@ -192,8 +192,16 @@ pub(crate) async fn supervise(
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
 
+    let mut said_ready = false;
     loop {
         run.turn();
+        if !said_ready && shared.unready.load(Ordering::Acquire) == 0 {
+            // A nested manager is ready once its children are.
+            said_ready = true;
+            if let Some(ctx) = &parent {
+                ctx.mark_ready();
+            }
+        }
         if run.is_idle() {
             if run.try_finish() {
                 break;
@@ -874,6 +882,7 @@ impl Run<'_> {
             record.set_stage(Stage::Held);
             record.last_outcome = Some(Box::new(outcome));
             drop(registry);
+            self.down_until_restarted(&core);
             self.group_member_ended();
             return;
         }
@@ -894,6 +903,7 @@ impl Run<'_> {
             if state.allow_restart(now) {
                 let delay = state.next_delay(failed, now, self.random.next());
                 record.last_outcome = Some(Box::new(outcome));
+                self.down_until_restarted(&core);
                 // A background helper's restart never takes workers with it.
                 let strategy = if core.policy.background {
                     Strategy::OneForOne
@@ -995,6 +1005,14 @@ impl Run<'_> {
             self.shared.token.cancel();
         }
         self.announce_end(core, outcome);
+    }
+
+    /// A child waiting for its restart is not ready, whatever its last
+    /// attempt said; its next attempt starts unready.
+    fn down_until_restarted(&self, core: &ChildCore) {
+        if core.take_ready() && core.policy.reports_ready {
+            self.shared.readiness_changed(1);
+        }
     }
 
     /// The slot of the running child whose task has this id.
@@ -1154,6 +1172,10 @@ impl Run<'_> {
         let record = registry.records.get_mut(slot)?;
         if !record.core.policy.background {
             self.foreground -= 1;
+        }
+        if record.core.policy.reports_ready && !record.core.is_ready() {
+            // An ended child no longer holds its manager's readiness back.
+            self.shared.readiness_changed(-1);
         }
         record.set_stage(Stage::Ended);
         record.last_outcome = None;
