@@ -71,7 +71,8 @@ pub use error::{
     RunError, SendError,
 };
 pub use manager::{
-    Backoff, ChildOptions, DEFAULT_GRACE_PERIOD, Exit, Jitter, ManagerHandle, NESTED_GRACE_MARGIN,
-    ProcessManager, ProcessManagerBuilder, Restart, RestartLimit, Strategy,
+    Backoff, ChildInfo, ChildOptions, ChildState, DEFAULT_GRACE_PERIOD, Exit, Jitter,
+    ManagerHandle, NESTED_GRACE_MARGIN, ProcessManager, ProcessManagerBuilder, Restart,
+    RestartLimit, Strategy, TreeNode, TreeSnapshot,
 };
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};

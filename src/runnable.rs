@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::control::Context;
-use crate::manager::{ChildOptions, Launch, TaskOutput, spawn_task};
+use crate::manager::{ChildOptions, Launch, ManagerHandle, ProcessManager, TaskOutput, spawn_task};
 
 /// The error a process may fail with: any error type, boxed.
 ///
@@ -166,11 +166,24 @@ where
 pub(crate) trait DynRunnable: Send + Sync + 'static {
     /// Spawns one attempt of the process onto the manager's tasks.
     fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle;
+
+    /// A handle of the manager this process is, if it is one, so that a
+    /// snapshot can walk the tree.
+    fn as_manager(&self) -> Option<ManagerHandle>;
 }
 
 impl<R: Runnable> DynRunnable for R {
     fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle {
         spawn_task(self, tasks, launch)
+    }
+
+    fn as_manager(&self) -> Option<ManagerHandle> {
+        let any: &dyn std::any::Any = self;
+        if let Some(manager) = any.downcast_ref::<ProcessManager>() {
+            return Some(manager.handle());
+        }
+        any.downcast_ref::<Arc<ProcessManager>>()
+            .map(|manager| manager.handle())
     }
 }
 

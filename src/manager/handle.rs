@@ -3,8 +3,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::ChildOptions;
 use super::shared::ManagerShared;
+use super::{ChildInfo, ChildOptions, TreeSnapshot};
 use crate::control::{ChildHandle, Events, Outcome, ProcessControlHandler, ShutdownReason};
 use crate::error::{ControlError, InsertError};
 use crate::runnable::Runnable;
@@ -83,6 +83,36 @@ impl ManagerHandle {
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, options)
+    }
+
+    /// What each child is doing, in insertion order: state, uptime,
+    /// restarts, last error. Ended children appear only with auto-cleanup
+    /// off.
+    pub fn snapshot(&self) -> Vec<ChildInfo> {
+        self.shared
+            .snapshot()
+            .into_iter()
+            .map(|(info, _)| info)
+            .collect()
+    }
+
+    /// The whole subtree, nested managers walked; its `Display` draws it like
+    /// `pstree`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{IdleProcess, ProcessManager};
+    ///
+    /// let manager = ProcessManager::builder().name("root").child(IdleProcess).build();
+    /// assert_eq!(manager.handle().tree().to_string(), "root\n└── idle: starting\n");
+    /// ```
+    pub fn tree(&self) -> TreeSnapshot {
+        self.shared.tree()
+    }
+
+    pub(crate) fn shared(&self) -> &ManagerShared {
+        &self.shared
     }
 
     /// Handles to the children the manager keeps records of: those that have

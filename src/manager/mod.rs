@@ -8,6 +8,7 @@ mod options;
 mod restart;
 mod shared;
 mod slab;
+mod snapshot;
 mod supervisor;
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ pub use exit::Exit;
 pub use handle::ManagerHandle;
 pub use options::ChildOptions;
 pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
+pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
 pub(crate) use supervisor::{Launch, TaskOutput, spawn_task};
 
 use crate::control::{ChildHandle, Context};

@@ -185,6 +185,8 @@ pub(crate) struct RestartState {
     /// When recent restarts happened, oldest first, within the limit's window.
     recent: VecDeque<Instant>,
     pub(crate) started_at: Instant,
+    /// When the next attempt starts, while one is scheduled.
+    pub(crate) restart_at: Option<Instant>,
 }
 
 impl RestartState {
@@ -195,6 +197,7 @@ impl RestartState {
             failures_in_a_row: 0,
             recent: VecDeque::new(),
             started_at: Instant::now(),
+            restart_at: None,
         }
     }
 

@@ -8,16 +8,19 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::restart::RestartState;
 use super::slab::Slab;
-use super::{ChildOptions, Restart, Strategy};
+use super::{
+    ChildInfo, ChildOptions, ChildState, ManagerHandle, Restart, Strategy, TreeNode, TreeSnapshot,
+};
 use crate::control::{
     ChildCore, ChildHandle, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell, ShutdownReason,
     StopListener,
@@ -45,6 +48,8 @@ pub(crate) struct ManagerShared {
     pub(crate) token: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: Arc<EventHub>,
+    /// Set when the manager runs: its path in the tree.
+    pub(crate) path: OnceLock<Arc<str>>,
     /// Children whose readiness counts and that are not ready in their
     /// current attempt.
     pub(crate) unready: AtomicUsize,
@@ -113,6 +118,8 @@ pub(crate) struct Record {
     pub(crate) attempt_token: Option<CancellationToken>,
     /// Only children with a restart policy have one.
     pub(crate) restart: Option<Box<RestartState>>,
+    /// When the running attempt started.
+    pub(crate) started_at: Option<Instant>,
     /// How the last attempt ended, kept while the child may be restarted;
     /// boxed because most records never need it and every record pays for
     /// its size.
@@ -145,6 +152,7 @@ impl ManagerShared {
             token: CancellationToken::new(),
             reason: Arc::default(),
             events: Arc::default(),
+            path: OnceLock::new(),
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
             forced: AtomicBool::new(false),
@@ -246,6 +254,7 @@ impl ManagerShared {
             abort: None,
             attempt_token: None,
             restart,
+            started_at: None,
             last_outcome: None,
         });
         registry.pending.push(slot);
@@ -284,6 +293,85 @@ impl ManagerShared {
             let _ = record.core.request_reload();
         }
         Ok(())
+    }
+
+    /// The manager's path: known once it runs, its name before.
+    pub(crate) fn path(&self) -> Arc<str> {
+        match self.path.get() {
+            Some(path) => Arc::clone(path),
+            None => Arc::from(&*self.settings.name),
+        }
+    }
+
+    /// Every child the registry holds, in insertion order, with a handle of
+    /// the manager it is, if it is one.
+    pub(crate) fn snapshot(&self) -> Vec<(ChildInfo, Option<ManagerHandle>)> {
+        let now = Instant::now();
+        let path = self.path();
+        let registry = self.registry();
+        let mut children: Vec<_> = registry
+            .records
+            .iter()
+            .map(|record| {
+                let core = &record.core;
+                let state = match record.stage {
+                    Stage::Pending => ChildState::Starting,
+                    Stage::Running if record.attempt_token().is_cancelled() => ChildState::Stopping,
+                    Stage::Running if core.is_ready() => ChildState::Ready,
+                    Stage::Running => ChildState::Running,
+                    Stage::Backoff => ChildState::Restarting {
+                        in_: record
+                            .restart
+                            .as_ref()
+                            .and_then(|restart| restart.restart_at)
+                            .map(|at| at.saturating_duration_since(now)),
+                    },
+                    Stage::Held => ChildState::Restarting { in_: None },
+                    Stage::Ended => {
+                        ChildState::Ended(core.end.get().cloned().unwrap_or(Outcome::Stopped))
+                    }
+                };
+                let uptime = match record.stage {
+                    Stage::Running => record
+                        .started_at
+                        .map(|at| now.saturating_duration_since(at)),
+                    _ => None,
+                };
+                let last_error = record
+                    .last_outcome
+                    .as_deref()
+                    .and_then(error_message)
+                    .or_else(|| core.end.get().and_then(error_message));
+                let info = ChildInfo {
+                    id: core.id,
+                    name: core.name.to_string(),
+                    path: format!("{path}/{}", core.name),
+                    state,
+                    restarts: core.attempt().saturating_sub(1),
+                    uptime,
+                    last_error,
+                };
+                (info, record.runnable.as_manager())
+            })
+            .collect();
+        drop(registry);
+        children.sort_by_key(|(info, _)| info.id);
+        children
+    }
+
+    /// This manager's children, nested managers walked.
+    pub(crate) fn tree(&self) -> TreeSnapshot {
+        TreeSnapshot {
+            path: self.path().to_string(),
+            children: self
+                .snapshot()
+                .into_iter()
+                .map(|(info, manager)| TreeNode {
+                    info,
+                    subtree: manager.map(|manager| manager.shared().tree()),
+                })
+                .collect(),
+        }
     }
 
     pub(crate) fn children(&self) -> Vec<ChildHandle> {
@@ -363,5 +451,13 @@ impl StopListener for ManagerShared {
         self.registry().ready.push((slot, id));
         self.work.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+}
+
+fn error_message(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Failed(error) => Some(error.to_string()),
+        Outcome::Panicked(message) => Some(message.clone()),
+        _ => None,
     }
 }

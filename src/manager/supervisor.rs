@@ -159,6 +159,8 @@ pub(crate) async fn supervise(
         Some(ctx) => ctx.path().into(),
         None => Arc::from(&*shared.settings.name),
     };
+    // A manager runs once (checked above), so this is the first set.
+    let _ = shared.path.set(Arc::clone(&path));
     let mut run = Run {
         shared,
         scope: Arc::new(Scope {
@@ -477,7 +479,9 @@ impl Run<'_> {
         };
         if let Some(restart) = &mut record.restart {
             restart.started_at = now;
+            restart.restart_at = None;
         }
+        record.started_at = Some(now);
         record.set_stage(Stage::Running);
         if self.stopping && !core.policy.background {
             // Independent tokens (ordered stop) are not cancelled by the
@@ -912,6 +916,9 @@ impl Run<'_> {
                 };
                 match strategy {
                     Strategy::OneForOne => {
+                        if let Some(state) = record.restart.as_mut() {
+                            state.restart_at = Some(later(now, delay));
+                        }
                         record.set_stage(Stage::Backoff);
                         self.scheduled += 1;
                         self.timers
@@ -1133,6 +1140,9 @@ impl Run<'_> {
                     let outcome = record.take_last_outcome();
                     finals.push((slot, Arc::clone(&record.core), outcome));
                 } else {
+                    if let Some(state) = record.restart.as_mut() {
+                        state.restart_at = Some(at);
+                    }
                     record.set_stage(Stage::Backoff);
                     self.scheduled += 1;
                     self.timers.push(timer(at, TimerKind::Restart, record));

@@ -1,0 +1,226 @@
+//! Snapshots of what a manager runs: [`ChildInfo`] per child and
+//! [`TreeSnapshot`], which walks nested managers and draws like `pstree`.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::control::Outcome;
+
+/// Where a child is in its life, at the moment of a snapshot.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ChildState {
+    /// Accepted, not started yet.
+    Starting,
+    /// Running, and has not said it is ready (or does not).
+    Running,
+    /// Running and said it is ready.
+    Ready,
+    /// Asked to stop, not ended yet.
+    Stopping,
+    /// Waiting to start again; `in_` is the time left, `None` while it waits
+    /// for siblings restarted with it.
+    Restarting {
+        /// Time until the next attempt starts.
+        in_: Option<Duration>,
+    },
+    /// Ended for good (listed only with auto-cleanup off).
+    Ended(Outcome),
+}
+
+impl fmt::Display for ChildState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildState::Starting => f.write_str("starting"),
+            ChildState::Running => f.write_str("running"),
+            ChildState::Ready => f.write_str("ready"),
+            ChildState::Stopping => f.write_str("stopping"),
+            ChildState::Restarting { in_: Some(delay) } => {
+                write!(f, "restarting in {}", Readable(*delay))
+            }
+            ChildState::Restarting { in_: None } => f.write_str("restarting"),
+            ChildState::Ended(outcome) => write!(f, "ended ({outcome})"),
+        }
+    }
+}
+
+/// One child at the moment of a snapshot; see
+/// [`ManagerHandle::snapshot`](crate::ManagerHandle::snapshot).
+#[derive(Debug, Clone)]
+pub struct ChildInfo {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) state: ChildState,
+    pub(crate) restarts: u32,
+    pub(crate) uptime: Option<Duration>,
+    pub(crate) last_error: Option<String>,
+}
+
+impl ChildInfo {
+    /// The child's id in its manager.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The child's path from the root.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Where the child is in its life.
+    pub fn state(&self) -> &ChildState {
+        &self.state
+    }
+
+    /// How many times it was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// How long its current attempt has run, if one runs.
+    pub fn uptime(&self) -> Option<Duration> {
+        self.uptime
+    }
+
+    /// The message of its last failure, if it failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+}
+
+impl fmt::Display for ChildInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.state)?;
+        if let Some(uptime) = self.uptime {
+            write!(f, ", up {}", Readable(uptime))?;
+        }
+        match self.restarts {
+            0 => {}
+            1 => f.write_str(", 1 restart")?,
+            n => write!(f, ", {n} restarts")?,
+        }
+        if let Some(error) = &self.last_error {
+            write!(f, ", last error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A manager and its children, nested managers walked, at the moment of a
+/// snapshot; see [`ManagerHandle::tree`](crate::ManagerHandle::tree). Its
+/// `Display` draws it like `pstree`:
+///
+/// ```text
+/// root
+/// ├── http: ready, up 5s
+/// ├── consumers: ready, up 5s
+/// │   ├── kafka-0: restarting in 2s, 3 restarts, last error: broker down
+/// │   └── kafka-1: ready, up 5s
+/// └── idle: running, up 5s
+/// ```
+#[derive(Debug, Clone)]
+pub struct TreeSnapshot {
+    pub(crate) path: String,
+    pub(crate) children: Vec<TreeNode>,
+}
+
+/// One child in a [`TreeSnapshot`], with its own subtree if it is a
+/// manager.
+#[derive(Debug, Clone)]
+pub struct TreeNode {
+    pub(crate) info: ChildInfo,
+    pub(crate) subtree: Option<TreeSnapshot>,
+}
+
+impl TreeSnapshot {
+    /// The manager's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Its children, in insertion order.
+    pub fn children(&self) -> &[TreeNode] {
+        &self.children
+    }
+
+    fn draw(&self, f: &mut fmt::Formatter<'_>, prefix: &str) -> fmt::Result {
+        for (index, node) in self.children.iter().enumerate() {
+            let last = index + 1 == self.children.len();
+            let (branch, indent) = if last {
+                ("└── ", "    ")
+            } else {
+                ("├── ", "│   ")
+            };
+            writeln!(f, "{prefix}{branch}{}", node.info)?;
+            if let Some(subtree) = &node.subtree {
+                subtree.draw(f, &format!("{prefix}{indent}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TreeNode {
+    /// The child.
+    pub fn info(&self) -> &ChildInfo {
+        &self.info
+    }
+
+    /// Its children, if it is a manager.
+    pub fn subtree(&self) -> Option<&TreeSnapshot> {
+        self.subtree.as_ref()
+    }
+}
+
+impl fmt::Display for TreeSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.path)?;
+        self.draw(f, "")
+    }
+}
+
+/// A duration as people read it in a status view: `350ms`, `10.5s`,
+/// `3m20s`, `2h5m`.
+struct Readable(Duration);
+
+impl fmt::Display for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        let seconds = self.0.as_secs();
+        if millis < 1_000 {
+            write!(f, "{millis}ms")
+        } else if seconds < 60 {
+            write!(f, "{}.{}s", seconds, (millis % 1_000) / 100)
+        } else if seconds < 3_600 {
+            write!(f, "{}m{}s", seconds / 60, seconds % 60)
+        } else {
+            write!(f, "{}h{}m", seconds / 3_600, (seconds % 3_600) / 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readable;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_a_status_view() {
+        let cases = [
+            (Duration::from_micros(351_455), "351ms"),
+            (Duration::from_millis(10_500), "10.5s"),
+            (Duration::from_secs(2), "2.0s"),
+            (Duration::from_secs(200), "3m20s"),
+            (Duration::from_secs(7_500), "2h5m"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(Readable(duration).to_string(), text);
+        }
+    }
+}
