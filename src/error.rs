@@ -167,6 +167,11 @@ impl fmt::Display for ChildFailure {
                 "process {} was not ready within its start timeout of {timeout:?}",
                 self.path
             )?,
+            FailureCause::Wedged { timeout } => write!(
+                f,
+                "process {} was wedged: no heartbeat for {timeout:?}",
+                self.path
+            )?,
         }
         match &self.exceeded {
             Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
@@ -181,7 +186,8 @@ impl Error for ChildFailure {
             FailureCause::Error(error) => Some(&**error),
             FailureCause::Panic(_)
             | FailureCause::Aborted { .. }
-            | FailureCause::StartTimeout { .. } => None,
+            | FailureCause::StartTimeout { .. }
+            | FailureCause::Wedged { .. } => None,
         }
     }
 }
@@ -203,6 +209,12 @@ pub enum FailureCause {
     /// (ordered start) and was aborted.
     StartTimeout {
         /// The start timeout.
+        timeout: Duration,
+    },
+    /// It went longer than its heartbeat timeout without a heartbeat and
+    /// was aborted as wedged.
+    Wedged {
+        /// The heartbeat timeout.
         timeout: Duration,
     },
 }

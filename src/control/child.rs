@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub(crate) struct ChildPolicy {
     pub(crate) announce_ready: bool,
     /// Its readiness counts toward its manager's.
     pub(crate) reports_ready: bool,
+    /// It is failed when it goes this long without a heartbeat.
+    pub(crate) stale_after: Option<Duration>,
 }
 
 /// The state one child shares between its handles, its context and its
@@ -58,6 +60,9 @@ pub(crate) struct ChildCore {
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
     ready: AtomicBool,
+    /// When it last said it is alive: nanoseconds since its manager's run
+    /// started (tokio's clock, so paused test time counts).
+    last_beat: AtomicU64,
     /// Shutdown was requested through this child's own handle before anyone
     /// else requested it.
     stopped_alone: AtomicBool,
@@ -100,6 +105,7 @@ impl ChildCore {
             listener,
             inbox: Mutex::default(),
             ready: AtomicBool::new(false),
+            last_beat: AtomicU64::new(0),
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
@@ -221,6 +227,18 @@ impl ChildCore {
         !was_ready
     }
 
+    /// Records a sign of life now; `base` is when the manager's run began.
+    pub(crate) fn beat(&self, base: tokio::time::Instant) {
+        self.last_beat.store(nanos_since(base), Ordering::Release);
+    }
+
+    /// How long ago the last sign of life was.
+    pub(crate) fn since_beat(&self, base: tokio::time::Instant) -> Duration {
+        Duration::from_nanos(
+            nanos_since(base).saturating_sub(self.last_beat.load(Ordering::Acquire)),
+        )
+    }
+
     /// Clears readiness between attempts; whether it had been ready.
     pub(crate) fn take_ready(&self) -> bool {
         self.ready.swap(false, Ordering::AcqRel)
@@ -256,6 +274,15 @@ impl ChildCore {
     pub(crate) fn restart_reason(&self) -> Option<ShutdownReason> {
         self.inbox().restart_reason.as_deref().cloned()
     }
+}
+
+fn nanos_since(base: tokio::time::Instant) -> u64 {
+    u64::try_from(
+        tokio::time::Instant::now()
+            .saturating_duration_since(base)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX)
 }
 
 /// A handle to one child: stop it, reload it, send it messages, wait for it.

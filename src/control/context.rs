@@ -53,6 +53,8 @@ pub(crate) struct Scope {
     pub(crate) path: Arc<str>,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: EventHubs,
+    /// When the run began: the clock heartbeats are stamped on.
+    pub(crate) started: tokio::time::Instant,
 }
 
 impl Context {
@@ -184,6 +186,14 @@ impl Context {
                 || EventKind::Ready,
             );
         }
+    }
+
+    /// Says that the process is alive. A child inserted with
+    /// [`ChildOptions::heartbeat_timeout`](crate::ChildOptions::heartbeat_timeout)
+    /// that goes longer than that without calling this is treated as wedged:
+    /// it is aborted and fails, and its restart policy applies.
+    pub fn heartbeat(&self) {
+        self.core.beat(self.scope.started);
     }
 
     /// Waits for the next control message.

@@ -34,6 +34,7 @@ pub struct ChildOptions {
     pub(crate) significant: Option<bool>,
     pub(crate) escalate: Option<bool>,
     pub(crate) reports_ready: Option<bool>,
+    pub(crate) heartbeat_timeout: Option<Duration>,
 }
 
 impl ChildOptions {
@@ -157,6 +158,18 @@ impl ChildOptions {
         self
     }
 
+    /// How long the child may go without a
+    /// [`Context::heartbeat`](crate::Context::heartbeat) before it counts as
+    /// wedged: it is aborted and fails with
+    /// [`FailureCause::Wedged`](crate::FailureCause::Wedged), and its restart
+    /// policy applies. Each attempt starts with a fresh heartbeat. Default:
+    /// none, no liveness check.
+    #[must_use]
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = Some(timeout);
+        self
+    }
+
     /// Fills what `self` leaves unset from `defaults`.
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
@@ -169,6 +182,7 @@ impl ChildOptions {
             significant: self.significant.or(defaults.significant),
             escalate: self.escalate.or(defaults.escalate),
             reports_ready: self.reports_ready.or(defaults.reports_ready),
+            heartbeat_timeout: self.heartbeat_timeout.or(defaults.heartbeat_timeout),
         }
     }
 }

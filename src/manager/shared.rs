@@ -240,6 +240,7 @@ impl ManagerShared {
             // start.
             announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
             reports_ready,
+            stale_after: options.heartbeat_timeout,
         };
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);

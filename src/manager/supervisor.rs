@@ -111,6 +111,8 @@ enum TimerKind {
     StartTimeout,
     /// Start the child's next attempt.
     Restart,
+    /// Check that the child has sent a heartbeat recently enough.
+    Liveness,
 }
 
 /// When, what, and for which child: slot, id and the record's epoch, so that
@@ -135,6 +137,7 @@ fn later(now: Instant, duration: Duration) -> Instant {
 enum AbortCause {
     Grace(Duration),
     StartTimeout(Duration),
+    Wedged(Duration),
 }
 
 /// Runs the manager until every child has ended. `parent` is the manager's
@@ -167,6 +170,7 @@ pub(crate) async fn supervise(
             path: Arc::clone(&path),
             reason: Arc::clone(&shared.reason),
             events: EventHubs::with(parent.as_ref().map(Context::events), &shared.events),
+            started: Instant::now(),
         }),
         own_id: parent.as_ref().map_or(0, Context::id),
         path,
@@ -482,7 +486,14 @@ impl Run<'_> {
             restart.restart_at = None;
         }
         record.started_at = Some(now);
+        // Timers for this attempt are set after this: they carry its epoch.
         record.set_stage(Stage::Running);
+        if let Some(stale_after) = core.policy.stale_after {
+            // Each attempt starts alive.
+            core.beat(self.scope.started);
+            self.timers
+                .push(timer(later(now, stale_after), TimerKind::Liveness, record));
+        }
         if self.stopping && !core.policy.background {
             // Independent tokens (ordered stop) are not cancelled by the
             // manager's: a child spawned during the stop must stop too, and
@@ -777,6 +788,31 @@ impl Run<'_> {
                             AbortCause::StartTimeout(timeout),
                         );
                     }
+                    // A child asked to stop has its grace period instead.
+                    TimerKind::Liveness
+                        if record.stage == Stage::Running
+                            && !self.stopping
+                            && !record.attempt_token().is_cancelled() =>
+                    {
+                        let stale_after = record.core.policy.stale_after.unwrap_or_default();
+                        let since = record.core.since_beat(self.scope.started);
+                        if since >= stale_after {
+                            abort_child(
+                                &mut self.aborting,
+                                &self.scope,
+                                slot,
+                                record,
+                                AbortCause::Wedged(stale_after),
+                            );
+                        } else {
+                            // Due again when the last beat goes stale.
+                            self.timers.push(timer(
+                                later(now, stale_after - since),
+                                TimerKind::Liveness,
+                                record,
+                            ));
+                        }
+                    }
                     TimerKind::Restart if record.stage == Stage::Backoff && !self.stopping => {
                         self.scheduled -= 1;
                         // Out of `Backoff` at once, so that no second timer
@@ -855,7 +891,10 @@ impl Run<'_> {
         let failed = matches!(
             (&outcome, abort_cause),
             (Outcome::Failed(_) | Outcome::Panicked(_), _)
-                | (Outcome::Aborted, Some(AbortCause::StartTimeout(_)))
+                | (
+                    Outcome::Aborted,
+                    Some(AbortCause::StartTimeout(_) | AbortCause::Wedged(_))
+                )
         );
         match &outcome {
             Outcome::Failed(error) => {
@@ -970,6 +1009,9 @@ impl Run<'_> {
             (Outcome::Panicked(message), _) => Some(FailureCause::Panic(message.clone())),
             (Outcome::Aborted, Some(AbortCause::StartTimeout(timeout))) => {
                 Some(FailureCause::StartTimeout { timeout })
+            }
+            (Outcome::Aborted, Some(AbortCause::Wedged(timeout))) => {
+                Some(FailureCause::Wedged { timeout })
             }
             // A child stopped through its own handle and aborted after its
             // grace period has done what was asked: it stopped. Only aborts
@@ -1252,7 +1294,9 @@ fn abort_child(
     if let Some(abort) = &record.abort {
         if let Entry::Vacant(entry) = aborting.entry(abort.id()) {
             let grace = match cause {
-                AbortCause::Grace(grace) | AbortCause::StartTimeout(grace) => grace,
+                AbortCause::Grace(grace)
+                | AbortCause::StartTimeout(grace)
+                | AbortCause::Wedged(grace) => grace,
             };
             events::child_aborting(&scope.path, &record.core.name, record.core.id, grace);
             scope

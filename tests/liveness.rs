@@ -1,0 +1,101 @@
+//! Liveness: a child that stops sending heartbeats for longer than its limit
+//! is treated as wedged, and its restart policy applies.
+
+use std::time::Duration;
+
+use procmgr::{
+    Backoff, ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler,
+    ProcessManager, Restart, process_fn,
+};
+use tokio::time::Instant;
+
+/// Beats every 500 ms for `beats` beats (per attempt), then hangs.
+fn beating(beats: u32) -> impl procmgr::Runnable {
+    process_fn("worker", move |ctx| async move {
+        for _ in 0..beats {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            ctx.heartbeat();
+        }
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_stops_beating_is_failed_after_its_limit() {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
+    let child = manager
+        .insert_with(
+            beating(6),
+            ChildOptions::new().heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .expect("accepted");
+    let started = Instant::now();
+    let error = manager.await.expect_err("wedged is a failure");
+    // Last beat at 3 s, stale at 5 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/worker");
+    assert!(matches!(
+        failure.cause(),
+        FailureCause::Wedged { timeout } if *timeout == Duration::from_secs(2)
+    ));
+    assert_eq!(
+        failure.to_string(),
+        "process root/worker was wedged: no heartbeat for 2s"
+    );
+    assert!(matches!(child.outcome(), Some(Outcome::Aborted)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wedged_child_is_restarted_by_its_policy() {
+    let manager = ProcessManager::builder().child(IdleProcess).build();
+    let child = manager
+        .insert_with(
+            beating(2),
+            ChildOptions::new()
+                .heartbeat_timeout(Duration::from_secs(1))
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    // Each attempt: beats at 0.5 s and 1 s, wedged at 2 s.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(child.restarts(), 2);
+    assert!(!child.is_finished());
+    handle.shutdown().await;
+    assert!(
+        run.await.expect("joined").is_err(),
+        "the hung attempt is aborted at shutdown"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_keeps_beating_keeps_running() {
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            process_fn("steady", |ctx| async move {
+                loop {
+                    tokio::select! {
+                        () = ctx.shutdown_requested() => return Ok::<_, std::io::Error>(()),
+                        () = tokio::time::sleep(Duration::from_millis(900)) => ctx.heartbeat(),
+                    }
+                }
+            }),
+            ChildOptions::new().heartbeat_timeout(Duration::from_secs(1)),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!child.is_finished());
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}
