@@ -233,6 +233,8 @@ pub enum InsertErrorKind {
     ShuttingDown,
     /// The manager has stopped.
     Stopped,
+    /// A live sibling already has this name.
+    DuplicateName,
 }
 
 impl<R> InsertError<R> {
@@ -264,6 +266,9 @@ impl<R> fmt::Display for InsertError<R> {
         match self.reason {
             InsertErrorKind::ShuttingDown => {
                 f.write_str("cannot insert into a process manager that is shutting down")
+            }
+            InsertErrorKind::DuplicateName => {
+                f.write_str("a live child of this process manager already has that name")
             }
             InsertErrorKind::Stopped => {
                 f.write_str("cannot insert into a process manager that has stopped")

@@ -187,7 +187,7 @@ impl<R: Runnable> DynRunnable for R {
     }
 }
 
-fn short_type_name(full: &'static str) -> &'static str {
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     // One pass over the bytes: this runs on every insert of a process with
     // the default name. `:` and `<` are ASCII, so every cut is at a char
     // boundary.

@@ -226,7 +226,9 @@ async fn running_the_same_manager_twice_is_an_error() {
     let first = root
         .insert(std::sync::Arc::clone(&shared))
         .expect("accepted");
-    let second = root.insert(shared).expect("accepted");
+    let second = root
+        .insert_with(shared, procmgr::ChildOptions::new().name("shared-again"))
+        .expect("accepted");
 
     let error = root.await.expect_err("the second run fails");
     let failure = error.failures().expect("child failures").first();

@@ -31,7 +31,7 @@ fn build_insert_and_clone_handles_outside_a_runtime() {
         .build();
     let handle = manager.handle();
     let child = handle
-        .insert(IdleProcess)
+        .insert_with(IdleProcess, procmgr::ChildOptions::new().name("idle-2"))
         .expect("manager accepts before it runs");
     let clone = child.clone();
     assert_eq!(clone.id(), child.id());

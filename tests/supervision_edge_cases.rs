@@ -419,7 +419,7 @@ fn r11_stress_groups_on_multi_thread() {
             for n in 0..5u32 {
                 let c = manager
                     .insert_with(
-                        process_fn("c", move |ctx| async move {
+                        process_fn(format!("c{n}"), move |ctx| async move {
                             if (ctx.attempt() + n + i) % 3 == 0 {
                                 tokio::task::yield_now().await;
                                 return Err("x");
@@ -617,7 +617,8 @@ fn concurrent_inserts_get_ids_in_registry_order() {
                 scope.spawn(move || {
                     barrier.wait();
                     for _ in 0..PER_THREAD {
-                        handle.insert(IdleProcess).unwrap();
+                        // The type's default name, which may repeat.
+                        handle.insert(Quiet).unwrap();
                     }
                 });
             }
@@ -629,5 +630,17 @@ fn concurrent_inserts_get_ids_in_registry_order() {
             ids.windows(2).all(|pair| pair[0] < pair[1]),
             "iteration {iteration}: {ids:?}"
         );
+    }
+}
+
+/// Waits for shutdown under its type's default name.
+struct Quiet;
+
+impl procmgr::Runnable for Quiet {
+    type Error = std::convert::Infallible;
+
+    async fn run(&self, ctx: procmgr::Context) -> Result<(), Self::Error> {
+        ctx.shutdown_requested().await;
+        Ok(())
     }
 }

@@ -115,6 +115,39 @@ impl ManagerHandle {
         &self.shared
     }
 
+    /// The live child with this name, among this manager's children.
+    pub fn child(&self, name: &str) -> Option<ChildHandle> {
+        self.shared.child(name).map(|(child, _)| child)
+    }
+
+    /// The live child at this path below this manager, walking nested
+    /// managers: `"consumers/kafka-0"` from the root of
+    /// `root/consumers/kafka-0`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{IdleProcess, ProcessManager};
+    ///
+    /// let consumers = ProcessManager::builder().name("consumers").build();
+    /// consumers.insert(IdleProcess)?;
+    /// let root = ProcessManager::builder().name("root").build();
+    /// root.insert(consumers)?;
+    /// assert!(root.handle().find("consumers/idle").is_some());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn find(&self, path: &str) -> Option<ChildHandle> {
+        let (first, rest) = match path.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        let (child, manager) = self.shared.child(first)?;
+        match rest {
+            None => Some(child),
+            Some(rest) => manager?.find(rest),
+        }
+    }
+
     /// Handles to the children the manager keeps records of: those that have
     /// not ended, and with auto-cleanup off also those that have.
     pub fn children(&self) -> Vec<ChildHandle> {

@@ -7,6 +7,7 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::control::{
     StopListener,
 };
 use crate::error::{ControlError, InsertError, InsertErrorKind};
-use crate::runnable::{DynRunnable, Runnable};
+use crate::runnable::{DynRunnable, Runnable, short_type_name};
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -78,6 +79,10 @@ pub(crate) enum Phase {
 pub(crate) struct Registry {
     pub(crate) phase: Phase,
     next_id: u64,
+    /// Live children by name, for lookups and to keep given names unique.
+    /// A child with its type's default name is listed only while the name
+    /// is free (see `insert`).
+    pub(crate) names: HashMap<Cow<'static, str>, usize>,
     pub(crate) records: Slab<Record>,
     /// Slots of accepted children the loop has not spawned yet.
     pub(crate) pending: Vec<usize>,
@@ -159,6 +164,7 @@ impl ManagerShared {
             registry: Mutex::new(Registry {
                 phase: Phase::Idle,
                 next_id: 0,
+                names: HashMap::new(),
                 records: Slab::new(),
                 pending: Vec::new(),
                 stop_requests: Vec::new(),
@@ -186,6 +192,10 @@ impl ManagerShared {
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
+        // A name the user chose must be unique among live siblings; a
+        // type's default name may repeat (two `Worker`s), and then only the
+        // first is found by name.
+        let default_name = name == short_type_name(std::any::type_name::<R>());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
         let reports_ready = options.reports_ready.unwrap_or(false);
@@ -220,6 +230,9 @@ impl ManagerShared {
             }
             Phase::Idle | Phase::Running => None,
         };
+        let taken = registry.names.contains_key(&name);
+        let refused =
+            refused.or((taken && !default_name).then_some(InsertErrorKind::DuplicateName));
         if let Some(kind) = refused {
             drop(registry);
             return match Arc::try_unwrap(runnable) {
@@ -244,6 +257,9 @@ impl ManagerShared {
         };
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
+        }
+        if !taken {
+            registry.names.insert(name.clone(), slot);
         }
         let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
         core.set_slot(slot);
@@ -373,6 +389,16 @@ impl ManagerShared {
                 })
                 .collect(),
         }
+    }
+
+    /// The live child with this name.
+    pub(crate) fn child(&self, name: &str) -> Option<(ChildHandle, Option<ManagerHandle>)> {
+        let registry = self.registry();
+        let record = registry.records.get(*registry.names.get(name)?)?;
+        Some((
+            ChildHandle::new(Arc::clone(&record.core)),
+            record.runnable.as_manager(),
+        ))
     }
 
     pub(crate) fn children(&self) -> Vec<ChildHandle> {
