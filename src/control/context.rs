@@ -179,6 +179,10 @@ impl Context {
     /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready).
     pub fn mark_ready(&self) {
         if self.core.mark_ready() {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(path = %self.path(), id = self.core.id, "process ready");
+            #[cfg(feature = "log")]
+            log::debug!("process {} (id {}) ready", self.path(), self.core.id);
             self.scope.events.publish(
                 &self.scope.path,
                 Some(&self.core.name),
@@ -264,6 +268,15 @@ fn next_message(
     }
     let message = core.take_message(seen_reloads);
     if let Some(ControlMessage::Reload) = message {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(path = %format_args!("{}/{}", scope.path, core.name), id = core.id, "reload delivered");
+        #[cfg(feature = "log")]
+        log::debug!(
+            "process {}/{} (id {}) received a reload",
+            scope.path,
+            core.name,
+            core.id
+        );
         scope
             .events
             .publish(&scope.path, Some(&core.name), core.id, || {

@@ -48,6 +48,16 @@ pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outc
     }
 }
 
+/// An attempt failed; whether the child restarts follows separately.
+pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %format_args!("{parent_path}/{name}"), id, outcome = %outcome, "process attempt failed"
+    );
+    #[cfg(feature = "log")]
+    log::warn!("process {parent_path}/{name} (id {id}) attempt {outcome}");
+}
+
 pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Duration) {
     #[cfg(feature = "tracing")]
     tracing::warn!(

@@ -945,6 +945,9 @@ impl Run<'_> {
         if let (true, Some(state)) = (restart, record.restart.as_mut()) {
             if state.allow_restart(now) {
                 let delay = state.next_delay(failed, now, self.random.next());
+                if failed {
+                    events::attempt_failed(&self.path, &core.name, core.id, &outcome);
+                }
                 record.last_outcome = Some(Box::new(outcome));
                 self.down_until_restarted(&core);
                 // A background helper's restart never takes workers with it.
