@@ -6,7 +6,7 @@ use procmgr::{
 };
 
 /// Ends at once. Inserted many at a time under its type's default name,
-/// which may repeat among live siblings.
+/// which gets the child's id as a suffix when repeated.
 struct Short;
 
 impl Runnable for Short {

@@ -82,13 +82,18 @@ async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
     assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
     let _back: IdleProcess = refused.into_inner();
 
-    // Processes under their type's default name may repeat.
+    // A repeated default name gets the child's id as a suffix.
     let a = manager.insert(Worker).expect("accepted");
     let b = manager.insert(Worker).expect("accepted");
-    assert_eq!((a.name(), b.name()), ("Worker", "Worker"));
+    assert_eq!(a.name(), "Worker");
+    assert_eq!(b.name(), format!("Worker-{}", b.id()));
     assert_eq!(
         manager.handle().child("Worker").map(|c| c.id()),
         Some(a.id())
+    );
+    assert_eq!(
+        manager.handle().child(b.name()).map(|c| c.id()),
+        Some(b.id())
     );
 
     let handle = manager.handle();

@@ -617,7 +617,7 @@ fn concurrent_inserts_get_ids_in_registry_order() {
                 scope.spawn(move || {
                     barrier.wait();
                     for _ in 0..PER_THREAD {
-                        // The type's default name, which may repeat.
+                        // The type's default name: repeats get a suffix.
                         handle.insert(Quiet).unwrap();
                     }
                 });

@@ -116,6 +116,10 @@ impl ManagerHandle {
     }
 
     /// The live child with this name, among this manager's children.
+    ///
+    /// Names are unique among live siblings: an insert under a name that is
+    /// taken is refused, except that a process under its type's default
+    /// name gets its id as a suffix (`Worker`, `Worker-3`).
     pub fn child(&self, name: &str) -> Option<ChildHandle> {
         self.shared.child(name).map(|(child, _)| child)
     }

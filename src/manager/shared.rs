@@ -79,9 +79,7 @@ pub(crate) enum Phase {
 pub(crate) struct Registry {
     pub(crate) phase: Phase,
     next_id: u64,
-    /// Live children by name, for lookups and to keep given names unique.
-    /// A child with its type's default name is listed only while the name
-    /// is free (see `insert`).
+    /// Live children by name, for lookups and to keep names unique.
     pub(crate) names: HashMap<Cow<'static, str>, usize>,
     pub(crate) records: Slab<Record>,
     /// Slots of accepted children the loop has not spawned yet.
@@ -192,9 +190,8 @@ impl ManagerShared {
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
-        // A name the user chose must be unique among live siblings; a
-        // type's default name may repeat (two `Worker`s), and then only the
-        // first is found by name.
+        // Names are unique among live siblings: a name the user chose that
+        // is taken is refused.
         let default_name = name == short_type_name(std::any::type_name::<R>());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
@@ -230,9 +227,18 @@ impl ManagerShared {
             }
             Phase::Idle | Phase::Running => None,
         };
-        let taken = registry.names.contains_key(&name);
-        let refused =
-            refused.or((taken && !default_name).then_some(InsertErrorKind::DuplicateName));
+        // A repeated default name gets the child's id as a suffix
+        // (`Worker`, `Worker-3`), so that live siblings' names stay unique
+        // without every child of a type needing a name of its own.
+        let id = registry.next_id;
+        let mut name = name;
+        if default_name && registry.names.contains_key(&name) {
+            name = Cow::Owned(format!("{name}-{id}"));
+        }
+        let refused = refused.or(registry
+            .names
+            .contains_key(&name)
+            .then_some(InsertErrorKind::DuplicateName));
         if let Some(kind) = refused {
             drop(registry);
             return match Arc::try_unwrap(runnable) {
@@ -240,7 +246,6 @@ impl ManagerShared {
                 Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
             };
         }
-        let id = registry.next_id;
         registry.next_id += 1;
         let slot = registry.records.vacant_key();
         let policy = ChildPolicy {
@@ -258,9 +263,7 @@ impl ManagerShared {
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
-        if !taken {
-            registry.names.insert(name.clone(), slot);
-        }
+        registry.names.insert(name.clone(), slot);
         let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
         core.set_slot(slot);
         registry.records.insert(Record {

@@ -1228,11 +1228,7 @@ impl Run<'_> {
         if !record.core.policy.background {
             self.foreground -= 1;
         }
-        // Only the child listed under its name frees it (a repeated default
-        // name is listed once).
-        if registry.names.get(&*record.core.name) == Some(&slot) {
-            registry.names.remove(&*record.core.name);
-        }
+        registry.names.remove(&*record.core.name);
         if record.core.policy.reports_ready && !record.core.is_ready() {
             // An ended child no longer holds its manager's readiness back.
             self.shared.readiness_changed(-1);
