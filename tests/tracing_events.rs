@@ -2,32 +2,11 @@
 //! manager reports what its children do as events; without it there are
 //! none. (Its own binary: the subscriber is process-wide.)
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use procmgr::{ProcessManager, process_fn};
+use std::sync::Mutex;
 
-async fn run_a_failing_tree() {
-    let manager = ProcessManager::builder().name("root").build();
-    manager
-        .insert(process_fn("steady", |ctx| async move {
-            ctx.shutdown_requested().await;
-            Ok::<_, std::io::Error>(())
-        }))
-        .expect("accepted");
-    manager
-        .insert(process_fn("flaky", |_ctx| async { Err::<(), _>("broke") }))
-        .expect("accepted");
-    assert!(manager.await.is_err());
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<String>>>);
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().expect("lock").clone()
-    }
-}
+use common::{Captured, run_a_failing_tree};
 
 mod tracing_events {
     use super::*;

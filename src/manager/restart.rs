@@ -184,7 +184,6 @@ pub(crate) struct RestartState {
     failures_in_a_row: u32,
     /// When recent restarts happened, oldest first, within the limit's window.
     recent: VecDeque<Instant>,
-    pub(crate) started_at: Instant,
     /// When the next attempt starts, while one is scheduled.
     pub(crate) restart_at: Option<Instant>,
 }
@@ -196,7 +195,6 @@ impl RestartState {
             limit,
             failures_in_a_row: 0,
             recent: VecDeque::new(),
-            started_at: Instant::now(),
             restart_at: None,
         }
     }
@@ -217,9 +215,10 @@ impl RestartState {
         true
     }
 
-    /// The delay before the next attempt after an end at `now`.
-    pub(crate) fn next_delay(&mut self, failed: bool, now: Instant, random: u64) -> Duration {
-        if now.duration_since(self.started_at) >= self.backoff.reset_after {
+    /// The delay before the next attempt, after an attempt that ran for
+    /// `ran_for`.
+    pub(crate) fn next_delay(&mut self, failed: bool, ran_for: Duration, random: u64) -> Duration {
+        if ran_for >= self.backoff.reset_after {
             self.failures_in_a_row = 0;
         }
         if !failed {
@@ -318,16 +317,13 @@ mod tests {
             .jitter(Jitter::None)
             .reset_after(5000 * MS);
         let mut state = RestartState::new(backoff, RestartLimit::default());
-        let start = state.started_at;
-        assert_eq!(state.next_delay(true, start, 0), 100 * MS);
-        assert_eq!(state.next_delay(true, start, 0), 200 * MS);
-        assert_eq!(state.next_delay(true, start, 0), 400 * MS);
-        state.started_at = start;
-        assert_eq!(state.next_delay(true, start + 5000 * MS, 0), 100 * MS);
-        assert_eq!(
-            state.next_delay(false, start + 5000 * MS, 0),
-            Duration::ZERO
-        );
-        assert_eq!(state.next_delay(true, start + 5000 * MS, 0), 100 * MS);
+        let quick = Duration::ZERO;
+        let stable = 5000 * MS;
+        assert_eq!(state.next_delay(true, quick, 0), 100 * MS);
+        assert_eq!(state.next_delay(true, quick, 0), 200 * MS);
+        assert_eq!(state.next_delay(true, quick, 0), 400 * MS);
+        assert_eq!(state.next_delay(true, stable, 0), 100 * MS);
+        assert_eq!(state.next_delay(false, stable, 0), Duration::ZERO);
+        assert_eq!(state.next_delay(true, stable, 0), 100 * MS);
     }
 }

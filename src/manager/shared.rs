@@ -190,9 +190,6 @@ impl ManagerShared {
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
         let name = options.name.unwrap_or_else(|| runnable.name());
-        // Names are unique among live siblings: a name the user chose that
-        // is taken is refused.
-        let default_name = name == short_type_name(std::any::type_name::<R>());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
         let reports_ready = options.reports_ready.unwrap_or(false);
@@ -232,7 +229,11 @@ impl ManagerShared {
         // without every child of a type needing a name of its own.
         let id = registry.next_id;
         let mut name = name;
-        if default_name && registry.names.contains_key(&name) {
+        // Names are unique among live siblings: a name the user chose that
+        // is taken is refused. Whether the name is the type's default is
+        // only worked out when it is taken.
+        if registry.names.contains_key(&name) && name == short_type_name(std::any::type_name::<R>())
+        {
             name = Cow::Owned(format!("{name}-{id}"));
         }
         let refused = refused.or(registry

@@ -482,7 +482,6 @@ impl Run<'_> {
             token
         };
         if let Some(restart) = &mut record.restart {
-            restart.started_at = now;
             restart.restart_at = None;
         }
         record.started_at = Some(now);
@@ -942,9 +941,12 @@ impl Run<'_> {
         } && !winding_down
             && !core.token.is_cancelled();
         let mut exceeded = None;
+        let ran_for = record
+            .started_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         if let (true, Some(state)) = (restart, record.restart.as_mut()) {
             if state.allow_restart(now) {
-                let delay = state.next_delay(failed, now, self.random.next());
+                let delay = state.next_delay(failed, ran_for, self.random.next());
                 if failed {
                     events::attempt_failed(&self.path, &core.name, core.id, &outcome);
                 }
