@@ -7,10 +7,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::task::{AbortHandle, JoinSet};
-
 use crate::control::Context;
-use crate::manager::{ChildOptions, Launch, ManagerHandle, ProcessManager, TaskOutput, spawn_task};
+use crate::manager::ChildOptions;
 
 /// The error a process may fail with: any error type, boxed.
 ///
@@ -162,29 +160,18 @@ where
     }
 }
 
-/// The object-safe form of [`Runnable`] the manager stores.
-pub(crate) trait DynRunnable: Send + Sync + 'static {
-    /// Spawns one attempt of the process onto the manager's tasks.
-    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle;
-
-    /// A handle of the manager this process is, if it is one, so that a
-    /// snapshot can walk the tree.
-    fn as_manager(&self) -> Option<ManagerHandle>;
-}
-
-impl<R: Runnable> DynRunnable for R {
-    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle {
-        spawn_task(self, tasks, launch)
+/// The name a process of type `R` has when neither it nor its options name
+/// it: its type's short name, seen through `Arc`s (an `Arc<Worker>` is named
+/// like a `Worker`).
+pub(crate) fn default_name<R: Runnable>() -> &'static str {
+    let mut full = std::any::type_name::<R>();
+    while let Some(inner) = full
+        .strip_prefix("alloc::sync::Arc<")
+        .and_then(|rest| rest.strip_suffix('>'))
+    {
+        full = inner;
     }
-
-    fn as_manager(&self) -> Option<ManagerHandle> {
-        let any: &dyn std::any::Any = self;
-        if let Some(manager) = any.downcast_ref::<ProcessManager>() {
-            return Some(manager.handle());
-        }
-        any.downcast_ref::<Arc<ProcessManager>>()
-            .map(|manager| manager.handle())
-    }
+    short_type_name(full)
 }
 
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
@@ -204,12 +191,21 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::short_type_name;
+    use std::sync::Arc;
+
+    use super::{default_name, short_type_name};
+    use crate::IdleProcess;
 
     #[test]
     fn short_type_name_strips_path_and_generics() {
         assert_eq!(short_type_name("a::b::Ticker<c::D>"), "Ticker");
         assert_eq!(short_type_name("Ticker"), "Ticker");
         assert_eq!(short_type_name("a::Ticker"), "Ticker");
+    }
+
+    #[test]
+    fn default_name_sees_through_arcs() {
+        assert_eq!(default_name::<IdleProcess>(), "IdleProcess");
+        assert_eq!(default_name::<Arc<Arc<IdleProcess>>>(), "IdleProcess");
     }
 }

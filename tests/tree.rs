@@ -57,7 +57,7 @@ root
 ├── consumers: ready, up 10.5s
 │   ├── kafka-0: restarting in 6.5s, 2 restarts, last error: broker down
 │   └── kafka-1: ready, up 10.5s
-└── idle: running, up 10.5s
+└── idle: ready, up 10.5s
 "
     );
     handle.shutdown().await;

@@ -1,12 +1,14 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-use crate::{Context, Runnable};
+use crate::{ChildOptions, Context, Runnable};
 
 /// A process that does nothing until shutdown is requested.
 ///
 /// A manager's run ends when it has no children left; insert an
-/// `IdleProcess` to keep a manager alive for children inserted later.
+/// `IdleProcess` to keep a manager alive for children inserted later. It is
+/// ready as soon as it starts (it reports readiness), so it never holds up
+/// an ordered start or a manager's readiness.
 ///
 /// # Example
 ///
@@ -22,8 +24,13 @@ impl Runnable for IdleProcess {
     type Error = Infallible;
 
     async fn run(&self, ctx: Context) -> Result<(), Infallible> {
+        ctx.mark_ready();
         ctx.shutdown_requested().await;
         Ok(())
+    }
+
+    fn child_options(&self) -> ChildOptions {
+        ChildOptions::new().reports_ready(true)
     }
 
     fn name(&self) -> Cow<'static, str> {

@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -12,18 +12,37 @@ use super::{
 };
 use crate::error::{ControlError, SendError};
 
-/// Told when a child is asked to stop on its own, so that its manager can
-/// start the child's grace period.
+/// A child's address in its manager: the slot of its record and its id. The
+/// id tells a record from a newer one that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ChildKey {
+    pub(crate) slot: usize,
+    pub(crate) id: u64,
+}
+
+/// What a child tells its manager on its own, outside the manager's loop.
 pub(crate) trait StopListener: Send + Sync {
-    fn stop_requested(&self, slot: usize, id: u64);
+    /// Shutdown was requested through the child's handle: the manager starts
+    /// its grace period.
+    fn stop_requested(&self, key: ChildKey);
 
     /// The child said it is ready; only called while the manager waits for
     /// it (ordered start).
-    fn child_ready(&self, slot: usize, id: u64);
+    fn child_ready(&self, key: ChildKey);
 
-    /// A child whose readiness counts became ready.
-    fn counted_ready(&self);
+    /// A child whose readiness counts became ready (`true`) or unready again
+    /// (`false`) within its attempt.
+    fn counted_ready(&self, ready: bool);
 }
+
+/// The readiness of an attempt, in the low bits of [`ChildCore`]'s
+/// `progress` word.
+const UNREADY: u64 = 0;
+const READY: u64 = 1;
+/// The attempt has ended: nothing can make it ready any more.
+const CLOSED: u64 = 2;
+const STATE_BITS: u32 = 2;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 
 /// How a manager treats a child; fixed when it is inserted.
 #[derive(Debug, Clone, Copy)]
@@ -50,16 +69,18 @@ pub(crate) struct ChildPolicy {
 pub(crate) struct ChildCore {
     pub(crate) id: u64,
     /// Where the manager keeps this child's record; valid while the child
-    /// has not ended. Set once, when the record is stored.
-    slot: AtomicUsize,
+    /// has not ended.
+    slot: usize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: ChildPolicy,
-    /// The current attempt, from 1; restarts add one.
-    attempt: AtomicU32,
+    /// The current attempt's number (from 1; 0 before the first) shifted
+    /// left by `STATE_BITS`, and its readiness in the low bits. One word, so
+    /// that a context of an ended attempt, which knows only its own number,
+    /// can never make a later attempt ready: its compare-and-swap fails.
+    progress: AtomicU64,
     pub(crate) token: CancellationToken,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
-    ready: AtomicBool,
     /// When it last said it is alive: nanoseconds since its manager's run
     /// started (tokio's clock, so paused test time counts).
     last_beat: AtomicU64,
@@ -89,22 +110,21 @@ struct Inbox {
 
 impl ChildCore {
     pub(crate) fn new(
-        id: u64,
+        key: ChildKey,
         name: Cow<'static, str>,
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
     ) -> Self {
         ChildCore {
-            id,
-            slot: AtomicUsize::new(usize::MAX),
+            id: key.id,
+            slot: key.slot,
             name,
             policy,
-            attempt: AtomicU32::new(0),
+            progress: AtomicU64::new(0),
             token,
             listener,
             inbox: Mutex::default(),
-            ready: AtomicBool::new(false),
             last_beat: AtomicU64::new(0),
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
@@ -132,12 +152,11 @@ impl ChildCore {
         self.end.set(outcome);
     }
 
-    pub(crate) fn slot(&self) -> usize {
-        self.slot.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_slot(&self, slot: usize) {
-        self.slot.store(slot, Ordering::Release);
+    pub(crate) fn key(&self) -> ChildKey {
+        ChildKey {
+            slot: self.slot,
+            id: self.id,
+        }
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -154,7 +173,7 @@ impl ChildCore {
         }
         if !self.stop_requested.swap(true, Ordering::AcqRel) {
             if let Some(listener) = self.listener.upgrade() {
-                listener.stop_requested(self.slot(), self.id);
+                listener.stop_requested(self.key());
             }
         }
         Ok(())
@@ -211,25 +230,77 @@ impl ChildCore {
         self.stopped_alone.load(Ordering::Acquire)
     }
 
-    /// Marks the child ready; `true` the first time in this attempt.
-    pub(crate) fn mark_ready(&self) -> bool {
-        let was_ready = self.ready.swap(true, Ordering::AcqRel);
-        if !was_ready && (self.policy.announce_ready || self.policy.reports_ready) {
+    /// Marks `attempt` ready; `true` if it was unready and still runs. A
+    /// context of an ended attempt changes nothing.
+    pub(crate) fn mark_ready(&self, attempt: u32) -> bool {
+        let unready = progress(attempt, UNREADY);
+        // AcqRel: pairs with the loop's `close_attempt`, so exactly one of
+        // the two sees the attempt unready.
+        if self
+            .progress
+            .compare_exchange(
+                unready,
+                progress(attempt, READY),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        if self.policy.announce_ready || self.policy.reports_ready {
             if let Some(listener) = self.listener.upgrade() {
                 if self.policy.reports_ready {
-                    listener.counted_ready();
+                    listener.counted_ready(true);
                 }
                 if self.policy.announce_ready {
-                    listener.child_ready(self.slot(), self.id);
+                    listener.child_ready(self.key());
                 }
             }
         }
-        !was_ready
+        true
     }
 
-    /// Records a sign of life now; `base` is when the manager's run began.
-    pub(crate) fn beat(&self, base: tokio::time::Instant) {
-        self.last_beat.store(nanos_since(base), Ordering::Release);
+    /// Marks `attempt` unready again (a nested manager whose own child went
+    /// down); `true` if it was ready and still runs.
+    pub(crate) fn mark_unready(&self, attempt: u32) -> bool {
+        let ready = progress(attempt, READY);
+        if self
+            .progress
+            .compare_exchange(
+                ready,
+                progress(attempt, UNREADY),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        if self.policy.reports_ready {
+            if let Some(listener) = self.listener.upgrade() {
+                listener.counted_ready(false);
+            }
+        }
+        true
+    }
+
+    /// Ends the current attempt's readiness for good; whether it was ready.
+    pub(crate) fn close_attempt(&self) -> bool {
+        let attempt = self.attempt();
+        self.progress
+            .swap(progress(attempt, CLOSED), Ordering::AcqRel)
+            & STATE_MASK
+            == READY
+    }
+
+    /// Records a sign of life of `attempt` now, if it is still the current
+    /// one; `base` is when the manager's run began.
+    pub(crate) fn beat(&self, attempt: u32, base: tokio::time::Instant) {
+        let now = self.progress.load(Ordering::Acquire);
+        if now >> STATE_BITS == u64::from(attempt) && now & STATE_MASK != CLOSED {
+            self.last_beat.store(nanos_since(base), Ordering::Release);
+        }
     }
 
     /// How long ago the last sign of life was.
@@ -239,23 +310,21 @@ impl ChildCore {
         )
     }
 
-    /// Clears readiness between attempts; whether it had been ready.
-    pub(crate) fn take_ready(&self) -> bool {
-        self.ready.swap(false, Ordering::AcqRel)
-    }
-
     pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.progress.load(Ordering::Acquire) & STATE_MASK == READY
     }
 
-    /// Starts the next attempt: counts it, forgets the last one's restart
-    /// reason, and returns its number. (Its readiness was cleared when the
-    /// last attempt ended.)
-    pub(crate) fn begin_attempt(&self) -> u32 {
-        let attempt = self.attempt.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Starts the next attempt, unready and alive as of now: counts it,
+    /// forgets the last one's restart reason, and returns its number. The
+    /// loop closes the previous attempt before.
+    pub(crate) fn begin_attempt(&self, base: tokio::time::Instant) -> u32 {
+        let attempt = self.attempt() + 1;
         if attempt > 1 {
             self.inbox().restart_reason = None;
         }
+        self.last_beat.store(nanos_since(base), Ordering::Release);
+        self.progress
+            .store(progress(attempt, UNREADY), Ordering::Release);
         attempt
     }
 
@@ -264,7 +333,7 @@ impl ChildCore {
     }
 
     pub(crate) fn attempt(&self) -> u32 {
-        self.attempt.load(Ordering::Acquire)
+        u32::try_from(self.progress.load(Ordering::Acquire) >> STATE_BITS).unwrap_or(u32::MAX)
     }
 
     pub(crate) fn set_restart_reason(&self, reason: ShutdownReason) {
@@ -274,6 +343,10 @@ impl ChildCore {
     pub(crate) fn restart_reason(&self) -> Option<ShutdownReason> {
         self.inbox().restart_reason.as_deref().cloned()
     }
+}
+
+fn progress(attempt: u32, state: u64) -> u64 {
+    (u64::from(attempt) << STATE_BITS) | state
 }
 
 fn nanos_since(base: tokio::time::Instant) -> u64 {

@@ -80,6 +80,12 @@ impl Context {
         &self.scope.path
     }
 
+    /// Says that the process is no longer ready (a nested manager whose own
+    /// child went down).
+    pub(crate) fn mark_unready(&self) {
+        self.core.mark_unready(self.attempt);
+    }
+
     /// Where this process's lifecycle events go.
     pub(crate) fn events(&self) -> &EventHubs {
         &self.scope.events
@@ -178,7 +184,7 @@ impl Context {
     /// its broker, and so on. Visible through
     /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready).
     pub fn mark_ready(&self) {
-        if self.core.mark_ready() {
+        if self.core.mark_ready(self.attempt) {
             #[cfg(feature = "tracing")]
             tracing::debug!(path = %self.path(), id = self.core.id, "process ready");
             #[cfg(feature = "log")]
@@ -197,7 +203,7 @@ impl Context {
     /// that goes longer than that without calling this is treated as wedged:
     /// it is aborted and fails, and its restart policy applies.
     pub fn heartbeat(&self) {
-        self.core.beat(self.scope.started);
+        self.core.beat(self.attempt, self.scope.started);
     }
 
     /// Waits for the next control message.

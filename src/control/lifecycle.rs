@@ -164,33 +164,44 @@ impl fmt::Debug for Events {
 }
 
 /// One manager's event channel. Publishing costs one atomic load while
-/// nobody subscribes.
+/// nobody subscribes, and the channel's buffer is allocated by the first
+/// subscriber: a manager nobody watches pays nothing for it.
+#[derive(Default)]
 pub(crate) struct EventHub {
-    /// Taken out when the manager's run ends, which ends the subscriptions.
-    sender: Mutex<Option<broadcast::Sender<LifecycleEvent>>>,
+    channel: Mutex<Channel>,
     subscribers: AtomicUsize,
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
-        EventHub {
-            sender: Mutex::new(Some(broadcast::channel(EVENT_CAPACITY).0)),
-            subscribers: AtomicUsize::new(0),
-        }
-    }
+#[derive(Default)]
+enum Channel {
+    /// Nobody has subscribed yet.
+    #[default]
+    Unused,
+    Open(broadcast::Sender<LifecycleEvent>),
+    /// The manager's run has ended, which ends the subscriptions.
+    Closed,
 }
 
 impl EventHub {
-    fn sender(&self) -> MutexGuard<'_, Option<broadcast::Sender<LifecycleEvent>>> {
-        self.sender.lock().unwrap_or_else(PoisonError::into_inner)
+    fn channel(&self) -> MutexGuard<'_, Channel> {
+        self.channel.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>) -> Events {
         self.subscribers.fetch_add(1, Ordering::AcqRel);
-        let receiver = match &*self.sender() {
-            Some(sender) => sender.subscribe(),
-            // Already ended: a receiver of a dropped channel says so at once.
-            None => broadcast::channel(1).0.subscribe(),
+        let receiver = {
+            let mut channel = self.channel();
+            match &*channel {
+                Channel::Open(sender) => sender.subscribe(),
+                Channel::Unused => {
+                    let (sender, receiver) = broadcast::channel(EVENT_CAPACITY);
+                    *channel = Channel::Open(sender);
+                    receiver
+                }
+                // Already ended: a receiver of a dropped channel says so at
+                // once.
+                Channel::Closed => broadcast::channel(1).0.subscribe(),
+            }
         };
         Events {
             receiver,
@@ -199,7 +210,9 @@ impl EventHub {
     }
 
     pub(crate) fn close(&self) {
-        self.sender().take();
+        let channel = std::mem::replace(&mut *self.channel(), Channel::Closed);
+        // Dropped after the lock: the last sender going drops queued events.
+        drop(channel);
     }
 
     fn has_subscribers(&self) -> bool {
@@ -207,7 +220,7 @@ impl EventHub {
     }
 
     fn send(&self, event: LifecycleEvent) {
-        if let Some(sender) = &*self.sender() {
+        if let Channel::Open(sender) = &*self.channel() {
             // Err means every subscriber is gone, which is fine.
             let _ = sender.send(event);
         }

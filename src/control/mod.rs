@@ -27,7 +27,7 @@ pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
-pub(crate) use child::{ChildCore, ChildPolicy, StopListener};
+pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener};
 pub(crate) use end::EndSignal;
 pub(crate) use lifecycle::{EventHub, EventHubs};
 pub(crate) use reason::ReasonCell;

@@ -5,11 +5,12 @@ mod events;
 mod exit;
 mod handle;
 mod options;
+mod registry;
 mod restart;
+mod run;
 mod shared;
 mod slab;
 mod snapshot;
-mod supervisor;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,7 +26,6 @@ pub use handle::ManagerHandle;
 pub use options::ChildOptions;
 pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
 pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
-pub(crate) use supervisor::{Launch, TaskOutput, spawn_task};
 
 use crate::control::{ChildHandle, Context};
 use crate::error::{InsertError, RunError};
@@ -193,7 +193,7 @@ impl Runnable for ProcessManager {
 }
 
 async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<Exit, RunError> {
-    supervisor::supervise(&manager.shared, parent).await
+    run::supervise(&manager.shared, parent).await
 }
 
 impl Drop for ProcessManager {

@@ -184,8 +184,6 @@ pub(crate) struct RestartState {
     failures_in_a_row: u32,
     /// When recent restarts happened, oldest first, within the limit's window.
     recent: VecDeque<Instant>,
-    /// When the next attempt starts, while one is scheduled.
-    pub(crate) restart_at: Option<Instant>,
 }
 
 impl RestartState {
@@ -195,7 +193,6 @@ impl RestartState {
             limit,
             failures_in_a_row: 0,
             recent: VecDeque::new(),
-            restart_at: None,
         }
     }
 

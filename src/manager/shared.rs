@@ -7,27 +7,25 @@
 //! accepted inserts under the lock in which it changes the phase.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::registry::{Admission, Phase, Registry, Stage};
 use super::restart::RestartState;
-use super::slab::Slab;
 use super::{
     ChildInfo, ChildOptions, ChildState, ManagerHandle, Restart, Strategy, TreeNode, TreeSnapshot,
 };
 use crate::control::{
-    ChildCore, ChildHandle, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell, ShutdownReason,
-    StopListener,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell,
+    ShutdownReason, StopListener,
 };
-use crate::error::{ControlError, InsertError, InsertErrorKind};
-use crate::runnable::{DynRunnable, Runnable, short_type_name};
+use crate::error::{ControlError, InsertError};
+use crate::runnable::{Runnable, default_name};
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -68,90 +66,9 @@ pub(crate) struct ManagerShared {
     pub(crate) end: EndSignal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Idle,
-    Running,
-    Stopping,
-    Stopped,
-}
-
-pub(crate) struct Registry {
-    pub(crate) phase: Phase,
-    next_id: u64,
-    /// Live children by name, for lookups and to keep names unique.
-    pub(crate) names: HashMap<Cow<'static, str>, usize>,
-    pub(crate) records: Slab<Record>,
-    /// Slots of accepted children the loop has not spawned yet.
-    pub(crate) pending: Vec<usize>,
-    /// Children asked to stop through their own handle, whose grace period
-    /// the loop must start.
-    pub(crate) stop_requests: Vec<(usize, u64)>,
-    /// Children that said they are ready while the loop waits for them.
-    pub(crate) ready: Vec<(usize, u64)>,
-}
-
-/// Where a child is in its life, as the loop sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    /// Accepted, not spawned yet.
-    Pending,
-    /// An attempt runs.
-    Running,
-    /// Waiting for its restart.
-    Backoff,
-    /// Ended, waiting for the siblings a strategy restarts with it.
-    Held,
-    /// Ended for good; the record stays only with auto-cleanup off.
-    Ended,
-}
-
-pub(crate) struct Record {
-    pub(crate) core: Arc<ChildCore>,
-    pub(crate) runnable: Arc<dyn DynRunnable>,
-    pub(crate) stage: Stage,
-    /// Counts stage changes; a timer remembers the epoch it was set in and
-    /// is void once the child has moved on.
-    pub(crate) epoch: u32,
-    /// Set while an attempt's task runs.
-    pub(crate) abort: Option<AbortHandle>,
-    /// The running attempt's token, when it is not the child's own (the
-    /// child may be restarted, so the manager must be able to stop one
-    /// attempt alone).
-    pub(crate) attempt_token: Option<CancellationToken>,
-    /// Only children with a restart policy have one.
-    pub(crate) restart: Option<Box<RestartState>>,
-    /// When the running attempt started.
-    pub(crate) started_at: Option<Instant>,
-    /// How the last attempt ended, kept while the child may be restarted;
-    /// boxed because most records never need it and every record pays for
-    /// its size.
-    pub(crate) last_outcome: Option<Box<Outcome>>,
-}
-
-impl Record {
-    /// How the last attempt ended; `Stopped` if none was kept.
-    pub(crate) fn take_last_outcome(&mut self) -> Outcome {
-        self.last_outcome
-            .take()
-            .map_or(Outcome::Stopped, |outcome| *outcome)
-    }
-
-    pub(crate) fn set_stage(&mut self, stage: Stage) {
-        self.stage = stage;
-        self.epoch = self.epoch.wrapping_add(1);
-    }
-
-    /// The token that stops the running attempt.
-    pub(crate) fn attempt_token(&self) -> &CancellationToken {
-        self.attempt_token.as_ref().unwrap_or(&self.core.token)
-    }
-}
-
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
         ManagerShared {
-            settings,
             token: CancellationToken::new(),
             reason: Arc::default(),
             events: Arc::default(),
@@ -159,18 +76,11 @@ impl ManagerShared {
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
             forced: AtomicBool::new(false),
-            registry: Mutex::new(Registry {
-                phase: Phase::Idle,
-                next_id: 0,
-                names: HashMap::new(),
-                records: Slab::new(),
-                pending: Vec::new(),
-                stop_requests: Vec::new(),
-                ready: Vec::new(),
-            }),
+            registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
             end: EndSignal::default(),
+            settings,
         }
     }
 
@@ -216,39 +126,23 @@ impl ManagerShared {
         let runnable = Arc::new(runnable);
 
         let mut registry = self.registry();
-        let refused = match registry.phase {
-            Phase::Stopped => Some(InsertErrorKind::Stopped),
-            Phase::Stopping => Some(InsertErrorKind::ShuttingDown),
-            Phase::Idle | Phase::Running if self.token.is_cancelled() => {
-                Some(InsertErrorKind::ShuttingDown)
-            }
-            Phase::Idle | Phase::Running => None,
+        // A shutdown requested before the run, or while it starts, refuses
+        // inserts before the loop has seen it.
+        let reserved = if self.token.is_cancelled() && !registry.phase().is_stopping() {
+            Err(crate::InsertErrorKind::ShuttingDown)
+        } else {
+            registry.reserve(name, default_name::<R>)
         };
-        // A repeated default name gets the child's id as a suffix
-        // (`Worker`, `Worker-3`), so that live siblings' names stay unique
-        // without every child of a type needing a name of its own.
-        let id = registry.next_id;
-        let mut name = name;
-        // Names are unique among live siblings: a name the user chose that
-        // is taken is refused. Whether the name is the type's default is
-        // only worked out when it is taken.
-        if registry.names.contains_key(&name) && name == short_type_name(std::any::type_name::<R>())
-        {
-            name = Cow::Owned(format!("{name}-{id}"));
-        }
-        let refused = refused.or(registry
-            .names
-            .contains_key(&name)
-            .then_some(InsertErrorKind::DuplicateName));
-        if let Some(kind) = refused {
-            drop(registry);
-            return match Arc::try_unwrap(runnable) {
-                Ok(runnable) => Err(InsertError::new(runnable, kind)),
-                Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
-            };
-        }
-        registry.next_id += 1;
-        let slot = registry.records.vacant_key();
+        let (key, name) = match reserved {
+            Ok(reserved) => reserved,
+            Err(kind) => {
+                drop(registry);
+                return match Arc::try_unwrap(runnable) {
+                    Ok(runnable) => Err(InsertError::new(runnable, kind)),
+                    Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
+                };
+            }
+        };
         let policy = ChildPolicy {
             grace: options.grace,
             background,
@@ -257,28 +151,16 @@ impl ManagerShared {
             escalate: options.escalate.unwrap_or(true),
             // Only children inserted before the run take part in an ordered
             // start.
-            announce_ready: self.settings.ordered_start.is_some() && registry.phase == Phase::Idle,
+            announce_ready: self.settings.ordered_start.is_some()
+                && registry.phase() == Phase::Idle,
             reports_ready,
             stale_after: options.heartbeat_timeout,
         };
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
-        registry.names.insert(name.clone(), slot);
-        let core = Arc::new(ChildCore::new(id, name, policy, token, listener));
-        core.set_slot(slot);
-        registry.records.insert(Record {
-            core: Arc::clone(&core),
-            runnable,
-            stage: Stage::Pending,
-            epoch: 0,
-            abort: None,
-            attempt_token: None,
-            restart,
-            started_at: None,
-            last_outcome: None,
-        });
-        registry.pending.push(slot);
+        let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
+        registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
         self.wake.notify_one();
@@ -306,10 +188,10 @@ impl ManagerShared {
     /// Sends a reload to every child that has not ended.
     pub(crate) fn broadcast_reload(&self) -> Result<(), ControlError> {
         let registry = self.registry();
-        if registry.phase == Phase::Stopped {
+        if registry.phase() == Phase::Finished {
             return Err(ControlError::Ended);
         }
-        for record in registry.records.iter() {
+        for record in registry.records() {
             // A child that ended but is kept for inspection needs no reload.
             let _ = record.core.request_reload();
         }
@@ -329,40 +211,54 @@ impl ManagerShared {
     pub(crate) fn snapshot(&self) -> Vec<(ChildInfo, Option<ManagerHandle>)> {
         let now = Instant::now();
         let path = self.path();
+        // What runs user code (an error's `Display`) or allocates much (the
+        // path) happens after the lock: under it, only clones of `Arc`s.
         let registry = self.registry();
-        let mut children: Vec<_> = registry
-            .records
-            .iter()
+        let seen: Vec<_> = registry
+            .records()
             .map(|record| {
-                let core = &record.core;
-                let state = match record.stage {
-                    Stage::Pending => ChildState::Starting,
-                    Stage::Running if record.attempt_token().is_cancelled() => ChildState::Stopping,
-                    Stage::Running if core.is_ready() => ChildState::Ready,
-                    Stage::Running => ChildState::Running,
-                    Stage::Backoff => ChildState::Restarting {
-                        in_: record
-                            .restart
-                            .as_ref()
-                            .and_then(|restart| restart.restart_at)
-                            .map(|at| at.saturating_duration_since(now)),
-                    },
-                    Stage::Held => ChildState::Restarting { in_: None },
-                    Stage::Ended => {
-                        ChildState::Ended(core.end.get().cloned().unwrap_or(Outcome::Stopped))
+                let core = Arc::clone(&record.core);
+                let (state, uptime, last) = match record.stage() {
+                    Stage::Pending => (Seen::Starting, None, None),
+                    Stage::Running(attempt) => (
+                        if attempt.token.is_cancelled() {
+                            Seen::Stopping
+                        } else {
+                            Seen::Running
+                        },
+                        Some(now.saturating_duration_since(attempt.started)),
+                        attempt.previous.as_deref().cloned(),
+                    ),
+                    Stage::Backoff { at, last, .. } => (
+                        Seen::Restarting(Some(at.saturating_duration_since(now))),
+                        None,
+                        Some((**last).clone()),
+                    ),
+                    Stage::Held { last, .. } => {
+                        (Seen::Restarting(None), None, Some((**last).clone()))
                     }
+                    Stage::Ended => (Seen::Ended, None, None),
                 };
-                let uptime = match record.stage {
-                    Stage::Running => record
-                        .started_at
-                        .map(|at| now.saturating_duration_since(at)),
-                    _ => None,
+                (core, state, uptime, last, record.runnable.as_manager())
+            })
+            .collect();
+        drop(registry);
+        let mut children: Vec<_> = seen
+            .into_iter()
+            .map(|(core, state, uptime, last, manager)| {
+                let ended = core.end.get().cloned();
+                let state = match state {
+                    Seen::Starting => ChildState::Starting,
+                    Seen::Stopping => ChildState::Stopping,
+                    Seen::Running if core.is_ready() => ChildState::Ready,
+                    Seen::Running => ChildState::Running,
+                    Seen::Restarting(in_) => ChildState::Restarting { in_ },
+                    Seen::Ended => ChildState::Ended(ended.clone().unwrap_or(Outcome::Stopped)),
                 };
-                let last_error = record
-                    .last_outcome
-                    .as_deref()
+                let last_error = last
+                    .as_ref()
                     .and_then(error_message)
-                    .or_else(|| core.end.get().and_then(error_message));
+                    .or_else(|| ended.as_ref().and_then(error_message));
                 let info = ChildInfo {
                     id: core.id,
                     name: core.name.to_string(),
@@ -372,10 +268,9 @@ impl ManagerShared {
                     uptime,
                     last_error,
                 };
-                (info, record.runnable.as_manager())
+                (info, manager)
             })
             .collect();
-        drop(registry);
         children.sort_by_key(|(info, _)| info.id);
         children
     }
@@ -398,7 +293,7 @@ impl ManagerShared {
     /// The live child with this name.
     pub(crate) fn child(&self, name: &str) -> Option<(ChildHandle, Option<ManagerHandle>)> {
         let registry = self.registry();
-        let record = registry.records.get(*registry.names.get(name)?)?;
+        let record = registry.by_name(name)?;
         Some((
             ChildHandle::new(Arc::clone(&record.core)),
             record.runnable.as_manager(),
@@ -407,22 +302,27 @@ impl ManagerShared {
 
     pub(crate) fn children(&self) -> Vec<ChildHandle> {
         self.registry()
-            .records
-            .iter()
+            .records()
             .map(|record| ChildHandle::new(Arc::clone(&record.core)))
             .collect()
     }
 
-    /// One child more (`+1`) or fewer (`-1`) to wait for; wakes the waiters
-    /// and the loop (which tells a parent) when none is left.
-    pub(crate) fn readiness_changed(&self, delta: isize) {
-        let now_unready = if delta > 0 {
-            self.unready.fetch_add(1, Ordering::AcqRel) + 1
-        } else {
+    /// One child more (`ready == false`) or fewer (`true`) to wait for.
+    /// When the count reaches zero it wakes the waiters, and when it reaches
+    /// or leaves zero the loop, which tells a parent manager.
+    pub(crate) fn readiness_changed(&self, ready: bool) {
+        let now_unready = if ready {
+            // Every decrement pairs with an earlier increment for the same
+            // child (the attempt word decides which side wins), so this
+            // never goes below zero.
             self.unready.fetch_sub(1, Ordering::AcqRel) - 1
+        } else {
+            self.unready.fetch_add(1, Ordering::AcqRel) + 1
         };
         if now_unready == 0 {
             self.readiness.notify_waiters();
+        }
+        if now_unready <= 1 {
             self.work.store(true, Ordering::Release);
             self.wake.notify_one();
         }
@@ -446,43 +346,59 @@ impl ManagerShared {
     /// dropped (which aborts the children's tasks) or it was never run.
     /// Does nothing after a run that finished.
     pub(crate) fn abandon(&self) {
-        let records: Vec<Record> = {
+        let records: Vec<_> = {
             let mut registry = self.registry();
-            if registry.phase == Phase::Stopped {
+            if registry.phase() == Phase::Finished {
                 return;
             }
-            registry.phase = Phase::Stopped;
-            registry.pending.clear();
-            registry.records.drain().collect()
+            registry.set_phase(Phase::Finished);
+            registry.drain()
         };
         self.token.cancel();
-        for record in records {
-            if let Some(abort) = &record.abort {
-                abort.abort();
+        for record in &records {
+            if let Some(attempt) = record.attempt() {
+                if let Some(abort) = &attempt.abort {
+                    abort.abort();
+                }
+            }
+            // A nested manager kept alive elsewhere (an `Arc`, or its record
+            // in a parent that keeps ended records) never runs again.
+            if let Some(manager) = record.runnable.as_manager() {
+                manager.shared().abandon();
             }
             record.core.finish(Outcome::Aborted);
         }
         self.end.set(Outcome::Aborted);
         self.events.close();
+        drop(records);
     }
 }
 
 impl StopListener for ManagerShared {
-    fn stop_requested(&self, slot: usize, id: u64) {
-        self.registry().stop_requests.push((slot, id));
+    fn stop_requested(&self, key: ChildKey) {
+        self.registry().push_stop_request(key);
         self.work.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 
-    fn counted_ready(&self) {
-        self.readiness_changed(-1);
+    fn counted_ready(&self, ready: bool) {
+        self.readiness_changed(ready);
     }
 
-    fn child_ready(&self, slot: usize, id: u64) {
-        self.registry().ready.push((slot, id));
+    fn child_ready(&self, key: ChildKey) {
+        self.registry().push_ready(key);
         self.work.store(true, Ordering::Release);
         self.wake.notify_one();
     }
+}
+
+/// A child's state as seen under the lock, finished after it.
+enum Seen {
+    Starting,
+    Running,
+    Stopping,
+    Restarting(Option<Duration>),
+    Ended,
 }
 
 fn error_message(outcome: &Outcome) -> Option<String> {

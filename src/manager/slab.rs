@@ -12,6 +12,9 @@ const CHUNK: usize = 256;
 pub(crate) struct Slab<T> {
     chunks: Vec<Vec<Entry<T>>>,
     next_free: usize,
+    len: usize,
+    /// The most entries occupied at once since the last shrink.
+    peak: usize,
 }
 
 enum Entry<T> {
@@ -24,6 +27,8 @@ impl<T> Slab<T> {
         Slab {
             chunks: Vec::new(),
             next_free: 0,
+            len: 0,
+            peak: 0,
         }
     }
 
@@ -38,6 +43,8 @@ impl<T> Slab<T> {
 
     pub(crate) fn insert(&mut self, value: T) -> usize {
         let key = self.next_free;
+        self.len += 1;
+        self.peak = self.peak.max(self.len);
         match self.entry_mut(key) {
             Some(entry) => {
                 let Entry::Vacant { next_free } = *entry else {
@@ -71,7 +78,42 @@ impl<T> Slab<T> {
             unreachable!("checked above");
         };
         self.next_free = key;
+        self.len -= 1;
         Some(value)
+    }
+
+    /// Frees the chunks at the end that hold nothing, once at most a quarter
+    /// of the peak is occupied. Amortized O(1): it looks at the entries only
+    /// after three quarters of the peak were removed.
+    pub(crate) fn shrink(&mut self) {
+        if self.peak < 2 * CHUNK || self.len * 4 >= self.peak {
+            return;
+        }
+        self.peak = self.len;
+        let before = self.chunks.len();
+        while self.chunks.last().is_some_and(|chunk| {
+            chunk
+                .iter()
+                .all(|entry| matches!(entry, Entry::Vacant { .. }))
+        }) {
+            self.chunks.pop();
+        }
+        if self.chunks.len() == before {
+            return;
+        }
+        self.chunks.shrink_to_fit();
+        // The free list may point into the freed chunks: thread it anew,
+        // lowest key first, ending one past the last entry.
+        let mut next_free = self.chunks.iter().map(Vec::len).sum::<usize>();
+        for (chunk_index, chunk) in self.chunks.iter_mut().enumerate().rev() {
+            for (index, entry) in chunk.iter_mut().enumerate().rev() {
+                if let Entry::Vacant { next_free: next } = entry {
+                    *next = next_free;
+                    next_free = chunk_index * CHUNK + index;
+                }
+            }
+        }
+        self.next_free = next_free;
     }
 
     pub(crate) fn get(&self, key: usize) -> Option<&T> {
@@ -111,6 +153,7 @@ impl<T> Slab<T> {
 
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.next_free = 0;
+        self.len = 0;
         self.chunks
             .drain(..)
             .flatten()
@@ -154,5 +197,26 @@ mod tests {
         assert_eq!(seen.len(), CHUNK * 2 + 3);
         assert_eq!(seen[CHUNK], CHUNK);
         assert_eq!(slab.iter().count(), CHUNK * 2 + 3);
+    }
+
+    #[test]
+    fn shrink_frees_empty_chunks_at_the_end_and_keeps_keys_valid() {
+        let mut slab = Slab::new();
+        for n in 0..CHUNK * 4 {
+            slab.insert(n);
+        }
+        for key in (1..CHUNK * 4).filter(|&key| key != 5) {
+            slab.remove(key);
+        }
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 1);
+        assert_eq!(slab.get(0), Some(&0));
+        assert_eq!(slab.get(5), Some(&5));
+        // Free keys are handed out lowest first, then past the end.
+        let reused: Vec<usize> = (0..CHUNK).map(|n| slab.insert(n)).collect();
+        assert_eq!(reused[..4], [1, 2, 3, 4]);
+        assert_eq!(reused[4], 6);
+        assert_eq!(reused[CHUNK - 2..], [CHUNK, CHUNK + 1]);
+        assert_eq!(slab.iter().count(), CHUNK + 2);
     }
 }

@@ -122,7 +122,7 @@ impl fmt::Display for ChildInfo {
 /// ├── consumers: ready, up 5s
 /// │   ├── kafka-0: restarting in 2s, 3 restarts, last error: broker down
 /// │   └── kafka-1: ready, up 5s
-/// └── idle: running, up 5s
+/// └── idle: ready, up 5s
 /// ```
 #[derive(Debug, Clone)]
 pub struct TreeSnapshot {

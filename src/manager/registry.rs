@@ -1,0 +1,407 @@
+//! The registry: a manager's child records, the run's phase, and what the
+//! handles leave for the loop (inserts, stop requests, readiness during an
+//! ordered start). It sits behind the one mutex that inserts and the loop's
+//! phase changes share; its fields are private so that every change goes
+//! through a named operation.
+//!
+//! A child's record says where the child is in its life ([`Stage`]). Its
+//! variants carry what belongs to them: the running attempt, the restart
+//! deadline and last outcome, the group member waiting for its siblings.
+//!
+//! ```text
+//!            admit                spawn
+//!  insert ──────────▶ Pending ──────────▶ Running ──── attempt ends ───┐
+//!                        ▲                  ▲  │                       │
+//!                        │ restart due      │  │ group stops it        ▼
+//!                     Backoff ◀─────────────┼──┘──────▶ Held      restart?
+//!                        ▲    group restarts│             │       yes / no
+//!                        └──────────────────┼─────────────┘        │    │
+//!                        └──── one-for-one ─┴──────────────────────┘    │
+//!  any stage ──── final end (`Run::end_child`) ──▶ Ended / removed ◀─────┘
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::restart::RestartState;
+use super::slab::Slab;
+use crate::control::{ChildCore, ChildKey, Outcome};
+use crate::error::InsertErrorKind;
+use crate::manager::run::DynRunnable;
+
+/// Where a manager's run is. The loop changes it through one method
+/// (`Run::enter`), under the registry lock, so inserts and the loop never
+/// disagree about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Built, not run yet: inserts wait for the run.
+    Idle,
+    /// Running; the children inserted before the run start one by one
+    /// (ordered start) or all at once.
+    Running,
+    /// Shutdown was requested: the children other than background ones
+    /// stop.
+    Stopping {
+        /// When children with the manager's grace period are aborted;
+        /// `None` once that has happened.
+        deadline: Option<Instant>,
+        /// Every child was aborted at once.
+        forced: bool,
+    },
+    /// Every other child has ended; the background children stop.
+    StoppingBackground,
+    /// The run has returned.
+    Finished,
+}
+
+impl Phase {
+    /// Whether an insert is refused now, and why.
+    fn refuses(self) -> Option<InsertErrorKind> {
+        match self {
+            Phase::Idle | Phase::Running => None,
+            Phase::Stopping { .. } | Phase::StoppingBackground => {
+                Some(InsertErrorKind::ShuttingDown)
+            }
+            Phase::Finished => Some(InsertErrorKind::Stopped),
+        }
+    }
+
+    /// Whether the manager is stopping or has stopped.
+    pub(crate) fn is_stopping(self) -> bool {
+        !matches!(self, Phase::Idle | Phase::Running)
+    }
+}
+
+/// Where a child is in its life, with what belongs to that stage.
+pub(crate) enum Stage {
+    /// Accepted, not spawned yet.
+    Pending,
+    /// An attempt runs.
+    Running(Attempt),
+    /// Waiting until `at` for its next attempt; `last` is how the previous
+    /// one ended, the outcome if the restart never comes, and `order` when
+    /// it had started.
+    Backoff {
+        at: Instant,
+        last: Box<Outcome>,
+        order: u64,
+    },
+    /// Its attempt ended; it waits for the siblings a one-for-all or
+    /// rest-for-one strategy restarts with it.
+    Held { last: Box<Outcome>, order: u64 },
+    /// Ended for good; kept only with auto-cleanup off. The outcome is on
+    /// the child's end signal.
+    Ended,
+}
+
+/// One running attempt of a child.
+pub(crate) struct Attempt {
+    /// The attempt's token: the child's own, or a child token of it when
+    /// the manager may stop this attempt alone to restart it.
+    pub(crate) token: CancellationToken,
+    /// Set once the task is spawned (just after the registry lock).
+    pub(crate) abort: Option<AbortHandle>,
+    pub(crate) started: Instant,
+    /// Counts attempts started by this run, so attempts sort by when they
+    /// started, whatever their slots.
+    pub(crate) order: u64,
+    /// Whether the manager stops this attempt to restart it with its
+    /// group.
+    pub(crate) group: GroupRole,
+    /// How the attempt before this one ended, for the tree view.
+    pub(crate) previous: Option<Box<Outcome>>,
+}
+
+/// An attempt's part in a group restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupRole {
+    None,
+    /// To be stopped when its turn comes (ordered stop).
+    Queued,
+    /// Being stopped.
+    Stopping,
+}
+
+pub(crate) struct Record {
+    pub(crate) core: Arc<ChildCore>,
+    pub(crate) runnable: Arc<dyn DynRunnable>,
+    stage: Stage,
+    /// Counts stage changes; a timer remembers the epoch it was set in and
+    /// is void once the child has moved on.
+    epoch: u32,
+    /// Only children with a restart policy have one.
+    pub(crate) restart: Option<Box<RestartState>>,
+}
+
+impl Record {
+    pub(crate) fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    pub(crate) fn key(&self) -> ChildKey {
+        self.core.key()
+    }
+
+    /// Moves the child to its next stage; returns the one it leaves. Every
+    /// timer set in the old stage is void from now on.
+    pub(crate) fn set_stage(&mut self, stage: Stage) -> Stage {
+        self.epoch = self.epoch.wrapping_add(1);
+        std::mem::replace(&mut self.stage, stage)
+    }
+
+    /// The running attempt, if one runs.
+    pub(crate) fn attempt(&self) -> Option<&Attempt> {
+        match &self.stage {
+            Stage::Running(attempt) => Some(attempt),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn attempt_mut(&mut self) -> Option<&mut Attempt> {
+        match &mut self.stage {
+            Stage::Running(attempt) => Some(attempt),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Registry {
+    phase: Phase,
+    next_id: u64,
+    /// Live children by name, for lookups and to keep names unique.
+    names: HashMap<Cow<'static, str>, usize>,
+    records: Slab<Record>,
+    /// Accepted children the loop has not spawned yet.
+    pending: Vec<ChildKey>,
+    /// Children asked to stop through their own handle, whose grace period
+    /// the loop must start.
+    stop_requests: Vec<ChildKey>,
+    /// Children that said they are ready while the loop waits for them.
+    ready: Vec<ChildKey>,
+    /// With a group strategy: live children in id order (ended ones are
+    /// skipped and swept out), so a group is found without looking at every
+    /// record. Empty with one-for-one.
+    order: Vec<ChildKey>,
+    /// Whether `order` is kept.
+    keep_order: bool,
+}
+
+/// What an insert brings to the registry, made before the lock is taken.
+pub(crate) struct Admission {
+    pub(crate) runnable: Arc<dyn DynRunnable>,
+    pub(crate) restart: Option<Box<RestartState>>,
+}
+
+impl Registry {
+    pub(crate) fn new(keep_order: bool) -> Self {
+        Registry {
+            phase: Phase::Idle,
+            next_id: 0,
+            names: HashMap::new(),
+            records: Slab::new(),
+            pending: Vec::new(),
+            stop_requests: Vec::new(),
+            ready: Vec::new(),
+            order: Vec::new(),
+            keep_order,
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Only `Run::enter` calls this.
+    pub(crate) fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// The key the next admitted child gets, and the name it would have:
+    /// `name`, or for a type's default name that is taken, the name with a
+    /// suffix that no live sibling has. `default` gives the type's default
+    /// name; it is asked only for a taken name. `Err` says why the child
+    /// would be refused.
+    pub(crate) fn reserve(
+        &self,
+        name: Cow<'static, str>,
+        default: impl FnOnce() -> &'static str,
+    ) -> Result<(ChildKey, Cow<'static, str>), InsertErrorKind> {
+        if let Some(refused) = self.phase.refuses() {
+            return Err(refused);
+        }
+        let key = ChildKey {
+            slot: self.records.vacant_key(),
+            id: self.next_id,
+        };
+        if !self.names.contains_key(&name) {
+            return Ok((key, name));
+        }
+        if name != default() {
+            return Err(InsertErrorKind::DuplicateName);
+        }
+        // `Worker-7`, or when the user named a sibling that, `Worker-7-2`:
+        // a suffix never takes a name that is in use.
+        let mut candidate = format!("{name}-{}", key.id);
+        let mut extra = 1;
+        while self.names.contains_key(candidate.as_str()) {
+            extra += 1;
+            candidate = format!("{name}-{}-{extra}", key.id);
+        }
+        Ok((key, Cow::Owned(candidate)))
+    }
+
+    /// Stores a child accepted by [`reserve`](Registry::reserve) (same lock)
+    /// and queues it for the loop.
+    pub(crate) fn admit(&mut self, core: Arc<ChildCore>, admission: Admission) {
+        let key = core.key();
+        debug_assert_eq!(key.id, self.next_id);
+        self.next_id += 1;
+        self.names.insert(core.name.clone(), key.slot);
+        let slot = self.records.insert(Record {
+            core,
+            runnable: admission.runnable,
+            stage: Stage::Pending,
+            epoch: 0,
+            restart: admission.restart,
+        });
+        debug_assert_eq!(slot, key.slot);
+        if self.keep_order {
+            self.order.push(key);
+        }
+        self.pending.push(key);
+    }
+
+    /// The accepted children still to spawn, oldest first.
+    pub(crate) fn take_pending(&mut self) -> Vec<ChildKey> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub(crate) fn take_stop_requests(&mut self) -> Vec<ChildKey> {
+        std::mem::take(&mut self.stop_requests)
+    }
+
+    pub(crate) fn push_stop_request(&mut self, key: ChildKey) {
+        self.stop_requests.push(key);
+    }
+
+    pub(crate) fn push_ready(&mut self, key: ChildKey) {
+        self.ready.push(key);
+    }
+
+    /// Whether `key` said it is ready since the last call; forgets the rest.
+    pub(crate) fn take_ready(&mut self, key: Option<ChildKey>) -> bool {
+        let found = key.is_some_and(|key| self.ready.contains(&key));
+        self.ready.clear();
+        found
+    }
+
+    /// The record of the child with this key, if it has not ended (with
+    /// auto-cleanup off an ended record is kept, and found).
+    pub(crate) fn get(&self, key: ChildKey) -> Option<&Record> {
+        self.records
+            .get(key.slot)
+            .filter(|record| record.core.id == key.id)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: ChildKey) -> Option<&mut Record> {
+        self.records
+            .get_mut(key.slot)
+            .filter(|record| record.core.id == key.id)
+    }
+
+    /// The record of the live child with this name.
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Record> {
+        self.records.get(*self.names.get(name)?)
+    }
+
+    pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.iter()
+    }
+
+    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
+        self.records.iter_mut().map(|(_, record)| record)
+    }
+
+    /// The live children after `after` in id order (all with `None`), for
+    /// group restarts; only kept with a group strategy.
+    pub(crate) fn in_order_after(&self, after: Option<u64>) -> Vec<ChildKey> {
+        let start = after.map_or(0, |id| self.order.partition_point(|key| key.id <= id));
+        self.order[start..].to_vec()
+    }
+
+    /// Makes a child's end final in the registry: frees its name, and with
+    /// `keep` off removes its record (returned, to be dropped after the
+    /// lock: dropping it may drop the user's process). Only
+    /// `Run::end_child` calls this.
+    /// Returns the stage the child left, or `None` if it had ended already.
+    pub(crate) fn end(&mut self, key: ChildKey, keep: bool) -> Option<(Stage, Option<Record>)> {
+        let record = self.get_mut(key)?;
+        if matches!(record.stage, Stage::Ended) {
+            return None;
+        }
+        let left = record.set_stage(Stage::Ended);
+        let core = Arc::clone(&record.core);
+        if self.names.get(&*core.name) == Some(&key.slot) {
+            self.names.remove(&*core.name);
+        }
+        let removed = if keep {
+            None
+        } else {
+            self.records.remove(key.slot)
+        };
+        self.sweep_order();
+        Some((left, removed))
+    }
+
+    /// Drops ended children from `order` once they are half of it.
+    fn sweep_order(&mut self) {
+        if self.keep_order && self.order.len() > 2 * self.names.len() + 16 {
+            let records = &self.records;
+            self.order.retain(|key| {
+                records.get(key.slot).is_some_and(|record| {
+                    record.core.id == key.id && !matches!(record.stage, Stage::Ended)
+                })
+            });
+        }
+    }
+
+    /// Gives memory back after a burst: once most of what the registry grew
+    /// to is free, its maps and lists shrink to what the live children need.
+    pub(crate) fn shrink(&mut self) {
+        let live = self.names.len();
+        if self.names.capacity() > 4 * live + 64 {
+            self.names.shrink_to(2 * live);
+        }
+        self.records.shrink();
+        for list in [&mut self.pending, &mut self.stop_requests, &mut self.ready] {
+            if list.capacity() > 4 * list.len() + 64 {
+                list.shrink_to(2 * list.len());
+            }
+        }
+        if self.order.capacity() > 4 * self.order.len() + 64 {
+            self.order.shrink_to(2 * self.order.len());
+        }
+    }
+
+    /// Takes every record out, for a manager that goes away without
+    /// finishing its run.
+    pub(crate) fn drain(&mut self) -> Vec<Record> {
+        self.pending.clear();
+        self.names.clear();
+        self.order.clear();
+        self.records.drain().collect()
+    }
+}

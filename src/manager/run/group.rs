@@ -1,0 +1,199 @@
+//! Group restarts (one-for-all, rest-for-one): the siblings of a child that
+//! is restarted are stopped, then all of them start again together.
+//!
+//! 1. The child that ended (the trigger) waits as `Held`.
+//! 2. Its siblings in the group (every other foreground child, or with
+//!    rest-for-one those inserted after it) are asked to stop within their
+//!    grace period; with ordered stop one at a time, the one started last
+//!    first. Siblings waiting for their own restart join as `Held` at once.
+//! 3. Each member that ends waits as `Held`. Inserts wait meanwhile.
+//! 4. Once no member runs, the members start again after the trigger's
+//!    backoff, in the order they had started; members without a restart
+//!    policy, or stopped through their handle meanwhile, end for good.
+//!
+//! The group is found through the registry's id-ordered list, so a group
+//! restart costs O(group size).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Run;
+use super::end::Ending;
+use super::timers::{TimerKind, later};
+use crate::control::{ChildKey, ShutdownReason};
+use crate::manager::registry::{GroupRole, Stage};
+use crate::manager::{Restart, Strategy};
+
+/// A group restart in flight.
+pub(super) struct Group {
+    /// Members asked to stop whose attempt still runs.
+    stopping: usize,
+    /// Ordered stop: members still to ask, by start order (asked from the
+    /// back).
+    queued: Vec<(u64, ChildKey)>,
+    /// Every member, the trigger included.
+    members: Vec<ChildKey>,
+    /// The longest backoff among the triggers, which the whole group waits.
+    delay: Duration,
+}
+
+impl Run<'_> {
+    /// Steps 1 and 2, for a trigger that has just been held.
+    pub(super) fn restart_with_siblings(
+        &mut self,
+        trigger: ChildKey,
+        failed: bool,
+        delay: Duration,
+    ) {
+        let now = Instant::now();
+        let ordered = self.shared.settings.ordered_stop;
+        let mut group = self.group.take().unwrap_or(Group {
+            stopping: 0,
+            queued: Vec::new(),
+            members: Vec::new(),
+            delay,
+        });
+        group.delay = group.delay.max(delay);
+        group.members.push(trigger);
+        {
+            let shared = self.shared;
+            let mut registry = shared.registry();
+            let Some(name) = registry.get(trigger).map(|record| record.core.name.clone()) else {
+                return;
+            };
+            let path = self.child_path(&name);
+            let reason = if failed {
+                ShutdownReason::ChildFailed { path }
+            } else {
+                ShutdownReason::ChildEnded { path }
+            };
+            let after = match self.shared.settings.strategy {
+                Strategy::RestForOne => Some(trigger.id),
+                _ => None,
+            };
+            for key in registry.in_order_after(after) {
+                let Some(record) = registry.get_mut(key) else {
+                    continue;
+                };
+                if key == trigger || record.core.policy.background {
+                    continue;
+                }
+                match record.stage() {
+                    Stage::Running(attempt) if attempt.group == GroupRole::None => {
+                        let order = attempt.order;
+                        record.core.set_restart_reason(reason.clone());
+                        group.members.push(key);
+                        let role = if ordered {
+                            group.queued.push((order, key));
+                            GroupRole::Queued
+                        } else {
+                            if let Some(attempt) = record.attempt() {
+                                attempt.token.cancel();
+                            }
+                            self.arm_grace(record, now);
+                            group.stopping += 1;
+                            GroupRole::Stopping
+                        };
+                        if let Some(attempt) = record.attempt_mut() {
+                            attempt.group = role;
+                        }
+                    }
+                    Stage::Backoff { .. } => {
+                        // Its own restart timer goes void with the stage.
+                        if let Stage::Backoff { last, order, .. } = record.set_stage(Stage::Pending)
+                        {
+                            record.set_stage(Stage::Held { last, order });
+                        }
+                        self.scheduled -= 1;
+                        group.members.push(key);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        group.queued.sort_unstable();
+        self.group = Some(group);
+        self.advance_group(now);
+    }
+
+    /// Step 3: a member has ended; `asked` if it was asked to stop (not
+    /// still queued).
+    pub(super) fn group_member_ended(&mut self, asked: bool) {
+        if let (Some(group), true) = (&mut self.group, asked) {
+            group.stopping = group.stopping.saturating_sub(1);
+        }
+        self.advance_group(Instant::now());
+    }
+
+    /// Asks the next queued member to stop, or restarts the group once none
+    /// is left.
+    fn advance_group(&mut self, now: Instant) {
+        let Some(mut group) = self.group.take() else {
+            return;
+        };
+        if group.stopping == 0 {
+            let shared = self.shared;
+            let mut registry = shared.registry();
+            while let Some((_, key)) = group.queued.pop() {
+                let Some(record) = registry.get_mut(key) else {
+                    continue;
+                };
+                // It may have ended by itself meanwhile, and be held already.
+                let Some(attempt) = record.attempt_mut() else {
+                    continue;
+                };
+                attempt.group = GroupRole::Stopping;
+                attempt.token.cancel();
+                self.arm_grace(record, now);
+                group.stopping = 1;
+                break;
+            }
+        }
+        let done = group.stopping == 0;
+        self.group = Some(group);
+        if done {
+            self.restart_group();
+        }
+    }
+
+    /// Step 4.
+    fn restart_group(&mut self) {
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        let at = later(Instant::now(), group.delay);
+        let mut finals = Vec::new();
+        {
+            let shared = self.shared;
+            let mut registry = shared.registry();
+            for key in group.members {
+                let Some(record) = registry.get_mut(key) else {
+                    continue;
+                };
+                if !matches!(record.stage(), Stage::Held { .. }) {
+                    continue;
+                }
+                if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
+                {
+                    finals.push(key);
+                    continue;
+                }
+                if let Stage::Held { last, order } = record.set_stage(Stage::Pending) {
+                    record.set_stage(Stage::Backoff { at, last, order });
+                    self.scheduled += 1;
+                    // Due together, they start in the order they had started.
+                    self.timers
+                        .set_ranked(at, TimerKind::Restart, order, record);
+                }
+            }
+        }
+        for key in finals {
+            self.end_child(key, Ending::Group);
+        }
+        // Inserts that waited for the group start on the next turn.
+        self.shared
+            .work
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}

@@ -1,0 +1,302 @@
+//! The supervision loop: one future per manager run that spawns accepted
+//! children onto a `JoinSet`, reaps them as they end, restarts them as their
+//! policy says, and carries out the graceful-then-forced stop.
+//!
+//! The loop reads as one call per event (see [`supervise`]); each concern
+//! has its file:
+//!
+//! | file | what it does |
+//! | --- | --- |
+//! | `task.rs` | spawns one attempt of a process; what its task returns |
+//! | `start.rs` | the loop's turn: inserts, ordered start, restarts due, stop requests |
+//! | `reap.rs` | a task ended: group, restart, or final end |
+//! | `group.rs` | one-for-all and rest-for-one restarts |
+//! | `stop.rs` | the manager's stop, ordered stop, background children, force |
+//! | `timers.rs` | the timer heap and what a due timer does |
+//! | `end.rs` | the one transition to a child's final end |
+//!
+//! A run's phase (`registry::Phase`) changes only in [`Run::enter`]:
+//!
+//! ```text
+//! Idle ──run──▶ Running ──shutdown requested──▶ Stopping ──┐
+//!                  │                                        │ no foreground child left
+//!                  └──────── no foreground child left ──────┤
+//!                                                           ▼
+//!                          Finished ◀── none left ── StoppingBackground
+//! ```
+//!
+//! (`Stopping` and `StoppingBackground` are skipped when there is nothing to
+//! stop.) The loop holds the registry lock only between `.await`s, and runs
+//! no user code under it.
+
+mod end;
+mod group;
+mod reap;
+mod start;
+mod stop;
+mod task;
+mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub(crate) use task::{DynRunnable, Launch, TaskOutput};
+
+use super::exit::Exit;
+use super::registry::{Phase, Registry};
+use super::restart::Random;
+use super::shared::ManagerShared;
+use crate::control::{
+    ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
+};
+use crate::error::{ChildFailures, RunError};
+use group::Group;
+use stop::AbortCause;
+use timers::Timers;
+
+/// Runs the manager until every child has ended. `parent` is the manager's
+/// own context when it runs as a child of another manager.
+pub(crate) async fn supervise(
+    shared: &Arc<ManagerShared>,
+    mut parent: Option<Context>,
+) -> Result<Exit, RunError> {
+    let Some(mut run) = Run::new(shared, parent.as_ref()) else {
+        return Err(RunError::AlreadyStarted);
+    };
+    // One timer, moved as the next deadline changes, instead of a new one
+    // on every turn.
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    loop {
+        run.turn();
+        run.tell_parent(parent.as_ref());
+        if run.advance() {
+            break;
+        }
+        let next_deadline = run.next_deadline();
+        if next_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            // Due already (a restart without backoff): tokio's timer would
+            // round the wait up to its next millisecond tick.
+            run.timers_due();
+            continue;
+        }
+        if next_deadline != armed {
+            if let Some(deadline) = next_deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            armed = next_deadline;
+        }
+        let stopping = run.phase.is_stopping();
+        tokio::select! {
+            biased;
+            () = shared.token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
+            message = recv_parent(&mut parent), if !stopping => run.on_parent_message(message, parent.as_ref()),
+            Some(joined) = run.tasks.join_next() => run.reap(joined),
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                run.timers_due();
+            }
+            () = shared.wake.notified() => {}
+        }
+    }
+    run.finish()
+}
+
+async fn recv_parent(parent: &mut Option<Context>) -> Option<ControlMessage> {
+    match parent {
+        Some(ctx) => ctx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One run of a manager; dropping it before it finished (the run's future
+/// was dropped) aborts every child.
+struct Run<'a> {
+    shared: &'a Arc<ManagerShared>,
+    /// What every child's context shares; its path is the manager's.
+    scope: Arc<Scope>,
+    /// The manager's id in its parent, for its own events.
+    own_id: u64,
+    /// A copy of the registry's phase, changed with it in [`Run::enter`].
+    phase: Phase,
+    tasks: JoinSet<TaskOutput>,
+    /// Attempts prepared under the lock, spawned just after it.
+    to_spawn: Vec<(Arc<dyn DynRunnable>, Launch)>,
+    timers: Timers,
+    /// Tasks this loop aborted: they come back without their key.
+    aborting: HashMap<tokio::task::Id, (ChildKey, AbortCause)>,
+    failures: Option<ChildFailures>,
+    /// Children the loop has taken from the pending list whose end is not
+    /// final yet, other than background ones.
+    foreground: usize,
+    /// The same, background children.
+    background: usize,
+    /// Children waiting in `Backoff` for their restart.
+    scheduled: usize,
+    /// Children inserted before the run, still to start (ordered start).
+    start_queue: VecDeque<ChildKey>,
+    /// The child of the ordered start whose readiness the loop waits for.
+    awaiting_ready: Option<ChildKey>,
+    group: Option<Group>,
+    /// Ordered stop: children still to ask, by start order (asked from the
+    /// back).
+    stop_order: Vec<(u64, ChildKey)>,
+    /// The start order of the next attempt.
+    next_order: u64,
+    /// Whether the parent was last told that this manager is ready.
+    told_ready: bool,
+    random: Random,
+}
+
+impl<'a> Run<'a> {
+    /// Starts the run; `None` if the manager has run before.
+    fn new(shared: &'a Arc<ManagerShared>, parent: Option<&Context>) -> Option<Self> {
+        let path: Arc<str> = match parent {
+            Some(ctx) => ctx.path().into(),
+            None => Arc::from(&*shared.settings.name),
+        };
+        {
+            let mut registry = shared.registry();
+            if registry.phase() != Phase::Idle {
+                return None;
+            }
+            registry.set_phase(Phase::Running);
+        }
+        // A manager runs once (checked above), so this is the first set.
+        let _ = shared.path.set(Arc::clone(&path));
+        let mut run = Run {
+            shared,
+            scope: Arc::new(Scope {
+                path,
+                reason: Arc::clone(&shared.reason),
+                events: EventHubs::with(parent.map(Context::events), &shared.events),
+                started: Instant::now(),
+            }),
+            own_id: parent.map_or(0, Context::id),
+            phase: Phase::Running,
+            tasks: JoinSet::new(),
+            to_spawn: Vec::new(),
+            timers: Timers::new(),
+            aborting: HashMap::new(),
+            failures: None,
+            foreground: 0,
+            background: 0,
+            scheduled: 0,
+            start_queue: VecDeque::new(),
+            awaiting_ready: None,
+            group: None,
+            stop_order: Vec::new(),
+            next_order: 0,
+            told_ready: false,
+            random: Random::new(),
+        };
+        run.queue_initial();
+        Some(run)
+    }
+
+    /// Moves the run to `phase`; the only place the phase changes.
+    fn enter(&mut self, phase: Phase) {
+        let shared = self.shared;
+        let mut registry = shared.registry();
+        self.enter_locked(&mut registry, phase);
+    }
+
+    fn enter_locked(&mut self, registry: &mut Registry, phase: Phase) {
+        registry.set_phase(phase);
+        self.phase = phase;
+    }
+
+    /// Moves the run on once the children it waits for are gone: to
+    /// stopping the background children, or to its end. `true` when the run
+    /// is finished.
+    fn advance(&mut self) -> bool {
+        if self.foreground > 0 || !self.start_queue.is_empty() || self.group.is_some() {
+            return false;
+        }
+        if self.background > 0 {
+            if self.phase != Phase::StoppingBackground {
+                self.stop_background();
+            }
+            return false;
+        }
+        // No insert may slip in between the look and the phase change.
+        let shared = self.shared;
+        let mut registry = shared.registry();
+        if registry.has_pending() {
+            return false;
+        }
+        self.enter_locked(&mut registry, Phase::Finished);
+        true
+    }
+
+    /// A nested manager is ready in its parent while its own children are.
+    fn tell_parent(&mut self, parent: Option<&Context>) {
+        let Some(ctx) = parent else {
+            return;
+        };
+        let ready = self.shared.unready.load(Ordering::Acquire) == 0;
+        if ready != self.told_ready {
+            self.told_ready = ready;
+            if ready {
+                ctx.mark_ready();
+            } else {
+                ctx.mark_unready();
+            }
+        }
+    }
+
+    fn on_parent_message(&mut self, message: Option<ControlMessage>, parent: Option<&Context>) {
+        match message {
+            Some(ControlMessage::Shutdown) => {
+                let parents = parent
+                    .and_then(Context::shutdown_reason)
+                    .unwrap_or(ShutdownReason::Requested);
+                self.shared
+                    .reason
+                    .set(ShutdownReason::Parent(Box::new(parents)));
+                self.shared.token.cancel();
+            }
+            Some(ControlMessage::Reload) => {
+                // Fails only once this manager has finished, and it runs.
+                let _ = self.shared.broadcast_reload();
+            }
+            // A manager has no use for custom messages.
+            Some(ControlMessage::Custom(_)) | None => {}
+        }
+    }
+
+    /// What the run returns; its outcome reaches every handle.
+    // The run's public result, returned once per run.
+    #[allow(clippy::result_large_err)]
+    fn finish(mut self) -> Result<Exit, RunError> {
+        let reason = self.shared.reason.get();
+        let result = match self.failures.take() {
+            Some(mut failures) => {
+                failures.set_shutdown_reason(reason);
+                Err(RunError::ChildFailed(failures))
+            }
+            None => Ok(Exit::new(reason)),
+        };
+        self.shared.events.close();
+        self.shared.end.set(match &result {
+            Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,
+            Ok(_) => Outcome::Completed,
+            Err(error) => Outcome::Failed(Arc::new(error.clone())),
+        });
+        result
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        if self.phase != Phase::Finished {
+            self.tasks.abort_all();
+            self.shared.abandon();
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Starting attempts: accepted inserts, the ordered start, restarts that
+//! come due, and the handles' stop requests the loop picks up on its turn.
+//!
+//! An attempt is prepared under the registry lock (its stage, its token, its
+//! timers, its context) and spawned just after it, so that inserting tasks do
+//! not wait while the loop spawns a batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::Run;
+use super::end::Ending;
+use super::stop::AbortCause;
+use super::task::{DynRunnable, Launch};
+use super::timers::{TimerKind, later};
+use crate::control::{ChildKey, Context, EventKind};
+use crate::manager::Restart;
+use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
+
+impl Run<'_> {
+    /// Everything the loop does between waits: spawn accepted children,
+    /// start grace periods of children stopped through their handle, follow
+    /// the ordered start and stop, force.
+    pub(super) fn turn(&mut self) {
+        let work = self.shared.work.swap(false, Ordering::AcqRel);
+        let starting = self.awaiting_ready.is_some() || !self.start_queue.is_empty();
+        if work || starting {
+            let now = Instant::now();
+            let requests = {
+                let shared = self.shared;
+                let mut guard = shared.registry();
+                let registry = &mut *guard;
+                // A child inserted while a group restarts waits for the
+                // group, so that it never runs beside stopped siblings.
+                if self.group.is_none() {
+                    for key in registry.take_pending() {
+                        if let Some(record) = registry.get_mut(key) {
+                            self.count_in(record);
+                            self.launch(record, now);
+                        }
+                    }
+                }
+                let requests = registry.take_stop_requests();
+                if let Some(awaited) = self.awaiting_ready {
+                    // A child restarting before it was ready is still
+                    // awaited.
+                    let gone = registry
+                        .get(awaited)
+                        .is_none_or(|record| matches!(record.stage(), Stage::Ended));
+                    if registry.take_ready(Some(awaited)) || gone {
+                        self.awaiting_ready = None;
+                    }
+                } else {
+                    registry.take_ready(None);
+                }
+                if self.awaiting_ready.is_none() {
+                    self.start_queued(registry, now);
+                }
+                requests
+            };
+            self.flush_spawns();
+            self.handle_stop_requests(requests, now);
+        }
+        let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
+        if !forced && self.shared.forced.load(Ordering::Acquire) {
+            self.force();
+        }
+        if matches!(self.phase, Phase::Stopping { .. }) && self.shared.settings.ordered_stop {
+            self.stop_next_in_order(Instant::now());
+        }
+    }
+
+    /// Takes the children inserted before the run: with an ordered start
+    /// they wait in the start queue, otherwise they start on the first turn.
+    pub(super) fn queue_initial(&mut self) {
+        if self.shared.settings.ordered_start.is_none() {
+            return;
+        }
+        let shared = self.shared;
+        let mut registry = shared.registry();
+        for key in registry.take_pending() {
+            if let Some(record) = registry.get(key) {
+                self.count_in(record);
+                self.start_queue.push_back(key);
+            }
+        }
+    }
+
+    /// The loop takes charge of a child: until its end is final, the run
+    /// goes on.
+    fn count_in(&mut self, record: &Record) {
+        if record.core.policy.background {
+            self.background += 1;
+        } else {
+            self.foreground += 1;
+        }
+    }
+
+    /// Ordered start: prepares the next queued child, or, while stopping,
+    /// all that are left (they were accepted, so they run, and stop at once).
+    pub(super) fn start_queued(&mut self, registry: &mut Registry, now: Instant) {
+        let stopping = self.phase.is_stopping();
+        while let Some(key) = self.start_queue.pop_front() {
+            let Some(record) = registry.get_mut(key) else {
+                continue;
+            };
+            if !stopping {
+                self.awaiting_ready = Some(key);
+            }
+            self.launch(record, now);
+            if !stopping {
+                return;
+            }
+        }
+    }
+
+    /// A restart came due: the next attempt starts, unless the child was
+    /// stopped through its handle just then, which makes its end final.
+    pub(super) fn restart_due(&mut self, key: ChildKey) {
+        let now = Instant::now();
+        let stopped = {
+            let shared = self.shared;
+            let mut registry = shared.registry();
+            let Some(record) = registry.get_mut(key) else {
+                return;
+            };
+            if !matches!(record.stage(), Stage::Backoff { .. }) {
+                return;
+            }
+            let stopped = record.core.token.is_cancelled();
+            if !stopped {
+                self.scheduled -= 1;
+                self.launch(record, now);
+            }
+            stopped
+        };
+        if stopped {
+            self.end_child(key, Ending::Waiting);
+        } else {
+            self.flush_spawns();
+        }
+    }
+
+    /// Prepares the record's next attempt; it is spawned by
+    /// [`flush_spawns`](Run::flush_spawns) once the lock is released.
+    fn launch(&mut self, record: &mut Record, now: Instant) {
+        let core = Arc::clone(&record.core);
+        let key = core.key();
+        let attempt = core.begin_attempt(self.scope.started);
+        // A child that may restart gets a token per attempt, so the manager
+        // can stop one attempt without stopping the child.
+        let token = if core.policy.restart == Restart::Never {
+            core.token.clone()
+        } else {
+            core.token.child_token()
+        };
+        let order = self.next_order;
+        self.next_order += 1;
+        // Timers for this attempt are set after this: they carry its epoch.
+        let previous = match record.set_stage(Stage::Pending) {
+            Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
+            Stage::Pending | Stage::Running(_) | Stage::Ended => None,
+        };
+        record.set_stage(Stage::Running(Attempt {
+            token: token.clone(),
+            abort: None,
+            started: now,
+            order,
+            group: GroupRole::None,
+            previous,
+        }));
+        if let Some(stale_after) = core.policy.stale_after {
+            self.timers
+                .set(later(now, stale_after), TimerKind::Liveness, record);
+        }
+        if self.phase.is_stopping() && !core.policy.background {
+            // Independent tokens (ordered stop) are not cancelled by the
+            // manager's: a child spawned during the stop must stop too, and
+            // being the newest it is asked first.
+            if self.shared.settings.ordered_stop {
+                self.stop_order.push((order, key));
+            } else {
+                token.cancel();
+            }
+            if let Some(grace) = core.policy.grace {
+                self.timers.set(later(now, grace), TimerKind::Abort, record);
+            }
+        } else if core.was_asked_to_stop() {
+            // Stopped through its handle before it started (ordered start):
+            // its grace period starts now.
+            self.arm_grace(record, now);
+        }
+        if self.awaiting_ready == Some(key) {
+            if let Some(timeout) = self.shared.settings.ordered_start {
+                self.timers
+                    .set(later(now, timeout), TimerKind::StartTimeout, record);
+            }
+        }
+        // Reloads before a restart are not news to the next attempt, which
+        // starts from fresh configuration; the first attempt gets every one
+        // requested since the insert.
+        let seen_reloads = if attempt == 1 { 0 } else { core.reloads() };
+        self.scope
+            .events
+            .publish(&self.scope.path, Some(&core.name), core.id, || {
+                EventKind::Started { attempt }
+            });
+        let launch = Launch {
+            #[cfg(feature = "tracing")]
+            span: crate::manager::events::child_span(
+                &self.scope.path,
+                &core.name,
+                core.id,
+                attempt,
+            ),
+            key,
+            ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
+        };
+        self.to_spawn.push((Arc::clone(&record.runnable), launch));
+    }
+
+    /// Spawns the attempts prepared under the lock, then records their abort
+    /// handles.
+    pub(super) fn flush_spawns(&mut self) {
+        if self.to_spawn.is_empty() {
+            return;
+        }
+        let spawned: Vec<_> = self
+            .to_spawn
+            .drain(..)
+            .map(|(runnable, launch): (Arc<dyn DynRunnable>, Launch)| {
+                let key = launch.key;
+                (key, runnable.spawn(&mut self.tasks, launch))
+            })
+            .collect();
+        let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
+        let shared = self.shared;
+        let mut registry = shared.registry();
+        for (key, abort) in spawned {
+            let Some(record) = registry.get_mut(key) else {
+                continue;
+            };
+            if let Some(attempt) = record.attempt_mut() {
+                attempt.abort = Some(abort);
+            }
+            if forced && !record.core.policy.background {
+                self.abort(record, AbortCause::Grace(std::time::Duration::ZERO));
+            }
+        }
+    }
+}

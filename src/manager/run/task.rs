@@ -1,0 +1,99 @@
+//! A child's task: how one attempt of a process is spawned onto its
+//! manager's `JoinSet`, and what the task returns.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::control::{ChildKey, Context};
+use crate::manager::{ManagerHandle, ProcessManager, events};
+use crate::runnable::{BoxError, Runnable};
+
+/// What a child's task returns: its key, and its result or the payload of
+/// its panic.
+pub(crate) type TaskOutput = (ChildKey, Result<Result<(), BoxError>, Box<dyn Any + Send>>);
+
+/// Everything a child's task needs besides the process.
+pub(crate) struct Launch {
+    #[cfg(feature = "tracing")]
+    pub(super) span: tracing::Span,
+    pub(super) key: ChildKey,
+    pub(super) ctx: Context,
+}
+
+/// The object-safe form of [`Runnable`] the manager stores.
+pub(crate) trait DynRunnable: Send + Sync + 'static {
+    /// Spawns one attempt of the process onto the manager's tasks.
+    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle;
+
+    /// A handle of the manager this process is, if it is one, so that a
+    /// snapshot can walk the tree and an abandoned parent can abandon it.
+    fn as_manager(&self) -> Option<ManagerHandle>;
+}
+
+impl<R: Runnable> DynRunnable for R {
+    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle {
+        spawn_task(self, tasks, launch)
+    }
+
+    fn as_manager(&self) -> Option<ManagerHandle> {
+        let any: &dyn Any = self;
+        if let Some(manager) = any.downcast_ref::<ProcessManager>() {
+            return Some(manager.handle());
+        }
+        any.downcast_ref::<Arc<ProcessManager>>()
+            .map(|manager| manager.handle())
+    }
+}
+
+/// Spawns one attempt of a child. Generic over the process so that its
+/// future lives inline in the task, without a box of its own.
+fn spawn_task<R: Runnable>(
+    runnable: Arc<R>,
+    tasks: &mut JoinSet<TaskOutput>,
+    launch: Launch,
+) -> AbortHandle {
+    let Launch {
+        #[cfg(feature = "tracing")]
+        span,
+        key,
+        ctx,
+    } = launch;
+    // One async block, not two nested ones: each layer would keep its own
+    // copy of what it captures, and the task's size is memory per child.
+    let task = async move {
+        // `lazy(..).flatten()` creates the process's future on the first
+        // poll, inside `catch_unwind`, and then holds it in the same place:
+        // a `run` that panics before its first `.await`, or a panicking
+        // subscriber of the start event, fails this child instead of losing
+        // it, and the future is stored once, not twice.
+        let result = AssertUnwindSafe(
+            futures::future::lazy(|_| {
+                events::child_started(ctx.parent_path(), ctx.name(), key.id);
+                runnable.run(ctx)
+            })
+            .flatten(),
+        )
+        .catch_unwind()
+        .await
+        .map(|ended| ended.map_err(Into::into));
+        (key, result)
+    };
+    #[cfg(feature = "tracing")]
+    let task = tracing::Instrument::instrument(task, span);
+    tasks.spawn(task)
+}
+
+/// The message of a panic, from its payload.
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&'static str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

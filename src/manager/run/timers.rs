@@ -1,0 +1,210 @@
+//! Timers: grace deadlines, restarts, start timeouts and liveness checks
+//! share one min-heap, and the manager's stop deadline sits in its phase.
+//!
+//! An entry names its child by key and by the record's epoch, which counts
+//! the child's stage changes: an entry set in an earlier stage, or for a
+//! child that has ended, is void and skipped when it comes due. So that void
+//! entries never pile up (a one-hour grace period for children that stop at
+//! once), the heap is swept whenever it has doubled since the last sweep:
+//! its size stays proportional to the live children, at O(1) amortized cost.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Run;
+use super::stop::AbortCause;
+use crate::control::ChildKey;
+use crate::manager::registry::{Phase, Record, Registry, Stage};
+
+/// What a timer does when it fires; the order breaks ties between timers
+/// due at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerKind {
+    /// Abort the child: its grace period is over.
+    Abort,
+    /// Abort the child: it was not ready within the start timeout.
+    StartTimeout,
+    /// Start the child's next attempt.
+    Restart,
+    /// Check that the child has sent a heartbeat recently enough.
+    Liveness,
+}
+
+/// When, what, for which child, and in which of its stages. `rank` orders
+/// timers due together (a group's restarts follow the members' start
+/// order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    kind: TimerKind,
+    rank: u64,
+    slot: usize,
+    id: u64,
+    epoch: u32,
+}
+
+pub(super) struct Timers {
+    heap: BinaryHeap<Reverse<Timer>>,
+    /// The heap's size after the last sweep.
+    swept: usize,
+}
+
+impl Timers {
+    pub(super) fn new() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            swept: 0,
+        }
+    }
+
+    /// Sets a timer for the record's current stage.
+    pub(super) fn set(&mut self, at: Instant, kind: TimerKind, record: &Record) {
+        self.set_ranked(at, kind, 0, record);
+    }
+
+    pub(super) fn set_ranked(&mut self, at: Instant, kind: TimerKind, rank: u64, record: &Record) {
+        let key = record.key();
+        self.heap.push(Reverse(Timer {
+            at,
+            kind,
+            rank,
+            slot: key.slot,
+            id: key.id,
+            epoch: record.epoch(),
+        }));
+    }
+
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(timer)| timer.at)
+    }
+
+    /// The next timer due by `now` that is still valid for its record.
+    fn pop_due(&mut self, now: Instant, registry: &Registry) -> Option<(TimerKind, ChildKey)> {
+        while let Some(&Reverse(timer)) = self.heap.peek() {
+            if timer.at > now {
+                return None;
+            }
+            self.heap.pop();
+            let key = ChildKey {
+                slot: timer.slot,
+                id: timer.id,
+            };
+            if registry
+                .get(key)
+                .is_some_and(|record| record.epoch() == timer.epoch)
+            {
+                return Some((timer.kind, key));
+            }
+        }
+        None
+    }
+
+    /// Drops void entries once the heap has doubled since the last sweep.
+    pub(super) fn sweep(&mut self, registry: &Registry) {
+        if self.heap.len() <= 2 * self.swept + 64 {
+            return;
+        }
+        self.heap.retain(|Reverse(timer)| {
+            registry
+                .get(ChildKey {
+                    slot: timer.slot,
+                    id: timer.id,
+                })
+                .is_some_and(|record| record.epoch() == timer.epoch)
+        });
+        self.heap.shrink_to(2 * self.heap.len());
+        self.swept = self.heap.len();
+    }
+}
+
+/// `now + duration`, or far in the future when that does not fit in an
+/// `Instant` (a grace period of `Duration::MAX` means "never abort").
+pub(super) fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(60 * 60 * 24 * 365 * 30)))
+        .unwrap_or(now)
+}
+
+impl Run<'_> {
+    /// The next instant the loop must wake for.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let stop = match self.phase {
+            Phase::Stopping { deadline, .. } => deadline,
+            _ => None,
+        };
+        match (stop, self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does what the timers due by now say.
+    pub(super) fn timers_due(&mut self) {
+        let now = Instant::now();
+        if let Phase::Stopping {
+            deadline: Some(at),
+            forced,
+        } = self.phase
+        {
+            if at <= now {
+                self.enter(Phase::Stopping {
+                    deadline: None,
+                    forced,
+                });
+                self.abort_late_children();
+            }
+        }
+        let mut restarts = Vec::new();
+        {
+            let mut guard = self.shared.registry();
+            let registry = &mut *guard;
+            while let Some((kind, key)) = self.timers.pop_due(now, registry) {
+                let Some(record) = registry.get_mut(key) else {
+                    continue;
+                };
+                match (kind, record.stage()) {
+                    (TimerKind::Abort, Stage::Running(_)) => {
+                        let grace = self.grace_of(record);
+                        self.abort(record, AbortCause::Grace(grace));
+                    }
+                    (TimerKind::StartTimeout, Stage::Running(_))
+                        if !self.phase.is_stopping()
+                            && self.awaiting_ready == Some(key)
+                            && !record.core.is_ready() =>
+                    {
+                        self.awaiting_ready = None;
+                        let timeout = self.shared.settings.ordered_start.unwrap_or_default();
+                        self.abort(record, AbortCause::StartTimeout(timeout));
+                    }
+                    // A child asked to stop has its grace period instead.
+                    (TimerKind::Liveness, Stage::Running(attempt))
+                        if !self.phase.is_stopping() && !attempt.token.is_cancelled() =>
+                    {
+                        let stale_after = record.core.policy.stale_after.unwrap_or_default();
+                        let since = record.core.since_beat(self.scope.started);
+                        if since >= stale_after {
+                            self.abort(record, AbortCause::Wedged(stale_after));
+                        } else {
+                            // Due again when the last beat goes stale.
+                            self.timers.set(
+                                later(now, stale_after - since),
+                                TimerKind::Liveness,
+                                record,
+                            );
+                        }
+                    }
+                    (TimerKind::Restart, Stage::Backoff { .. }) if !self.phase.is_stopping() => {
+                        restarts.push(key);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for key in restarts {
+            self.restart_due(key);
+        }
+    }
+}
