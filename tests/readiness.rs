@@ -141,10 +141,19 @@ async fn a_restarting_grandchild_makes_its_manager_and_the_root_unready_until_it
     tokio::time::sleep_until(origin + Duration::from_secs(2)).await;
     assert!(mid_handle.is_ready() && handle.is_ready(), "ready at first");
     tokio::time::sleep_until(origin + Duration::from_secs(12)).await;
-    assert!(!mid_handle.is_ready(), "the grandchild's manager is unready");
-    assert!(!handle.is_ready(), "the root is unready while a grandchild restarts");
+    assert!(
+        !mid_handle.is_ready(),
+        "the grandchild's manager is unready"
+    );
+    assert!(
+        !handle.is_ready(),
+        "the root is unready while a grandchild restarts"
+    );
     tokio::time::sleep_until(origin + Duration::from_secs(18)).await;
-    assert!(mid_handle.is_ready(), "the grandchild's manager is ready again");
+    assert!(
+        mid_handle.is_ready(),
+        "the grandchild's manager is ready again"
+    );
     assert!(handle.is_ready(), "the root is ready again");
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
@@ -236,7 +245,9 @@ async fn a_context_kept_after_its_child_ended_leaves_the_manager_ready() {
         "a stale mark_ready took the readiness count below zero"
     );
     assert!(
-        timeout(Duration::from_secs(1), handle.ready()).await.is_ok(),
+        timeout(Duration::from_secs(1), handle.ready())
+            .await
+            .is_ok(),
         "ready() never completes again"
     );
     handle.shutdown().await;

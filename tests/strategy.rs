@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use procmgr::{
     Backoff, ChildOptions, ChildState, FailureCause, Jitter, Outcome, ProcessControlHandler,
-    ProcessManager, ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy,
-    process_fn,
+    ProcessManager, ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -483,7 +482,9 @@ async fn a_group_restart_orders_its_members_by_start_not_by_reused_slots() {
     // Ends at once, so that the next child inserted takes its place in the
     // manager's storage.
     manager
-        .insert(process_fn("once", |_ctx| async { Ok::<_, std::io::Error>(()) }))
+        .insert(process_fn("once", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
         .expect("accepted");
     manager
         .insert_with(
@@ -562,7 +563,11 @@ async fn a_child_inserted_during_a_group_restart_does_not_run_beside_its_stopped
         )
     };
     tokio::time::sleep_until(timeline.origin + Duration::from_secs(4)).await;
-    let siblings: Vec<_> = handle.snapshot().into_iter().map(|info| info.state().clone()).collect();
+    let siblings: Vec<_> = handle
+        .snapshot()
+        .into_iter()
+        .map(|info| info.state().clone())
+        .collect();
     let c_state = state_of(c.id());
     tokio::time::sleep_until(timeline.origin + Duration::from_secs(10)).await;
     let c_later = state_of(c.id());
@@ -582,5 +587,8 @@ async fn a_child_inserted_during_a_group_restart_does_not_run_beside_its_stopped
         !runs(&c_state),
         "c runs while its siblings are stopped: {c_state:?}; {seen:?}"
     );
-    assert!(runs(&c_later), "c runs with the group: {c_later:?}; {seen:?}");
+    assert!(
+        runs(&c_later),
+        "c runs with the group: {c_later:?}; {seen:?}"
+    );
 }
