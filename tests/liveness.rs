@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use procmgr::{
     Backoff, ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler,
-    ProcessManager, Restart, process_fn,
+    ProcessManager, Restart, RestartLimit, process_fn,
 };
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 /// Beats every 500 ms for `beats` beats (per attempt), then hangs.
 fn beating(beats: u32) -> impl procmgr::Runnable {
@@ -98,4 +98,46 @@ async fn a_child_that_keeps_beating_keeps_running() {
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
     assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_kept_after_its_attempt_cannot_keep_the_next_attempt_alive() {
+    let manager = ProcessManager::builder().name("root").build();
+    manager
+        .insert_with(
+            process_fn("worker", |ctx| async move {
+                if ctx.attempt() > 1 {
+                    // Never beats.
+                    ctx.shutdown_requested().await;
+                    return Ok(());
+                }
+                // The first attempt leaves a task behind that beats with its
+                // context forever.
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        ctx.heartbeat();
+                    }
+                });
+                Err("first attempt fails")
+            }),
+            ChildOptions::new()
+                .heartbeat_timeout(Duration::from_secs(1))
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none())
+                .restart_limit(RestartLimit::new(1, Duration::from_secs(60))),
+        )
+        .expect("accepted");
+    let started = Instant::now();
+    // The second attempt is wedged at 1 s and, past its restart limit, fails
+    // the manager.
+    let error = timeout(Duration::from_secs(60), manager.into_future())
+        .await
+        .expect("the second attempt was kept alive by the first one's context")
+        .expect_err("wedged is a failure");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert!(matches!(
+        error.failures().expect("failures").first().cause(),
+        FailureCause::Wedged { .. }
+    ));
 }

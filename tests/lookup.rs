@@ -1,6 +1,7 @@
 //! Lookup by name and by path, and the uniqueness of given names among live
 //! siblings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use procmgr::{
@@ -105,4 +106,35 @@ async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
         .expect("the name is free");
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
+}
+
+#[test]
+fn an_arc_under_its_default_name_is_named_like_what_it_holds() {
+    let manager = ProcessManager::new();
+    let a = manager.insert(Arc::new(Worker)).expect("accepted");
+    let b = manager
+        .insert(Arc::new(Worker))
+        .expect("a repeated default name gets a suffix, as for a Worker by value");
+    assert_eq!(a.name(), "Worker");
+    assert_eq!(b.name(), format!("Worker-{}", b.id()));
+}
+
+#[test]
+fn a_default_name_suffix_never_collides_with_a_name_the_user_chose() {
+    let manager = ProcessManager::new();
+    let first = manager.insert(Worker).expect("accepted");
+    // Ids follow insertion order: the next default-named child would get
+    // the id two past the first's, so the user takes that suffix first.
+    let taken = format!("Worker-{}", first.id() + 2);
+    let chosen = manager
+        .insert_with(Worker, ChildOptions::new().name(taken.clone()))
+        .expect("accepted");
+    let second = manager
+        .insert(Worker)
+        .expect("a repeated default name is never refused");
+    assert_eq!(first.name(), "Worker");
+    assert_eq!(chosen.name(), taken);
+    assert!(second.name().starts_with("Worker-"), "{}", second.name());
+    assert_ne!(second.name(), chosen.name());
+    assert_eq!(manager.handle().children().len(), 3);
 }

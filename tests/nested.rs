@@ -1,13 +1,14 @@
 //! Trees compose: a manager inserted into a manager is stopped and reloaded
 //! through its parent and fails like any child.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use procmgr::{
     ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager,
-    Runnable, process_fn,
+    Runnable, ShutdownReason, process_fn,
 };
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 fn stops_when_asked(name: &'static str) -> impl Runnable {
     process_fn(name, |ctx| async move {
@@ -153,4 +154,75 @@ async fn with_default_grace_periods_the_stuck_leaf_is_reported_not_its_manager()
     assert_eq!(failure.path(), "root/inner/stuck");
     assert!(matches!(stuck.outcome(), Some(Outcome::Aborted)));
     assert!(matches!(inner.outcome(), Some(Outcome::Failed(_))));
+}
+
+/// How the parent holds the nested manager.
+#[derive(Clone, Copy)]
+enum Held {
+    /// Inserted by value: the parent owns it.
+    Owned,
+    /// Inserted as an `Arc` the test keeps a clone of.
+    Shared,
+}
+
+/// Runs a root whose forced shutdown was asked for before it ran, so that
+/// its nested manager's task is aborted before it was ever polled, and
+/// checks that every handle of the nested manager's subtree resolves.
+async fn aborted_before_its_first_poll_resolves_every_handle(auto_cleanup: bool, held: Held) {
+    let nested = ProcessManager::builder().name("inner").build();
+    let deep = nested.insert(stops_when_asked("deep")).expect("accepted");
+    let inner_handle = nested.handle();
+    let root = ProcessManager::builder()
+        .name("root")
+        .auto_cleanup(auto_cleanup)
+        .grace_period(Duration::ZERO)
+        .build();
+    let (inner, kept) = match held {
+        Held::Owned => (root.insert(nested).expect("accepted"), None),
+        Held::Shared => {
+            let nested = Arc::new(nested);
+            let inner = root.insert(Arc::clone(&nested)).expect("accepted");
+            (inner, Some(nested))
+        }
+    };
+    let handle = root.handle();
+    handle
+        .force_shutdown(ShutdownReason::Requested)
+        .expect("not ended");
+
+    let limit = Duration::from_secs(60);
+    timeout(limit, root.into_future())
+        .await
+        .expect("the root ends")
+        .expect_err("the aborted child is reported");
+    assert!(matches!(
+        timeout(limit, inner.wait()).await,
+        Ok(Outcome::Aborted)
+    ));
+    assert!(
+        timeout(limit, inner_handle.wait()).await.is_ok(),
+        "the nested manager's own handle waits forever"
+    );
+    assert!(
+        timeout(limit, deep.wait()).await.is_ok(),
+        "the nested manager's child's handle waits forever"
+    );
+    drop(kept);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_aborted_before_it_ran_resolves_its_handles() {
+    aborted_before_its_first_poll_resolves_every_handle(true, Held::Owned).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_aborted_before_it_ran_resolves_its_handles_when_its_parent_keeps_ended_records()
+ {
+    aborted_before_its_first_poll_resolves_every_handle(false, Held::Owned).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_aborted_before_it_ran_resolves_its_handles_when_the_user_holds_it_in_an_arc()
+ {
+    aborted_before_its_first_poll_resolves_every_handle(true, Held::Shared).await;
 }

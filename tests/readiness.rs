@@ -2,13 +2,17 @@
 //! readiness is, nested managers included, and a restart makes it unready
 //! again until the new attempt says it is ready.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, IdleProcess, ProcessControlHandler, ProcessManager, Restart, Runnable,
-    process_fn,
+    Backoff, ChildOptions, IdleProcess, Jitter, ProcessControlHandler, ProcessManager, Restart,
+    Runnable, process_fn,
 };
-use tokio::time::Instant;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
 
 /// Ready after `after`; fails once, right after being ready, if `flaky`.
 fn readies(name: &'static str, after: Duration, flaky: bool) -> impl Runnable {
@@ -110,4 +114,174 @@ async fn a_child_that_ends_before_it_is_ready_no_longer_holds_readiness_back() {
     assert!(handle.is_ready());
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
+}
+
+fn fixed(delay: Duration) -> Backoff {
+    Backoff::exponential(delay, delay).jitter(Jitter::None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarting_grandchild_makes_its_manager_and_the_root_unready_until_it_is_ready_again() {
+    let mid = ProcessManager::builder().name("mid").build();
+    // Ready at 1 s, fails at 11 s, restarts at 16 s, ready again at 17 s.
+    mid.insert_with(
+        readies("db", Duration::from_secs(1), true),
+        counted()
+            .restart(Restart::OnFailure)
+            .backoff(fixed(Duration::from_secs(5))),
+    )
+    .expect("accepted");
+    let mid_handle = mid.handle();
+    let root = ProcessManager::builder().name("root").build();
+    root.insert(mid).expect("accepted");
+    let handle = root.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(root.into_future());
+
+    tokio::time::sleep_until(origin + Duration::from_secs(2)).await;
+    assert!(mid_handle.is_ready() && handle.is_ready(), "ready at first");
+    tokio::time::sleep_until(origin + Duration::from_secs(12)).await;
+    assert!(
+        !mid_handle.is_ready(),
+        "the grandchild's manager is unready"
+    );
+    assert!(
+        !handle.is_ready(),
+        "the root is unready while a grandchild restarts"
+    );
+    tokio::time::sleep_until(origin + Duration::from_secs(18)).await;
+    assert!(
+        mid_handle.is_ready(),
+        "the grandchild's manager is ready again"
+    );
+    assert!(handle.is_ready(), "the root is ready again");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+/// A child whose first attempt moves its context into a task of its own,
+/// which marks it ready when `go` is notified, long after that attempt
+/// ended; the task's handle is sent on `kept`. Later attempts never say
+/// they are ready.
+fn leaks_its_context(
+    go: Arc<Notify>,
+    kept: mpsc::UnboundedSender<JoinHandle<()>>,
+    fails_first: bool,
+) -> impl Runnable {
+    process_fn("leaky", move |ctx| {
+        let (go, kept) = (Arc::clone(&go), kept.clone());
+        async move {
+            if ctx.attempt() > 1 {
+                ctx.shutdown_requested().await;
+                return Ok(());
+            }
+            let task = tokio::spawn(async move {
+                go.notified().await;
+                ctx.mark_ready();
+            });
+            kept.send(task).expect("test listens");
+            if fails_first {
+                Err("first attempt fails")
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_kept_after_its_attempt_cannot_make_the_next_attempt_ready() {
+    let go = Arc::new(Notify::new());
+    let (kept, mut tasks) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            leaks_its_context(Arc::clone(&go), kept, true),
+            counted()
+                .restart(Restart::OnFailure)
+                .backoff(fixed(Duration::from_secs(1))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let stale = tasks.recv().await.expect("the first attempt ran");
+
+    tokio::time::sleep(Duration::from_secs(2)).await; // attempt 2 runs since 1 s
+    assert_eq!(child.restarts(), 1);
+    assert!(!handle.is_ready());
+    go.notify_one();
+    stale.await.expect("the kept context's task ends");
+    assert!(
+        !child.is_ready(),
+        "the first attempt's context made the second ready"
+    );
+    assert!(
+        !handle.is_ready(),
+        "the first attempt's context made the manager ready"
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_kept_after_its_child_ended_leaves_the_manager_ready() {
+    let go = Arc::new(Notify::new());
+    let (kept, mut tasks) = mpsc::unbounded_channel();
+    let manager = ProcessManager::builder().child(IdleProcess).build();
+    let child = manager
+        .insert_with(leaks_its_context(Arc::clone(&go), kept, false), counted())
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let stale = tasks.recv().await.expect("the child ran");
+    child.wait().await;
+    // Ended before it was ready: it no longer holds readiness back.
+    handle.ready().await;
+
+    go.notify_one();
+    stale.await.expect("mark_ready on a kept context returns");
+    assert!(
+        handle.is_ready(),
+        "a stale mark_ready took the readiness count below zero"
+    );
+    assert!(
+        timeout(Duration::from_secs(1), handle.ready())
+            .await
+            .is_ok(),
+        "ready() never completes again"
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_process_is_ready_so_an_ordered_start_goes_on_past_it() {
+    let worker_started = Arc::new(AtomicBool::new(false));
+    let started = Arc::clone(&worker_started);
+    let manager = ProcessManager::builder()
+        .ordered_start(Duration::from_secs(5))
+        .child(IdleProcess)
+        .child(process_fn("worker", move |ctx| {
+            let started = Arc::clone(&started);
+            async move {
+                started.store(true, Ordering::SeqCst);
+                ctx.mark_ready();
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .build();
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    // Well before the start timeout.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        worker_started.load(Ordering::SeqCst),
+        "the ordered start still waits for IdleProcess"
+    );
+    assert!(handle.is_ready());
+    handle.shutdown().await;
+    let result = run.await.expect("joined");
+    assert!(result.is_ok(), "{result:?}");
 }

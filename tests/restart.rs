@@ -9,7 +9,7 @@ use procmgr::{
     ProcessManager, Restart, RestartLimit, Runnable, ShutdownReason, process_fn,
 };
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -507,4 +507,49 @@ async fn a_nested_manager_can_be_restarted_by_its_parent_only_once() {
         failure.cause(),
         FailureCause::Error(e) if e.to_string() == "process manager was already started"
     ));
+}
+
+/// Stops a significant child through its handle at 1 s, while it runs or,
+/// with `in_backoff`, while it waits 10 s for its restart; how the manager's
+/// run ended within a minute, or `None` if it runs on.
+async fn stop_a_significant_child(in_backoff: bool) -> Option<Option<ShutdownReason>> {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .child(procmgr::IdleProcess)
+        .build();
+    let server = manager
+        .insert_with(
+            process_fn("server", move |ctx| async move {
+                if in_backoff {
+                    return Err("down");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .significant(true)
+                .restart(Restart::OnFailure)
+                .backoff(
+                    Backoff::exponential(Duration::from_secs(10), Duration::from_secs(10))
+                        .jitter(Jitter::None),
+                ),
+        )
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.shutdown().await;
+    let ended = timeout(Duration::from_secs(60), run).await.ok()?;
+    let exit = ended.expect("joined").expect("no failure");
+    Some(exit.shutdown_reason().cloned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_through_its_handle_ends_the_manager_running_or_in_backoff() {
+    let running = stop_a_significant_child(false).await;
+    let in_backoff = stop_a_significant_child(true).await;
+    let ended = Some(Some(ShutdownReason::ChildEnded {
+        path: "root/server".to_owned(),
+    }));
+    assert_eq!(running, ended, "stopped while running");
+    assert_eq!(in_backoff, ended, "stopped while waiting for its restart");
 }

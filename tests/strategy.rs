@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, FailureCause, Outcome, ProcessControlHandler, ProcessManager,
-    ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
+    Backoff, ChildOptions, ChildState, FailureCause, Jitter, Outcome, ProcessControlHandler,
+    ProcessManager, ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -369,5 +369,226 @@ async fn ordered_stop_is_bounded_by_the_managers_grace_period() {
     assert_eq!(
         error.failures().expect("failures").shutdown_reason(),
         Some(&ShutdownReason::Requested)
+    );
+}
+
+/// What happened when, in whole seconds since the test began.
+#[derive(Clone)]
+struct Timeline {
+    origin: Instant,
+    log: Arc<Mutex<Vec<(String, u64)>>>,
+}
+
+impl Timeline {
+    fn new() -> Self {
+        Timeline {
+            origin: Instant::now(),
+            log: Arc::default(),
+        }
+    }
+
+    fn push(&self, what: String) {
+        let at = self.origin.elapsed().as_secs();
+        self.log.lock().expect("lock").push((what, at));
+    }
+
+    fn entries(&self) -> Vec<(String, u64)> {
+        self.log.lock().expect("lock").clone()
+    }
+}
+
+/// Logs each start (`start a#1`) and each stop request (`stop a`), and takes
+/// 1 s to stop; with `fails_after`, its first attempt fails after that long.
+fn logged(name: &'static str, timeline: &Timeline, fails_after: Option<Duration>) -> impl Runnable {
+    let timeline = timeline.clone();
+    process_fn(name, move |ctx| {
+        let timeline = timeline.clone();
+        async move {
+            timeline.push(format!("start {name}#{}", ctx.attempt()));
+            if let (Some(after), 1) = (fails_after, ctx.attempt()) {
+                tokio::time::sleep(after).await;
+                return Err("first attempt fails");
+            }
+            ctx.shutdown_requested().await;
+            timeline.push(format!("stop {name}"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        }
+    })
+}
+
+fn restartable() -> ChildOptions {
+    ChildOptions::new()
+        .restart(Restart::OnFailure)
+        .backoff(Backoff::none())
+}
+
+fn entries(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter()
+        .map(|&(what, at)| (what.to_owned(), at))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_restart_with_ordered_stop_stops_members_one_by_one_in_reverse_start_order() {
+    let timeline = Timeline::new();
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    for (name, fails) in [("a", false), ("b", true), ("c", false), ("d", false)] {
+        let fails_after = fails.then_some(Duration::from_secs(1));
+        manager
+            .insert_with(logged(name, &timeline, fails_after), restartable())
+            .expect("accepted");
+    }
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let seen = timeline.entries();
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+
+    assert_eq!(
+        seen,
+        entries(&[
+            ("start a#1", 0),
+            ("start b#1", 0),
+            ("start c#1", 0),
+            ("start d#1", 0),
+            // b failed at 1 s: its siblings stop one at a time, last
+            // started first, ...
+            ("stop d", 1),
+            ("stop c", 2),
+            ("stop a", 3),
+            // ... and the group starts again in start order.
+            ("start a#2", 4),
+            ("start b#2", 4),
+            ("start c#2", 4),
+            ("start d#2", 4),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_restart_orders_its_members_by_start_not_by_reused_slots() {
+    let timeline = Timeline::new();
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    // Ends at once, so that the next child inserted takes its place in the
+    // manager's storage.
+    manager
+        .insert(process_fn("once", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager
+        .insert_with(
+            logged("b", &timeline, Some(Duration::from_secs(2))),
+            restartable(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(logged("c", &timeline, None), restartable())
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle
+        .insert_with(logged("d", &timeline, None), restartable())
+        .expect("accepted");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let seen = timeline.entries();
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+
+    assert_eq!(
+        seen,
+        entries(&[
+            ("start b#1", 0),
+            ("start c#1", 0),
+            ("start d#1", 1),
+            // b failed at 2 s; d started last, so it stops first.
+            ("stop d", 2),
+            ("stop c", 3),
+            ("start b#2", 4),
+            ("start c#2", 4),
+            ("start d#2", 4),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_inserted_during_a_group_restart_does_not_run_beside_its_stopped_siblings() {
+    let timeline = Timeline::new();
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .build();
+    // a fails at 1 s; b takes until 2 s to stop; the group starts again
+    // after a's backoff, at 7 s.
+    manager
+        .insert_with(
+            logged("a", &timeline, Some(Duration::from_secs(1))),
+            restartable().backoff(
+                Backoff::exponential(Duration::from_secs(5), Duration::from_secs(5))
+                    .jitter(Jitter::None),
+            ),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(logged("b", &timeline, None), restartable())
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let c = handle
+        .insert_with(logged("c", &timeline, None), restartable())
+        .expect("accepted");
+
+    let state_of = |id: u64| {
+        handle
+            .snapshot()
+            .into_iter()
+            .find(|info| info.id() == id)
+            .map(|info| info.state().clone())
+    };
+    let runs = |state: &Option<ChildState>| {
+        matches!(
+            state,
+            Some(ChildState::Running | ChildState::Ready | ChildState::Stopping)
+        )
+    };
+    tokio::time::sleep_until(timeline.origin + Duration::from_secs(4)).await;
+    let siblings: Vec<_> = handle
+        .snapshot()
+        .into_iter()
+        .map(|info| info.state().clone())
+        .collect();
+    let c_state = state_of(c.id());
+    tokio::time::sleep_until(timeline.origin + Duration::from_secs(10)).await;
+    let c_later = state_of(c.id());
+    let seen = timeline.entries();
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+
+    assert!(
+        siblings
+            .iter()
+            .filter(|state| matches!(state, ChildState::Restarting { .. }))
+            .count()
+            >= 2,
+        "a and b wait for the group's restart: {siblings:?}"
+    );
+    assert!(
+        !runs(&c_state),
+        "c runs while its siblings are stopped: {c_state:?}; {seen:?}"
+    );
+    assert!(
+        runs(&c_later),
+        "c runs with the group: {c_later:?}; {seen:?}"
     );
 }

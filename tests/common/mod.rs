@@ -1,9 +1,14 @@
-//! What the log and tracing tests share: a small tree that fails, and a
-//! place to collect what the logger or subscriber saw.
+//! What several test files share: a small tree that fails for the log and
+//! tracing tests, a place to collect what they saw, and a way to run a
+//! scenario that may deadlock so that the deadlock fails the test.
+//!
+//! Each test file uses only part of this module.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use procmgr::{ProcessManager, process_fn};
+use procmgr::{ProcessManager, Runnable, process_fn};
 
 /// Runs `root` with a child that waits for shutdown (`steady`) and one that
 /// fails at once (`flaky`).
@@ -28,5 +33,47 @@ pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<String>>>);
 impl Captured {
     pub(crate) fn lines(&self) -> Vec<String> {
         self.0.lock().expect("lock").clone()
+    }
+}
+
+/// A child that waits for shutdown, then returns `Ok`.
+pub(crate) fn stops_when_asked(name: &'static str) -> impl Runnable {
+    process_fn(name, |ctx| async move {
+        ctx.shutdown_requested().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// Runs `scenario` on a thread of its own, on a current-thread runtime with
+/// paused time, and panics with `deadlock` if it has not finished within
+/// `limit` of real time; a panic inside `scenario` is passed on.
+///
+/// A deadlock on a `std::sync::Mutex` blocks its thread for good, which no
+/// tokio timeout can interrupt; this way it fails the test instead of
+/// hanging it (the blocked thread is left behind).
+pub(crate) fn run_on_its_own_thread<F, Fut>(limit: Duration, deadlock: &str, scenario: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (done, finished) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(scenario());
+        // The test may have given up waiting.
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{deadlock}"),
     }
 }

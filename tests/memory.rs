@@ -1,0 +1,239 @@
+//! Memory is proportional to live children, never to history: what a
+//! manager keeps after children have ended, and what a manager costs that
+//! nobody subscribes to.
+//!
+//! An allocator that counts bytes in use measures each scenario. The tests
+//! take turns (one lock) and each runs on a current-thread runtime with
+//! paused time, so that no other thread allocates while one measures. Each
+//! measures growth against a baseline taken after a warm-up that has
+//! already grown the runtime's and the manager's reusable buffers.
+
+use std::alloc::System;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use procmgr::{
+    ChildHandle, ChildOptions, Context, IdleProcess, ManagerHandle, ProcessControlHandler,
+    ProcessManager, Runnable,
+};
+
+#[global_allocator]
+static ALLOCATOR: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
+
+/// One measurement at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Bytes in use right now.
+fn in_use() -> isize {
+    isize::try_from(ALLOCATOR.allocated()).expect("fits")
+}
+
+/// Runs `scenario` alone, on a current-thread runtime with paused time.
+fn measure<F: std::future::Future<Output = ()>>(scenario: F) {
+    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+        .block_on(scenario);
+}
+
+/// Waits for shutdown, then takes a millisecond to stop; under its type's
+/// default name, so that many can live side by side (repeats get a suffix).
+struct Stays;
+
+impl Runnable for Stays {
+    type Error = std::convert::Infallible;
+
+    async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
+        ctx.shutdown_requested().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok(())
+    }
+}
+
+/// Ends at once, under its type's default name.
+struct Brief;
+
+impl Runnable for Brief {
+    type Error = std::convert::Infallible;
+
+    async fn run(&self, _ctx: Context) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+const BATCH: usize = 500;
+
+/// Runs `count` children, `BATCH` at a time, each stopped through its
+/// handle once it runs, and waits until all have ended. (A child that
+/// returned the moment its token was cancelled would be reaped before its
+/// manager saw the stop request, and would need no grace timer at all.)
+async fn churn_stopped(manager: &ManagerHandle, count: usize, options: &ChildOptions) {
+    for _ in 0..count / BATCH {
+        let children: Vec<ChildHandle> = (0..BATCH)
+            .map(|_| {
+                manager
+                    .insert_with(Stays, options.clone())
+                    .expect("accepted")
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        for child in &children {
+            child.shutdown().await;
+        }
+    }
+}
+
+/// Runs `count` children that end by themselves, `BATCH` at a time, and
+/// waits until all have ended.
+async fn churn_brief(manager: &ManagerHandle, count: usize, options: &ChildOptions) {
+    for _ in 0..count / BATCH {
+        let children: Vec<ChildHandle> = (0..BATCH)
+            .map(|_| {
+                manager
+                    .insert_with(Brief, options.clone())
+                    .expect("accepted")
+            })
+            .collect();
+        for child in &children {
+            child.wait().await;
+        }
+    }
+}
+
+/// Growth after 2,000 and after 20,000 churned children, against a
+/// baseline after a warm-up of 1,000.
+async fn growth_of_churn<C, F>(churn: C) -> (isize, isize)
+where
+    C: Fn(ManagerHandle, usize) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let manager = ProcessManager::builder().child(IdleProcess).build();
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    churn(handle.clone(), 1_000).await;
+    let base = in_use();
+    churn(handle.clone(), 2_000).await;
+    let small = in_use() - base;
+    churn(handle.clone(), 18_000).await;
+    let large = in_use() - base;
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    (small, large)
+}
+
+/// What the count may grow by beyond the smaller churn's growth: noise,
+/// far below the 18,000 timer entries (40 bytes each) it would take to
+/// remember the larger churn's children.
+const SLACK: isize = 64 * 1024;
+
+#[test]
+fn children_stopped_through_their_handles_with_a_long_grace_leave_no_timers_behind() {
+    measure(async {
+        let options = ChildOptions::new().grace_period(Duration::from_secs(3600));
+        let (small, large) = growth_of_churn(|handle, count| {
+            let options = options.clone();
+            async move { churn_stopped(&handle, count, &options).await }
+        })
+        .await;
+        assert!(
+            large <= small + SLACK,
+            "memory grows with history: {small} B after 2,000 children, {large} B after 20,000"
+        );
+    });
+}
+
+#[test]
+fn children_with_a_heartbeat_timeout_leave_no_timers_behind() {
+    measure(async {
+        let options = ChildOptions::new().heartbeat_timeout(Duration::from_secs(3600));
+        let (small, large) = growth_of_churn(|handle, count| {
+            let options = options.clone();
+            async move { churn_brief(&handle, count, &options).await }
+        })
+        .await;
+        assert!(
+            large <= small + SLACK,
+            "memory grows with history: {small} B after 2,000 children, {large} B after 20,000"
+        );
+    });
+}
+
+/// Each manager's share, in bytes, of what `count` managers cost.
+fn per(bytes: isize, count: usize) -> isize {
+    bytes / isize::try_from(count).expect("fits")
+}
+
+#[test]
+fn a_thousand_nested_managers_nobody_subscribes_to_are_cheap() {
+    const MANAGERS: usize = 1_000;
+    measure(async {
+        let root = ProcessManager::builder().name("root").build();
+        let handle = root.handle();
+        root.insert(IdleProcess).expect("accepted");
+        let run = tokio::spawn(root.into_future());
+        handle.ready().await;
+        let base = in_use();
+        for n in 0..MANAGERS {
+            let nested = ProcessManager::builder()
+                .name(format!("nested-{n}"))
+                .child(IdleProcess)
+                .build();
+            handle.insert(nested).expect("accepted");
+        }
+        // Every nested manager runs and has started its child.
+        tokio::task::yield_now().await;
+        handle.ready().await;
+        let each = per(in_use() - base, MANAGERS);
+        handle.shutdown().await;
+        run.await.expect("joined").expect("clean stop");
+        // Far below the 82 KB an event buffer allocated up front costs; what
+        // is left is mostly the first chunk of the manager's record storage
+        // and its task.
+        assert!(
+            each <= 32 * 1024,
+            "a running nested manager with one child costs {each} B"
+        );
+    });
+}
+
+#[test]
+fn a_burst_of_children_gives_its_bookkeeping_back_once_they_have_ended() {
+    const BURST: usize = 100_000;
+    measure(async {
+        // Grow the runtime's own queues to the burst's size first: they
+        // keep their capacity, and they are not the manager's.
+        let tasks: Vec<_> = (0..BURST).map(|_| tokio::spawn(async {})).collect();
+        for task in tasks {
+            task.await.expect("joined");
+        }
+        let manager = ProcessManager::builder().child(IdleProcess).build();
+        let handle = manager.handle();
+        let run = tokio::spawn(manager.into_future());
+        churn_brief(&handle, 1_000, &ChildOptions::new()).await;
+        let base = in_use();
+
+        // Registered at once: the manager's loop gets no turn in between.
+        let children: Vec<ChildHandle> = (0..BURST)
+            .map(|_| handle.insert(Brief).expect("accepted"))
+            .collect();
+        for child in &children {
+            child.wait().await;
+        }
+        drop(children);
+        // Let it settle: time passes and the loop has more turns.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        churn_brief(&handle, 1_000, &ChildOptions::new()).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+
+        let kept = per(in_use() - base, BURST);
+        handle.shutdown().await;
+        run.await.expect("joined").expect("clean stop");
+        assert!(
+            kept <= 8,
+            "after a burst of {BURST} children the manager keeps {kept} B per child"
+        );
+    });
+}
