@@ -86,7 +86,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Seeds run when `PROCMGR_MODEL_CASES` is not set.
-const DEFAULT_CASES: u64 = 300;
+const DEFAULT_CASES: u64 = 500;
 /// Failing seeds shrunk by default; the others are only listed.
 const SHRUNK_SEEDS: usize = 4;
 
@@ -1089,12 +1089,13 @@ impl World<'_> {
     /// its parent, or dropped without finishing its run.
     fn ancestor_aborted(&self, manager: usize) -> bool {
         self.chain(manager).iter().any(|&m| {
-            self.managers[m].as_child.is_some_and(|child| {
-                matches!(
-                    self.children[child].handle.outcome(),
-                    Some(Outcome::Aborted)
-                )
-            })
+            matches!(self.managers[m].handle.outcome(), Some(Outcome::Aborted))
+                || self.managers[m].as_child.is_some_and(|child| {
+                    matches!(
+                        self.children[child].handle.outcome(),
+                        Some(Outcome::Aborted)
+                    )
+                })
         })
     }
 
@@ -1304,10 +1305,11 @@ impl World<'_> {
                     if !explained {
                         return fail(format!(
                             "ended {outcome} in attempt {} scripted as [{attempt}] with grace \
-                             {:?} (asked to stop: {asked}, manager stopping: \
+                             {:?} (background: {}, asked to stop: {asked}, manager stopping: \
                              {manager_stopping}, forced: {forced})",
                             restarts + 1,
-                            child.grace
+                            child.grace,
+                            spec.background,
                         ));
                     }
                 }
