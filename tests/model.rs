@@ -24,8 +24,9 @@
 //!
 //! - a child's outcome, once set, never changes; it is one its script and
 //!   what happened to it allow (a cooperative child that stops well within
-//!   its grace period is never aborted unless a forced shutdown or an
-//!   aborted ancestor explains it), and once it is set no attempt of the
+//!   its grace period is never aborted unless a forced shutdown, an
+//!   aborted ancestor or an ordered stop that may run out of the manager's
+//!   grace period explains it), and once it is set no attempt of the
 //!   child is alive and no two attempts ever ran at once;
 //! - restart counts follow the policy: none without one, at most the limit
 //!   for one-for-one and background children (each restart of an on-failure
@@ -1148,6 +1149,37 @@ impl World<'_> {
         foreground + background + SLACK
     }
 
+    /// Whether an ordered stop of the manager may reach the manager's grace
+    /// period, which bounds the whole sequence, before every child is asked:
+    /// the children's worst stop times, one after the other.
+    fn ordered_stop_may_run_out(&self, manager: usize) -> bool {
+        let manager = &self.managers[manager];
+        if !manager.spec.ordered_stop {
+            return false;
+        }
+        let sequence: Duration = manager
+            .children
+            .iter()
+            .map(|&c| &self.children[c])
+            .filter(|child| !child.spec.background)
+            .map(|child| {
+                let worst = child
+                    .spec
+                    .script
+                    .iter()
+                    .map(|attempt| match attempt.on_stop {
+                        OnStop::ReturnAfter(delay) => delay.min(child.grace),
+                        OnStop::Ignore => child.grace,
+                    });
+                match child.nested {
+                    Some(_) => child.grace,
+                    None => worst.max().unwrap_or(child.grace),
+                }
+            })
+            .sum();
+        sequence + MARGIN >= manager.spec.grace
+    }
+
     fn check(&mut self) -> Result<(), String> {
         let now = self.now();
         for manager in &mut self.managers {
@@ -1294,7 +1326,7 @@ impl World<'_> {
                         Kind::Aborted => {
                             forced
                                 || ancestor_aborted
-                                || manager.spec.ordered_stop
+                                || self.ordered_stop_may_run_out(child.manager)
                                 || match attempt.on_stop {
                                     OnStop::Ignore => true,
                                     OnStop::ReturnAfter(delay) => delay + MARGIN >= child.grace,
@@ -1322,7 +1354,7 @@ impl World<'_> {
                     Kind::Aborted => {
                         forced
                             || ancestor_aborted
-                            || manager.spec.ordered_stop
+                            || self.ordered_stop_may_run_out(child.manager)
                             || self.stop_bound(nested, false) + MARGIN >= child.grace
                     }
                     Kind::Panicked | Kind::Other => false,
