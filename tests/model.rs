@@ -1,0 +1,1655 @@
+//! A model-based randomized test of the supervision tree.
+//!
+//! Each case is one seed. A SplitMix64 generator turns the seed into a plan:
+//! a root manager with random settings (strategy, grace period,
+//! auto-cleanup, ordered stop) and a few children, then a sequence of
+//! operations: inserts of scripted children with random options (restart
+//! policy with a fixed, jitter-free backoff and a restart limit, own grace
+//! period, background, significant, escalate, reports-ready), inserts of
+//! nested managers with children of their own, stops, reloads and custom
+//! messages through child handles, reloads, shutdowns and forced shutdowns
+//! through manager handles, and advances of virtual time. Some operations
+//! run back to back without letting the runtime turn in between, so that
+//! the manager sees them in one turn.
+//!
+//! A scripted child says, per attempt, what it does: return `Ok`, fail or
+//! panic after some virtual time, or hang; and what it does when asked to
+//! stop: return after a delay, or ignore the request until it is aborted.
+//! Every attempt holds a guard that counts it as alive until its future is
+//! dropped.
+//!
+//! After every step that lets the runtime settle, and once more after the
+//! root's run returned, the test checks the tree against a small reference
+//! model:
+//!
+//! - a child's outcome, once set, never changes; it is one its script and
+//!   what happened to it allow (a cooperative child that stops well within
+//!   its grace period is never aborted unless a forced shutdown, an
+//!   aborted ancestor or an ordered stop that may run out of the manager's
+//!   grace period explains it), and once it is set no attempt of the
+//!   child is alive and no two attempts ever ran at once;
+//! - restart counts follow the policy: none without one, at most the limit
+//!   for one-for-one and background children (each restart of an on-failure
+//!   child follows an attempt scripted to fail), at most the sum of the
+//!   siblings' limits under one-for-all and rest-for-one;
+//! - exactly, while nothing has interfered with it yet: a foreground child
+//!   of a one-for-one manager follows its script's timeline (restart count
+//!   and outcome at every step, from the backoff arithmetic and the limit);
+//! - a failure that is final stops the manager (escalation), a significant
+//!   child's end stops it, and a child does not end for good with restarts
+//!   left unless its manager stops or its handle asked it to;
+//! - handles refuse requests exactly when the process has ended; inserts
+//!   after a manager's shutdown was requested are refused;
+//! - a manager is ready exactly when each of its live reporting children is
+//!   (a nested manager counting as ready when its own children are);
+//! - with auto-cleanup the records a manager keeps are no more than its
+//!   live children;
+//! - a manager whose shutdown was seen at `t` has returned by `t` plus the
+//!   bound the model computes from the grace periods (the longest
+//!   foreground grace, or the manager's for an ordered stop, plus the
+//!   longest background grace; only the background part after a forced
+//!   shutdown);
+//! - once the root's run returned: no child task is alive, every accepted
+//!   child has an outcome that `wait` returns at once, every nested manager
+//!   has one too, the run returned `Err` if a child without a restart policy
+//!   failed and only if some child failed or was aborted, and the root
+//!   refuses inserts and requests; no panic escapes.
+//!
+//! Everything runs on a current-thread runtime with paused time and jitter
+//! off, so a seed always gives the same run. A failing seed is shrunk
+//! (operations dropped one by one while the same check still fails), and
+//! the test fails with each seed, its message and the shrunk trace.
+//!
+//! # Running
+//!
+//! - `cargo test --all-features --test model`: the default
+//!   [`DEFAULT_CASES`] seeds, from seed 0.
+//! - `PROCMGR_MODEL_CASES=100000 cargo test --release --test model`: more
+//!   seeds; `PROCMGR_MODEL_FIRST=<n>` starts at another seed.
+//! - `PROCMGR_MODEL_SEED=<n> cargo test --test model`: replays one seed;
+//!   add `PROCMGR_MODEL_TRACE=1` to fail with its trace even when it
+//!   passes, to see what it does.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use futures::FutureExt;
+use procmgr::{
+    Backoff, ChildHandle, ChildOptions, Context, ControlMessage, Exit, Jitter, ManagerHandle,
+    NESTED_GRACE_MARGIN, Outcome, ProcessControlHandler, ProcessManager, Restart, RestartLimit,
+    RunError, Runnable, ShutdownReason, Strategy, process_fn,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Seeds run when `PROCMGR_MODEL_CASES` is not set.
+const DEFAULT_CASES: u64 = 500;
+/// Failing seeds shrunk by default; the others are only listed.
+const SHRUNK_SEEDS: usize = 4;
+
+const MS: Duration = Duration::from_millis(1);
+/// Rounding of tokio's millisecond timer, a few times over, in a stop bound.
+const SLACK: Duration = Duration::from_millis(5);
+/// Scripted stop delays and grace periods are at least this far apart, so
+/// that the model never has to guess which of two timers fires first.
+const MARGIN: Duration = Duration::from_millis(3);
+/// A restart limit's window: longer than any case, so the limit is a count.
+const WINDOW: Duration = Duration::from_secs(3600);
+const BACKOFF_CAP: Duration = Duration::from_millis(200);
+/// Polls of other tasks the test lets happen before it looks.
+const SETTLE_YIELDS: usize = 100;
+
+#[test]
+fn the_tree_matches_the_model() {
+    silence_scripted_panics();
+    if let Some(seed) = env_u64("PROCMGR_MODEL_SEED") {
+        let plan = Plan::generate(seed);
+        match run_plan(&plan) {
+            Ok(trace) if env_u64("PROCMGR_MODEL_TRACE").is_some() => {
+                panic!("seed {seed} passes; trace:\n{}", trace.join("\n"))
+            }
+            Ok(_) => {}
+            Err(failure) => panic!("{}", report(seed, &plan, failure, true)),
+        }
+        return;
+    }
+    let first = env_u64("PROCMGR_MODEL_FIRST").unwrap_or(0);
+    let cases = env_u64("PROCMGR_MODEL_CASES").unwrap_or(DEFAULT_CASES);
+    let mut reports = Vec::new();
+    for seed in first..first + cases {
+        let plan = Plan::generate(seed);
+        if let Err(failure) = run_plan(&plan) {
+            let shrink = reports.len() < SHRUNK_SEEDS;
+            reports.push(report(seed, &plan, failure, shrink));
+        }
+    }
+    assert!(
+        reports.is_empty(),
+        "{} of {cases} seeds failed (replay one with PROCMGR_MODEL_SEED=<seed>):\n\n{}",
+        reports.len(),
+        reports.join("\n\n")
+    );
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {value:?}")),
+    )
+}
+
+/// The default panic hook prints every panic; the scripted ones are noise.
+fn silence_scripted_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&SCRIPTED_PANIC) {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn report(seed: u64, plan: &Plan, failure: Failure, shrink: bool) -> String {
+    if !shrink {
+        return format!("seed {seed}: {}", failure.message);
+    }
+    let (plan, failure) = shrink_plan(plan.clone(), failure);
+    format!(
+        "seed {seed}: {}\n  shrunk to {} steps:\n    {}",
+        failure.message,
+        plan.steps.len(),
+        failure.trace.join("\n    ")
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Random plans
+
+/// SplitMix64: small, fast, and the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    fn ms(&mut self, choices: &[u64]) -> Duration {
+        Duration::from_millis(self.pick(choices))
+    }
+
+    fn index(&mut self) -> u32 {
+        self.next() as u32
+    }
+}
+
+/// How an attempt ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Ok,
+    Err,
+    Panic,
+    Hang,
+}
+
+/// What an attempt does when asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStop {
+    ReturnAfter(Duration),
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    end: End,
+    after: Duration,
+    on_stop: OnStop,
+    ready_after: Option<Duration>,
+}
+
+impl Attempt {
+    fn generate(rng: &mut Rng) -> Self {
+        let end = match rng.below(20) {
+            0..=4 => End::Ok,
+            5..=7 => End::Err,
+            8 => End::Panic,
+            _ => End::Hang,
+        };
+        let on_stop = if rng.chance(20) {
+            OnStop::Ignore
+        } else {
+            OnStop::ReturnAfter(rng.ms(&[0, 5, 30, 150, 500]))
+        };
+        Attempt {
+            end,
+            after: rng.ms(&[1, 10, 40, 100, 400]),
+            on_stop,
+            ready_after: rng.chance(50).then(|| rng.ms(&[0, 20])),
+        }
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.end {
+            End::Hang => f.write_str("hang")?,
+            end => write!(f, "{end:?} after {:?}", self.after)?,
+        }
+        match self.on_stop {
+            OnStop::ReturnAfter(delay) => write!(f, ", stops in {delay:?}")?,
+            OnStop::Ignore => f.write_str(", ignores stop")?,
+        }
+        if let Some(ready) = self.ready_after {
+            write!(f, ", ready after {ready:?}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ChildSpec {
+    /// One entry per attempt; the last one repeats.
+    script: Vec<Attempt>,
+    restart: Restart,
+    backoff_floor: Duration,
+    limit: u32,
+    grace: Option<Duration>,
+    background: bool,
+    significant: bool,
+    escalate: bool,
+    reports_ready: bool,
+}
+
+impl ChildSpec {
+    fn generate(rng: &mut Rng) -> Self {
+        let attempts = 1 + rng.below(3);
+        let restart = match rng.below(10) {
+            0..=3 => Restart::Never,
+            4..=6 => Restart::OnFailure,
+            _ => Restart::Always,
+        };
+        let mut script: Vec<Attempt> = (0..attempts).map(|_| Attempt::generate(rng)).collect();
+        if restart == Restart::Never && rng.chance(60) {
+            // A failure without a restart stops the tree: keep them rare
+            // enough that most cases live long enough to do something.
+            for attempt in &mut script {
+                if matches!(attempt.end, End::Err | End::Panic) {
+                    attempt.end = End::Hang;
+                }
+            }
+        }
+        ChildSpec {
+            script,
+            restart,
+            backoff_floor: rng.ms(&[0, 10, 50]),
+            limit: rng.below(4) as u32,
+            grace: rng.chance(40).then(|| rng.ms(&[10, 50, 200])),
+            background: rng.chance(12),
+            significant: rng.chance(8),
+            escalate: !rng.chance(20),
+            reports_ready: rng.chance(30),
+        }
+    }
+
+    /// What a nested manager is as a child, as far as the model cares.
+    fn manager(grace: Duration, significant: bool) -> Self {
+        ChildSpec {
+            script: Vec::new(),
+            restart: Restart::Never,
+            backoff_floor: Duration::ZERO,
+            limit: 0,
+            grace: Some(grace),
+            background: false,
+            significant,
+            escalate: true,
+            reports_ready: true,
+        }
+    }
+
+    fn attempt(&self, index: u32) -> Attempt {
+        self.script[(index as usize).min(self.script.len() - 1)]
+    }
+
+    fn options(&self, name: String) -> ChildOptions {
+        let backoff = Backoff::exponential(self.backoff_floor, BACKOFF_CAP)
+            .jitter(Jitter::None)
+            .reset_after(WINDOW);
+        let options = ChildOptions::new()
+            .name(name)
+            .restart(self.restart)
+            .backoff(backoff)
+            .restart_limit(RestartLimit::new(self.limit, WINDOW))
+            .background(self.background)
+            .significant(self.significant)
+            .escalate(self.escalate)
+            .reports_ready(self.reports_ready);
+        match self.grace {
+            Some(grace) => options.grace_period(grace),
+            None => options,
+        }
+    }
+}
+
+impl fmt::Display for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.restart)?;
+        if self.restart != Restart::Never {
+            write!(
+                f,
+                " (limit {}, backoff from {:?})",
+                self.limit, self.backoff_floor
+            )?;
+        }
+        if let Some(grace) = self.grace {
+            write!(f, ", grace {grace:?}")?;
+        }
+        for (flag, name) in [
+            (self.background, "background"),
+            (self.significant, "significant"),
+            (!self.escalate, "no-escalate"),
+            (self.reports_ready, "reports-ready"),
+        ] {
+            if flag {
+                write!(f, ", {name}")?;
+            }
+        }
+        let script: Vec<String> = self.script.iter().map(ToString::to_string).collect();
+        write!(f, "; script [{}]", script.join("; "))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ManagerSpec {
+    strategy: Strategy,
+    grace: Duration,
+    auto_cleanup: bool,
+    ordered_stop: bool,
+}
+
+impl ManagerSpec {
+    fn generate(rng: &mut Rng) -> Self {
+        ManagerSpec {
+            strategy: rng.pick(&[
+                Strategy::OneForOne,
+                Strategy::OneForAll,
+                Strategy::RestForOne,
+            ]),
+            grace: rng.ms(&[20, 100, 300]),
+            auto_cleanup: rng.chance(70),
+            ordered_stop: rng.chance(20),
+        }
+    }
+
+    fn build(&self, name: String) -> ProcessManager {
+        ProcessManager::builder()
+            .name(name)
+            .strategy(self.strategy)
+            .grace_period(self.grace)
+            .auto_cleanup(self.auto_cleanup)
+            .ordered_stop(self.ordered_stop)
+            .build()
+    }
+}
+
+impl fmt::Display for ManagerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}, grace {:?}", self.strategy, self.grace)?;
+        if !self.auto_cleanup {
+            f.write_str(", keeps records")?;
+        }
+        if self.ordered_stop {
+            f.write_str(", ordered stop")?;
+        }
+        Ok(())
+    }
+}
+
+/// Targets are indexes taken modulo what exists when the step runs, so a
+/// plan stays valid when the shrinker drops steps.
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(Duration),
+    Insert {
+        manager: u32,
+        child: ChildSpec,
+    },
+    InsertManager {
+        parent: u32,
+        spec: ManagerSpec,
+        grace: Option<Duration>,
+        significant: bool,
+        children: Vec<ChildSpec>,
+    },
+    StopChild(u32),
+    ReloadChild(u32),
+    SendChild(u32),
+    ReloadManager(u32),
+    ShutdownManager(u32),
+    ForceManager(u32),
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    /// Let the runtime settle and check the model after this step.
+    settle: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    root: ManagerSpec,
+    initial: Vec<ChildSpec>,
+    steps: Vec<Step>,
+    /// How the case ends: a forced shutdown of the root instead of a
+    /// graceful one.
+    force_at_end: bool,
+}
+
+impl Plan {
+    fn generate(seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let root = ManagerSpec::generate(&mut rng);
+        let initial = (0..1 + rng.below(4))
+            .map(|_| ChildSpec::generate(&mut rng))
+            .collect();
+        let steps = (0..5 + rng.below(30))
+            .map(|_| Step {
+                op: Op::generate(&mut rng),
+                settle: !rng.chance(15),
+            })
+            .collect();
+        Plan {
+            root,
+            initial,
+            steps,
+            force_at_end: rng.chance(25),
+        }
+    }
+}
+
+impl Op {
+    fn generate(rng: &mut Rng) -> Self {
+        match rng.below(100) {
+            0..=29 => Op::Advance(rng.ms(&[0, 1, 5, 10, 20, 50, 100, 300])),
+            30..=49 => Op::Insert {
+                manager: rng.index(),
+                child: ChildSpec::generate(rng),
+            },
+            50..=55 => Op::InsertManager {
+                parent: rng.index(),
+                spec: ManagerSpec::generate(rng),
+                grace: rng.chance(30).then(|| rng.ms(&[10, 50, 200])),
+                significant: rng.chance(10),
+                children: (0..1 + rng.below(3))
+                    .map(|_| ChildSpec::generate(rng))
+                    .collect(),
+            },
+            56..=67 => Op::StopChild(rng.index()),
+            68..=75 => Op::ReloadChild(rng.index()),
+            76..=83 => Op::SendChild(rng.index()),
+            84..=86 => Op::ReloadManager(rng.index()),
+            87..=95 => Op::ShutdownManager(rng.index()),
+            _ => Op::ForceManager(rng.index()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scripted children
+
+const SCRIPTED_PANIC: &str = "scripted panic";
+
+/// What the test sees of one child's attempts.
+#[derive(Default)]
+struct Probe {
+    /// Attempts whose future exists.
+    alive: AtomicUsize,
+    /// The highest attempt number that started running.
+    attempts_seen: AtomicU32,
+    /// Two attempts were alive at once.
+    overlapped: AtomicBool,
+}
+
+/// Held by a running attempt: counts it as alive until its future is dropped.
+struct Alive {
+    probe: Arc<Probe>,
+    manager: Arc<AtomicUsize>,
+}
+
+impl Alive {
+    fn enter(probe: Arc<Probe>, manager: Arc<AtomicUsize>, attempt: u32) -> Self {
+        if probe.alive.fetch_add(1, Ordering::SeqCst) > 0 {
+            probe.overlapped.store(true, Ordering::SeqCst);
+        }
+        probe.attempts_seen.fetch_max(attempt, Ordering::SeqCst);
+        manager.fetch_add(1, Ordering::SeqCst);
+        Alive { probe, manager }
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.probe.alive.fetch_sub(1, Ordering::SeqCst);
+        self.manager.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn scripted(
+    name: String,
+    spec: &ChildSpec,
+    probe: &Arc<Probe>,
+    manager: &Arc<AtomicUsize>,
+) -> impl Runnable + use<> {
+    let script = Arc::new(spec.clone());
+    let probe = Arc::clone(probe);
+    let manager = Arc::clone(manager);
+    process_fn(name, move |ctx| {
+        let alive = Alive::enter(Arc::clone(&probe), Arc::clone(&manager), ctx.attempt());
+        let attempt = script.attempt(ctx.attempt() - 1);
+        run_attempt(ctx, attempt, alive)
+    })
+}
+
+async fn run_attempt(mut ctx: Context, attempt: Attempt, _alive: Alive) -> Result<(), String> {
+    let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+    let action = tokio::time::sleep_until(match attempt.end {
+        End::Hang => far,
+        _ => Instant::now() + attempt.after,
+    });
+    let ready = tokio::time::sleep_until(attempt.ready_after.map_or(far, |d| Instant::now() + d));
+    let stopped = tokio::time::sleep_until(far);
+    tokio::pin!(action, ready, stopped);
+    let mut marked = false;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            () = &mut action => match attempt.end {
+                End::Ok => return Ok(()),
+                End::Err => return Err("scripted failure".to_owned()),
+                End::Panic => std::panic::panic_any(SCRIPTED_PANIC),
+                End::Hang => unreachable!("a hanging attempt's timer is ten years out"),
+            },
+            () = &mut ready, if !marked => {
+                marked = true;
+                ctx.mark_ready();
+            }
+            message = ctx.recv(), if !stopping => match message {
+                Some(ControlMessage::Shutdown) | None => {
+                    stopping = true;
+                    if let OnStop::ReturnAfter(delay) = attempt.on_stop {
+                        stopped.as_mut().reset(Instant::now() + delay);
+                    }
+                }
+                // Reloads and custom messages are read and change nothing.
+                Some(_) => {}
+            },
+            () = &mut stopped => return Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The model
+
+/// The timeline of a child that nothing interferes with: how many restarts
+/// it has had at `at`, and how it ended if it has.
+struct Natural {
+    restarts: u32,
+    end: Option<(Duration, End)>,
+}
+
+fn natural(spec: &ChildSpec, start: Duration, at: Duration) -> Natural {
+    let mut begin = start;
+    let mut restarts = 0;
+    let mut failures_in_a_row = 0u32;
+    loop {
+        let attempt = spec.attempt(restarts);
+        if attempt.end == End::Hang || begin + attempt.after > at {
+            return Natural {
+                restarts,
+                end: None,
+            };
+        }
+        let ended = begin + attempt.after;
+        let failed = attempt.end != End::Ok;
+        let restart = match spec.restart {
+            Restart::Never => false,
+            Restart::OnFailure => failed,
+            _ => true,
+        };
+        if !restart || restarts >= spec.limit {
+            return Natural {
+                restarts,
+                end: Some((ended, attempt.end)),
+            };
+        }
+        let delay = if failed {
+            failures_in_a_row += 1;
+            let exact = spec
+                .backoff_floor
+                .checked_mul(1 << (failures_in_a_row - 1).min(20))
+                .unwrap_or(BACKOFF_CAP);
+            exact.min(BACKOFF_CAP.max(spec.backoff_floor))
+        } else {
+            failures_in_a_row = 0;
+            Duration::ZERO
+        };
+        if ended + delay > at {
+            return Natural {
+                restarts,
+                end: None,
+            };
+        }
+        restarts += 1;
+        begin = ended + delay;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Completed,
+    Stopped,
+    Failed,
+    Panicked,
+    Aborted,
+    Other,
+}
+
+fn kind(outcome: &Outcome) -> Kind {
+    match outcome {
+        Outcome::Completed => Kind::Completed,
+        Outcome::Stopped => Kind::Stopped,
+        Outcome::Failed(_) => Kind::Failed,
+        Outcome::Panicked(_) => Kind::Panicked,
+        Outcome::Aborted => Kind::Aborted,
+        _ => Kind::Other,
+    }
+}
+
+fn natural_kind(end: End) -> Kind {
+    match end {
+        End::Ok => Kind::Completed,
+        End::Err => Kind::Failed,
+        End::Panic => Kind::Panicked,
+        End::Hang => Kind::Other,
+    }
+}
+
+struct Manager {
+    spec: ManagerSpec,
+    handle: ManagerHandle,
+    depth: usize,
+    /// Its index among the children, when it is nested.
+    as_child: Option<usize>,
+    /// Attempts of its scripted children that are alive.
+    live: Arc<AtomicUsize>,
+    started: Duration,
+    children: Vec<usize>,
+    /// When its shutdown was first seen requested, and the check before,
+    /// when it was not yet: it was requested in between.
+    stop_seen: Option<(Duration, Duration)>,
+    forced_at: Option<Duration>,
+}
+
+struct Child {
+    name: String,
+    manager: usize,
+    spec: ChildSpec,
+    /// The manager it is, when it is one.
+    nested: Option<usize>,
+    probe: Arc<Probe>,
+    handle: ChildHandle,
+    inserted: Duration,
+    /// Its grace period in its manager.
+    grace: Duration,
+    stopped_at: Option<Duration>,
+    first_outcome: Option<String>,
+}
+
+struct Failure {
+    message: String,
+    trace: Vec<String>,
+}
+
+/// Runs a plan on a fresh paused runtime; its trace when it passes.
+fn run_plan(plan: &Plan) -> Result<Vec<String>, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let mut trace = Vec::new();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(execute(plan, &mut trace))
+    }));
+    let message = match result {
+        Ok(Ok(())) => return Ok(trace),
+        Ok(Err(message)) => message,
+        Err(panic) => format!("the test panicked: {}", panic_text(&*panic)),
+    };
+    Err(Failure { message, trace })
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
+}
+
+async fn execute(plan: &Plan, trace: &mut Vec<String>) -> Result<(), String> {
+    let mut world = World {
+        origin: Instant::now(),
+        managers: Vec::new(),
+        children: Vec::new(),
+        trace,
+        last_check: Duration::ZERO,
+        root_result: None,
+    };
+    let root = plan.root.build("m0".to_owned());
+    world.trace.push(format!("m0: root, {}", plan.root));
+    world.managers.push(Manager {
+        spec: plan.root.clone(),
+        handle: root.handle(),
+        depth: 0,
+        as_child: None,
+        live: Arc::default(),
+        started: Duration::ZERO,
+        children: Vec::new(),
+        stop_seen: None,
+        forced_at: None,
+    });
+    for spec in &plan.initial {
+        world.insert(0, spec)?;
+    }
+    let mut run = tokio::spawn(root.into_future());
+    world.settle_and_check(&mut run).await?;
+    for step in &plan.steps {
+        if world.root_result.is_some() {
+            // `after_the_run` checks that an ended root refuses everything.
+            break;
+        }
+        world.apply(&step.op).await?;
+        if step.settle {
+            world.settle_and_check(&mut run).await?;
+        }
+    }
+    let end = if plan.force_at_end {
+        Op::ForceManager(0)
+    } else {
+        Op::ShutdownManager(0)
+    };
+    if world.root_result.is_none() {
+        world.apply(&end).await?;
+        world.settle_and_check(&mut run).await?;
+    }
+    let give_up = world.now() + Duration::from_secs(60);
+    while world.root_result.is_none() {
+        if world.now() > give_up {
+            return Err("the root's run has not returned a minute after its shutdown".into());
+        }
+        tokio::time::sleep(50 * MS).await;
+        world.settle_and_check(&mut run).await?;
+    }
+    world.after_the_run()
+}
+
+struct World<'t> {
+    origin: Instant,
+    managers: Vec<Manager>,
+    children: Vec<Child>,
+    trace: &'t mut Vec<String>,
+    last_check: Duration,
+    root_result: Option<Result<Exit, RunError>>,
+}
+
+impl World<'_> {
+    fn now(&self) -> Duration {
+        Instant::now() - self.origin
+    }
+
+    fn log(&mut self, line: String) {
+        let now = self.now().as_millis();
+        self.trace.push(format!("{now:>5}ms {line}"));
+    }
+
+    async fn apply(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Advance(duration) => {
+                self.log(format!("advance {duration:?}"));
+                if duration.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(*duration).await;
+                }
+            }
+            Op::Insert { manager, child } => {
+                let manager = *manager as usize % self.managers.len();
+                self.insert(manager, child)?;
+            }
+            Op::InsertManager {
+                parent,
+                spec,
+                grace,
+                significant,
+                children,
+            } => self.insert_manager(*parent, spec, *grace, *significant, children)?,
+            Op::StopChild(target) => {
+                if let Some(index) = self.target(*target) {
+                    let result = self.children[index].handle.request_shutdown();
+                    self.request("stop", index, result.is_ok())?;
+                    if result.is_ok() && self.children[index].stopped_at.is_none() {
+                        self.children[index].stopped_at = Some(self.now());
+                    }
+                }
+            }
+            Op::ReloadChild(target) => {
+                if let Some(index) = self.target(*target) {
+                    let result = self.children[index].handle.request_reload();
+                    self.request("reload", index, result.is_ok())?;
+                }
+            }
+            Op::SendChild(target) => {
+                if let Some(index) = self.target(*target) {
+                    let result = self.children[index].handle.send(*target);
+                    self.request("send to", index, result.is_ok())?;
+                }
+            }
+            Op::ReloadManager(target) => {
+                let index = *target as usize % self.managers.len();
+                let result = self.managers[index].handle.request_reload();
+                self.manager_request("reload", index, result.is_ok())?;
+            }
+            Op::ShutdownManager(target) => {
+                let index = *target as usize % self.managers.len();
+                let result = self.managers[index].handle.request_shutdown();
+                self.manager_request("shut down", index, result.is_ok())?;
+            }
+            Op::ForceManager(target) => {
+                let index = *target as usize % self.managers.len();
+                let result = self.managers[index]
+                    .handle
+                    .force_shutdown(ShutdownReason::Requested);
+                self.manager_request("force", index, result.is_ok())?;
+                if result.is_ok() && self.managers[index].forced_at.is_none() {
+                    self.managers[index].forced_at = Some(self.now());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn target(&self, target: u32) -> Option<usize> {
+        (!self.children.is_empty()).then(|| target as usize % self.children.len())
+    }
+
+    /// A child handle accepts a request exactly when its child has not ended.
+    fn request(&mut self, what: &str, index: usize, accepted: bool) -> Result<(), String> {
+        let child = &self.children[index];
+        let ended = child.handle.outcome();
+        let line = format!(
+            "{what} {}: {}",
+            child.name,
+            if accepted { "accepted" } else { "refused" }
+        );
+        self.log(line);
+        if accepted == ended.is_some() {
+            let child = &self.children[index];
+            return Err(format!(
+                "{what} {} was {} although its outcome is {ended:?}",
+                child.name,
+                if accepted { "accepted" } else { "refused" },
+            ));
+        }
+        Ok(())
+    }
+
+    /// A manager handle accepts a request exactly when its run has not ended.
+    fn manager_request(&mut self, what: &str, index: usize, accepted: bool) -> Result<(), String> {
+        let ended = self.managers[index].handle.outcome();
+        self.log(format!(
+            "{what} m{index}: {}",
+            if accepted { "accepted" } else { "refused" }
+        ));
+        if accepted == ended.is_some() {
+            return Err(format!(
+                "{what} m{index} was {} although its outcome is {ended:?}",
+                if accepted { "accepted" } else { "refused" },
+            ));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, manager: usize, spec: &ChildSpec) -> Result<(), String> {
+        let index = self.children.len();
+        let name = format!("c{index}");
+        let probe = Arc::new(Probe::default());
+        let runnable = scripted(name.clone(), spec, &probe, &self.managers[manager].live);
+        let handle = &self.managers[manager].handle;
+        let closed = handle.is_shutdown_requested() || handle.outcome().is_some();
+        match handle.insert_with(runnable, spec.options(name.clone())) {
+            Ok(handle) => {
+                self.log(format!("insert {name} into m{manager}: {spec}"));
+                if closed {
+                    return Err(format!(
+                        "m{manager} accepted {name} after its shutdown was requested"
+                    ));
+                }
+                let grace = spec.grace.unwrap_or(self.managers[manager].spec.grace);
+                self.children.push(Child {
+                    name,
+                    manager,
+                    spec: spec.clone(),
+                    nested: None,
+                    probe,
+                    handle,
+                    inserted: self.now(),
+                    grace,
+                    stopped_at: None,
+                    first_outcome: None,
+                });
+                self.managers[manager].children.push(index);
+            }
+            Err(error) => self.log(format!("insert into m{manager} refused: {error}")),
+        }
+        Ok(())
+    }
+
+    fn insert_manager(
+        &mut self,
+        parent: u32,
+        spec: &ManagerSpec,
+        grace: Option<Duration>,
+        significant: bool,
+        children: &[ChildSpec],
+    ) -> Result<(), String> {
+        let parents: Vec<usize> = (0..self.managers.len())
+            .filter(|&m| self.managers[m].depth < 2)
+            .collect();
+        let parent = parents[parent as usize % parents.len()];
+        let index = self.managers.len();
+        let name = format!("m{index}");
+        let manager = spec.build(name.clone());
+        let handle = manager.handle();
+        let mut options = ChildOptions::new().significant(significant);
+        if let Some(grace) = grace {
+            options = options.grace_period(grace);
+        }
+        let closed = {
+            let parent = &self.managers[parent].handle;
+            parent.is_shutdown_requested() || parent.outcome().is_some()
+        };
+        let child = match self.managers[parent].handle.insert_with(manager, options) {
+            Ok(child) => child,
+            Err(error) => {
+                self.log(format!("insert manager into m{parent} refused: {error}"));
+                return Ok(());
+            }
+        };
+        self.log(format!(
+            "insert {name} into m{parent}: {spec}{}{}",
+            grace.map_or(String::new(), |g| format!(", grace {g:?} in parent")),
+            if significant { ", significant" } else { "" },
+        ));
+        if closed {
+            return Err(format!(
+                "m{parent} accepted {name} after its shutdown was requested"
+            ));
+        }
+        let as_child = self.children.len();
+        let grace = grace.unwrap_or(spec.grace + NESTED_GRACE_MARGIN);
+        self.children.push(Child {
+            name,
+            manager: parent,
+            spec: ChildSpec::manager(grace, significant),
+            nested: Some(index),
+            probe: Arc::default(),
+            handle: child,
+            inserted: self.now(),
+            grace,
+            stopped_at: None,
+            first_outcome: None,
+        });
+        self.managers[parent].children.push(as_child);
+        self.managers.push(Manager {
+            spec: spec.clone(),
+            handle,
+            depth: self.managers[parent].depth + 1,
+            as_child: Some(as_child),
+            live: Arc::default(),
+            started: self.now(),
+            children: Vec::new(),
+            stop_seen: None,
+            forced_at: None,
+        });
+        for child in children {
+            self.insert(index, child)?;
+        }
+        Ok(())
+    }
+
+    async fn settle_and_check(
+        &mut self,
+        run: &mut JoinHandle<Result<Exit, RunError>>,
+    ) -> Result<(), String> {
+        for _ in 0..SETTLE_YIELDS {
+            tokio::task::yield_now().await;
+        }
+        if self.root_result.is_none() && run.is_finished() {
+            let result = run
+                .await
+                .map_err(|error| format!("the root's run did not return: {error}"))?;
+            self.log(format!("root returned {result:?}"));
+            self.root_result = Some(result);
+        }
+        self.check()
+    }
+
+    /// The managers from `manager` up to the root.
+    fn chain(&self, manager: usize) -> Vec<usize> {
+        let mut chain = vec![manager];
+        let mut at = manager;
+        while let Some(child) = self.managers[at].as_child {
+            at = self.children[child].manager;
+            chain.push(at);
+        }
+        chain
+    }
+
+    fn forced(&self, manager: usize) -> bool {
+        self.chain(manager)
+            .iter()
+            .any(|&m| self.managers[m].forced_at.is_some())
+    }
+
+    /// Whether a manager above the child (its own included) was aborted by
+    /// its parent, or dropped without finishing its run.
+    fn ancestor_aborted(&self, manager: usize) -> bool {
+        self.chain(manager).iter().any(|&m| {
+            matches!(self.managers[m].handle.outcome(), Some(Outcome::Aborted))
+                || self.managers[m].as_child.is_some_and(|child| {
+                    matches!(
+                        self.children[child].handle.outcome(),
+                        Some(Outcome::Aborted)
+                    )
+                })
+        })
+    }
+
+    /// Since when something may have disturbed the child's own timeline.
+    fn interference(&self, index: usize) -> Option<Duration> {
+        let child = &self.children[index];
+        let mut earliest = child.stopped_at;
+        for m in self.chain(child.manager) {
+            let manager = &self.managers[m];
+            for at in [
+                manager.stop_seen.map(|(before, _)| before),
+                manager.forced_at,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                earliest = Some(earliest.map_or(at, |e: Duration| e.min(at)));
+            }
+        }
+        earliest
+    }
+
+    /// When the child's first attempt started.
+    fn start(&self, index: usize) -> Duration {
+        let child = &self.children[index];
+        self.chain(child.manager)
+            .iter()
+            .map(|&m| self.managers[m].started)
+            .fold(child.inserted, Duration::max)
+    }
+
+    /// The longest a manager may take from its shutdown to its return.
+    fn stop_bound(&self, manager: usize, forced: bool) -> Duration {
+        let manager = &self.managers[manager];
+        let (mut foreground, mut background) = (Duration::ZERO, Duration::ZERO);
+        for &child in &manager.children {
+            let child = &self.children[child];
+            if child.spec.background {
+                background = background.max(child.grace);
+            } else {
+                foreground = foreground.max(child.grace);
+            }
+        }
+        if manager.spec.ordered_stop && !foreground.is_zero() {
+            foreground = manager.spec.grace;
+        }
+        if forced {
+            foreground = Duration::ZERO;
+        }
+        foreground + background + SLACK
+    }
+
+    /// Whether an ordered stop of the manager may reach the manager's grace
+    /// period, which bounds the whole sequence, before every child is asked:
+    /// the children's worst stop times, one after the other.
+    fn ordered_stop_may_run_out(&self, manager: usize) -> bool {
+        let manager = &self.managers[manager];
+        if !manager.spec.ordered_stop {
+            return false;
+        }
+        let sequence: Duration = manager
+            .children
+            .iter()
+            .map(|&c| &self.children[c])
+            .filter(|child| !child.spec.background)
+            .map(|child| {
+                let worst = child
+                    .spec
+                    .script
+                    .iter()
+                    .map(|attempt| match attempt.on_stop {
+                        OnStop::ReturnAfter(delay) => delay.min(child.grace),
+                        OnStop::Ignore => child.grace,
+                    });
+                match child.nested {
+                    Some(_) => child.grace,
+                    None => worst.max().unwrap_or(child.grace),
+                }
+            })
+            .sum();
+        sequence + MARGIN >= manager.spec.grace
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let now = self.now();
+        for manager in &mut self.managers {
+            if manager.stop_seen.is_none() && manager.handle.is_shutdown_requested() {
+                manager.stop_seen = Some((self.last_check, now));
+            }
+        }
+        for index in 0..self.children.len() {
+            if let Some(outcome) = self.children[index].handle.outcome() {
+                let text = outcome.to_string();
+                let child = &mut self.children[index];
+                match &child.first_outcome {
+                    Some(first) if *first != text => {
+                        return Err(format!(
+                            "{}'s outcome changed from {first} to {text}",
+                            child.name
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        child.first_outcome = Some(text.clone());
+                        self.log(format!("{} ended: {text}", self.children[index].name));
+                    }
+                }
+            } else if let Some(first) = &self.children[index].first_outcome {
+                return Err(format!(
+                    "{}'s outcome {first} disappeared",
+                    self.children[index].name
+                ));
+            }
+            self.check_child(index, now)?;
+        }
+        for index in 0..self.managers.len() {
+            self.check_manager(index, now)?;
+        }
+        self.last_check = now;
+        Ok(())
+    }
+
+    fn check_child(&self, index: usize, now: Duration) -> Result<(), String> {
+        let child = &self.children[index];
+        let manager = &self.managers[child.manager];
+        let spec = &child.spec;
+        let outcome = child.handle.outcome();
+        let restarts = child.handle.restarts();
+        let who = &child.name;
+        let fail = |what: String| Err(format!("{who} (in m{}): {what}", child.manager));
+
+        if child.nested.is_none() {
+            let seen = child.probe.attempts_seen.load(Ordering::SeqCst);
+            let alive = child.probe.alive.load(Ordering::SeqCst);
+            if child.probe.overlapped.load(Ordering::SeqCst) {
+                return fail("two of its attempts were alive at once".into());
+            }
+            if outcome.is_some() && alive > 0 {
+                return fail(format!("ended ({outcome:?}) but its task is still alive"));
+            }
+            if seen > restarts + 1 || seen < restarts {
+                return fail(format!(
+                    "attempt {seen} ran, but the handle counts {restarts} restarts"
+                ));
+            }
+        }
+
+        let solo = spec.background || manager.spec.strategy == Strategy::OneForOne;
+        let budget = if solo {
+            spec.limit
+        } else {
+            manager
+                .children
+                .iter()
+                .map(|&c| &self.children[c].spec)
+                .filter(|s| !s.background && s.restart != Restart::Never)
+                .map(|s| s.limit)
+                .sum()
+        };
+        if spec.restart == Restart::Never && restarts != 0 {
+            return fail(format!("restarted {restarts} times without a policy"));
+        }
+        if restarts > budget {
+            return fail(format!(
+                "restarted {restarts} times, more than the {budget} its limits allow"
+            ));
+        }
+        if solo && spec.restart == Restart::OnFailure {
+            if let Some(a) =
+                (0..restarts).find(|&a| matches!(spec.attempt(a).end, End::Ok | End::Hang))
+            {
+                return fail(format!(
+                    "restarted on failure after attempt {}, which cannot fail ({})",
+                    a + 1,
+                    spec.attempt(a)
+                ));
+            }
+        }
+
+        // Exactly, while nothing has disturbed its timeline.
+        let exact = child.nested.is_none()
+            && !spec.background
+            && manager.spec.strategy == Strategy::OneForOne;
+        if exact && self.interference(index).is_none_or(|at| now < at) {
+            let expected = natural(spec, self.start(index), now);
+            let expected_kind = expected.end.map(|(_, end)| natural_kind(end));
+            if restarts != expected.restarts || outcome.as_ref().map(kind) != expected_kind {
+                return fail(format!(
+                    "has {restarts} restarts and outcome {outcome:?}; undisturbed since it \
+                     started at {:?} its script gives {} restarts and {expected_kind:?}",
+                    self.start(index),
+                    expected.restarts
+                ));
+            }
+        }
+
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        let outcome_kind = kind(&outcome);
+        let asked = child.stopped_at.is_some();
+        let manager_stopping = manager.handle.is_shutdown_requested();
+        let forced = self.forced(child.manager);
+        let ancestor_aborted = self.ancestor_aborted(child.manager);
+        match child.nested {
+            None => {
+                let seen = child.probe.attempts_seen.load(Ordering::SeqCst);
+                if seen == restarts {
+                    if outcome_kind != Kind::Aborted || !(forced || ancestor_aborted) {
+                        return fail(format!(
+                            "ended {outcome} before attempt {} ever ran",
+                            restarts + 1
+                        ));
+                    }
+                } else {
+                    let attempt = spec.attempt(restarts);
+                    let explained = match outcome_kind {
+                        Kind::Completed => attempt.end == End::Ok,
+                        Kind::Failed => attempt.end == End::Err,
+                        Kind::Panicked => attempt.end == End::Panic,
+                        Kind::Stopped => {
+                            asked
+                                || manager_stopping
+                                || spec.background
+                                || manager.spec.strategy != Strategy::OneForOne
+                        }
+                        Kind::Aborted => {
+                            forced
+                                || ancestor_aborted
+                                || self.ordered_stop_may_run_out(child.manager)
+                                || match attempt.on_stop {
+                                    OnStop::Ignore => true,
+                                    OnStop::ReturnAfter(delay) => delay + MARGIN >= child.grace,
+                                }
+                        }
+                        Kind::Other => false,
+                    };
+                    if !explained {
+                        return fail(format!(
+                            "ended {outcome} in attempt {} scripted as [{attempt}] with grace \
+                             {:?} (background: {}, asked to stop: {asked}, manager stopping: \
+                             {manager_stopping}, forced: {forced})",
+                            restarts + 1,
+                            child.grace,
+                            spec.background,
+                        ));
+                    }
+                }
+            }
+            Some(nested) => {
+                let inner = &self.managers[nested];
+                let explained = match outcome_kind {
+                    Kind::Completed | Kind::Stopped => true,
+                    Kind::Failed => matches!(inner.handle.outcome(), Some(Outcome::Failed(_))),
+                    Kind::Aborted => {
+                        forced
+                            || ancestor_aborted
+                            || self.ordered_stop_may_run_out(child.manager)
+                            || self.stop_bound(nested, false) + MARGIN >= child.grace
+                    }
+                    Kind::Panicked | Kind::Other => false,
+                };
+                if !explained {
+                    return fail(format!(
+                        "ended {outcome} in its parent, but its stop takes at most {:?} of its \
+                         {:?} grace (its own outcome: {:?})",
+                        self.stop_bound(nested, false),
+                        child.grace,
+                        inner.handle.outcome()
+                    ));
+                }
+                if inner.handle.outcome().is_none() {
+                    return fail(format!(
+                        "ended {outcome} in its parent, but its own handle has no outcome"
+                    ));
+                }
+            }
+        }
+        if matches!(outcome_kind, Kind::Failed | Kind::Panicked)
+            && spec.escalate
+            && !spec.background
+            && !asked
+            && !manager_stopping
+        {
+            return fail(format!(
+                "failed for good ({outcome}) and its manager was not asked to stop"
+            ));
+        }
+        if spec.significant && !spec.background && !manager_stopping {
+            return fail(format!(
+                "is significant and ended ({outcome}), but its manager was not asked to stop"
+            ));
+        }
+        let ends_by_itself = match spec.restart {
+            Restart::OnFailure => matches!(outcome_kind, Kind::Failed | Kind::Panicked),
+            Restart::Always => {
+                matches!(
+                    outcome_kind,
+                    Kind::Completed | Kind::Failed | Kind::Panicked
+                )
+            }
+            _ => false,
+        };
+        if ends_by_itself
+            && !spec.background
+            && restarts < spec.limit
+            && !asked
+            && !manager_stopping
+        {
+            return fail(format!(
+                "ended for good ({outcome}) after {restarts} of {} restarts, with neither its \
+                 handle nor its manager asking it to stop",
+                spec.limit
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_manager(&self, index: usize, now: Duration) -> Result<(), String> {
+        let manager = &self.managers[index];
+        let ended = manager.handle.outcome().is_some();
+        let fail = |what: String| Err(format!("m{index}: {what}"));
+        let live_children = manager
+            .children
+            .iter()
+            .filter(|&&c| self.children[c].handle.outcome().is_none())
+            .count();
+
+        if !ended {
+            let expected = manager.children.iter().all(|&c| {
+                let child = &self.children[c];
+                !child.spec.reports_ready
+                    || child.handle.outcome().is_some()
+                    || match child.nested {
+                        Some(nested) => self.nested_ready(nested),
+                        None => child.handle.is_ready(),
+                    }
+            });
+            if manager.handle.is_ready() != expected {
+                let unready: Vec<&str> = manager
+                    .children
+                    .iter()
+                    .map(|&c| &self.children[c])
+                    .filter(|child| {
+                        child.spec.reports_ready
+                            && child.handle.outcome().is_none()
+                            && !match child.nested {
+                                Some(nested) => self.nested_ready(nested),
+                                None => child.handle.is_ready(),
+                            }
+                    })
+                    .map(|child| child.name.as_str())
+                    .collect();
+                return fail(format!(
+                    "is_ready() is {} but its live reporting children not ready are {unready:?}",
+                    manager.handle.is_ready()
+                ));
+            }
+        }
+
+        let records = manager.handle.children().len();
+        let listed = manager.handle.snapshot().len();
+        let allowed = if manager.spec.auto_cleanup {
+            live_children
+        } else {
+            manager.children.len()
+        };
+        if records > allowed || listed > allowed {
+            return fail(format!(
+                "keeps {records} records and lists {listed} children; {live_children} of its {} \
+                 children are live",
+                manager.children.len()
+            ));
+        }
+
+        if !ended {
+            for (since, forced) in [
+                (manager.stop_seen.map(|(_, seen)| seen), false),
+                (manager.forced_at, true),
+            ] {
+                let Some(since) = since else { continue };
+                let bound = self.stop_bound(index, forced);
+                if now > since + bound {
+                    return fail(format!(
+                        "still running at {now:?}, {:?} after its {} was seen; the model's \
+                         bound is {bound:?}",
+                        now - since,
+                        if forced {
+                            "forced shutdown"
+                        } else {
+                            "shutdown"
+                        }
+                    ));
+                }
+            }
+        } else {
+            let alive = manager.live.load(Ordering::SeqCst);
+            if alive > 0 {
+                return fail(format!("ended with {alive} child tasks alive"));
+            }
+            if let Some(&c) = manager
+                .children
+                .iter()
+                .find(|&&c| self.children[c].handle.outcome().is_none())
+            {
+                return fail(format!(
+                    "ended, but {} has no outcome",
+                    self.children[c].name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A nested manager counts as ready in its parent while it runs and its
+    /// own children are ready; once its run has ended it is not (its record
+    /// in the parent may still wait for siblings restarted with it).
+    fn nested_ready(&self, nested: usize) -> bool {
+        let handle = &self.managers[nested].handle;
+        handle.outcome().is_none() && handle.is_ready()
+    }
+
+    /// What must hold once the root's run has returned.
+    fn after_the_run(&mut self) -> Result<(), String> {
+        for (index, manager) in self.managers.iter().enumerate() {
+            if manager.handle.outcome().is_none() {
+                return Err(format!("m{index} has no outcome after the root returned"));
+            }
+            let alive = manager.live.load(Ordering::SeqCst);
+            if alive > 0 {
+                return Err(format!(
+                    "m{index} has {alive} child tasks alive after the root returned"
+                ));
+            }
+        }
+        for child in &self.children {
+            if child.handle.wait().now_or_never().is_none() {
+                return Err(format!(
+                    "{} has no outcome after the root returned: wait() would hang",
+                    child.name
+                ));
+            }
+        }
+        let root = &self.managers[0];
+        let failed = |kinds: &[Kind]| {
+            self.children.iter().find(|child| {
+                child
+                    .handle
+                    .outcome()
+                    .is_some_and(|outcome| kinds.contains(&kind(&outcome)))
+            })
+        };
+        match self.root_result.as_ref().expect("the root returned") {
+            Ok(_) => {
+                let escalated =
+                    root.children
+                        .iter()
+                        .map(|&c| &self.children[c])
+                        .find(|child| {
+                            child.spec.restart == Restart::Never
+                                && child.spec.escalate
+                                && !child.spec.background
+                                && child.handle.outcome().is_some_and(|o| {
+                                    matches!(kind(&o), Kind::Failed | Kind::Panicked)
+                                })
+                        });
+                if let Some(child) = escalated {
+                    return Err(format!(
+                        "the root returned Ok although {} failed for good ({:?})",
+                        child.name,
+                        child.handle.outcome()
+                    ));
+                }
+            }
+            Err(error) => {
+                if failed(&[Kind::Failed, Kind::Panicked, Kind::Aborted]).is_none() {
+                    return Err(format!(
+                        "the root returned {error} but no child failed or was aborted"
+                    ));
+                }
+            }
+        }
+        let late = process_fn("late", |_ctx| async { Ok::<_, String>(()) });
+        if root.handle.insert(late).is_ok() {
+            return Err("the root accepted an insert after its run returned".into());
+        }
+        if root.handle.request_shutdown().is_ok() || root.handle.request_reload().is_ok() {
+            return Err("the root accepted a request after its run returned".into());
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shrinking
+
+/// The failure's kind, for deciding whether a smaller plan fails the same
+/// way: the message without numbers, which name children and times.
+fn class(message: &str) -> String {
+    message
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(60)
+        .collect()
+}
+
+/// Drops steps, initial children and nested managers' children one at a
+/// time while the plan still fails the same way.
+fn shrink_plan(mut plan: Plan, mut failure: Failure) -> (Plan, Failure) {
+    let wanted = class(&failure.message);
+    let mut budget = 400;
+    let mut progress = true;
+    while progress && budget > 0 {
+        progress = false;
+        let mut candidates = Vec::new();
+        for i in (0..plan.steps.len()).rev() {
+            let mut smaller = plan.clone();
+            smaller.steps.remove(i);
+            candidates.push(smaller);
+            if !plan.steps[i].settle {
+                let mut settled = plan.clone();
+                settled.steps[i].settle = true;
+                candidates.push(settled);
+            }
+            if let Op::InsertManager { children, .. } = &plan.steps[i].op {
+                for c in 0..children.len() {
+                    let mut smaller = plan.clone();
+                    if let Op::InsertManager { children, .. } = &mut smaller.steps[i].op {
+                        children.remove(c);
+                    }
+                    candidates.push(smaller);
+                }
+            }
+        }
+        for i in 0..plan.initial.len() {
+            let mut smaller = plan.clone();
+            smaller.initial.remove(i);
+            candidates.push(smaller);
+        }
+        for candidate in candidates {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
+            if let Err(smaller) = run_plan(&candidate) {
+                if class(&smaller.message) == wanted {
+                    plan = candidate;
+                    failure = smaller;
+                    progress = true;
+                    break;
+                }
+            }
+        }
+    }
+    (plan, failure)
+}
