@@ -223,6 +223,8 @@ pub enum FailureCause {
 pub struct InsertError<R> {
     runnable: R,
     reason: InsertErrorKind,
+    manager: String,
+    child: String,
 }
 
 /// Why an insert was refused.
@@ -238,8 +240,29 @@ pub enum InsertErrorKind {
 }
 
 impl<R> InsertError<R> {
-    pub(crate) fn new(runnable: R, reason: InsertErrorKind) -> Self {
-        InsertError { runnable, reason }
+    pub(crate) fn new(
+        runnable: R,
+        reason: InsertErrorKind,
+        manager: String,
+        child: String,
+    ) -> Self {
+        InsertError {
+            runnable,
+            reason,
+            manager,
+            child,
+        }
+    }
+
+    /// The path of the manager that refused the child (its name before it
+    /// runs).
+    pub fn manager(&self) -> &str {
+        &self.manager
+    }
+
+    /// The name the child would have had.
+    pub fn child(&self) -> &str {
+        &self.child
     }
 
     /// Why the insert was refused.
@@ -257,27 +280,88 @@ impl<R> fmt::Debug for InsertError<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InsertError")
             .field("kind", &self.reason)
+            .field("manager", &self.manager)
+            .field("child", &self.child)
             .finish_non_exhaustive()
     }
 }
 
 impl<R> fmt::Display for InsertError<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (manager, child) = (&self.manager, &self.child);
         match self.reason {
-            InsertErrorKind::ShuttingDown => {
-                f.write_str("cannot insert into a process manager that is shutting down")
-            }
-            InsertErrorKind::DuplicateName => {
-                f.write_str("a live child of this process manager already has that name")
-            }
-            InsertErrorKind::Stopped => {
-                f.write_str("cannot insert into a process manager that has stopped")
-            }
+            InsertErrorKind::ShuttingDown => write!(
+                f,
+                "cannot insert `{child}` into process manager `{manager}`: it is shutting down"
+            ),
+            InsertErrorKind::DuplicateName => write!(
+                f,
+                "cannot insert `{child}` into process manager `{manager}`: a live child has that name"
+            ),
+            InsertErrorKind::Stopped => write!(
+                f,
+                "cannot insert `{child}` into process manager `{manager}`: it has stopped"
+            ),
         }
     }
 }
 
 impl<R> Error for InsertError<R> {}
+
+/// Why [`ProcessManagerBuilder::try_build`](crate::ProcessManagerBuilder::try_build)
+/// could not build a manager: one of the children given up front was refused
+/// by the rule [`insert`](crate::ManagerHandle::insert) follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BuildError {
+    manager: String,
+    child: String,
+    kind: InsertErrorKind,
+}
+
+impl BuildError {
+    pub(crate) fn new(manager: String, child: String, kind: InsertErrorKind) -> Self {
+        BuildError {
+            manager,
+            child,
+            kind,
+        }
+    }
+
+    /// The name of the manager being built.
+    pub fn manager(&self) -> &str {
+        &self.manager
+    }
+
+    /// The name of the child that was refused.
+    pub fn child(&self) -> &str {
+        &self.child
+    }
+
+    /// Why it was refused.
+    pub fn kind(&self) -> InsertErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            InsertErrorKind::DuplicateName => write!(
+                f,
+                "process manager `{}` was given two children named `{}`",
+                self.manager, self.child
+            ),
+            _ => write!(
+                f,
+                "process manager `{}` refused its child `{}`",
+                self.manager, self.child
+            ),
+        }
+    }
+}
+
+impl Error for BuildError {}
 
 /// A control request that could not be delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,8 +67,8 @@ pub use control::{
     EventsError, LifecycleEvent, Outcome, ProcessControlHandler, ShutdownReason, Signal,
 };
 pub use error::{
-    ChildFailure, ChildFailures, ControlError, FailureCause, InsertError, InsertErrorKind,
-    RunError, SendError,
+    BuildError, ChildFailure, ChildFailures, ControlError, FailureCause, InsertError,
+    InsertErrorKind, RunError, SendError,
 };
 pub use manager::{
     Backoff, ChildInfo, ChildOptions, ChildState, DEFAULT_GRACE_PERIOD, Exit, Jitter,

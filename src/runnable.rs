@@ -160,10 +160,9 @@ where
     }
 }
 
-/// The name a process of type `R` has when neither it nor its options name
-/// it: its type's short name, seen through `Arc`s (an `Arc<Worker>` is named
-/// like a `Worker`).
-pub(crate) fn default_name<R: Runnable>() -> &'static str {
+/// Whether `R` is a [`ProcessFn`] (seen through `Arc`s), whose name is
+/// given where it is made rather than by its type.
+pub(crate) fn is_process_fn<R: Runnable>() -> bool {
     let mut full = std::any::type_name::<R>();
     while let Some(inner) = full
         .strip_prefix("alloc::sync::Arc<")
@@ -171,8 +170,11 @@ pub(crate) fn default_name<R: Runnable>() -> &'static str {
     {
         full = inner;
     }
-    short_type_name(full)
+    full.starts_with(PROCESS_FN)
 }
+
+/// `ProcessFn`'s path as `type_name` spells it, generics cut off.
+const PROCESS_FN: &str = "procmgr::runnable::ProcessFn<";
 
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     // One pass over the bytes: this runs on every insert of a process with
@@ -193,7 +195,7 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
 mod tests {
     use std::sync::Arc;
 
-    use super::{default_name, short_type_name};
+    use super::{is_process_fn, process_fn, short_type_name};
     use crate::IdleProcess;
 
     #[test]
@@ -203,9 +205,16 @@ mod tests {
         assert_eq!(short_type_name("a::Ticker"), "Ticker");
     }
 
+    fn is_process_fn_of<R: crate::Runnable>(_: &R) -> bool {
+        is_process_fn::<R>()
+    }
+
     #[test]
-    fn default_name_sees_through_arcs() {
-        assert_eq!(default_name::<IdleProcess>(), "IdleProcess");
-        assert_eq!(default_name::<Arc<Arc<IdleProcess>>>(), "IdleProcess");
+    fn process_fns_are_told_from_types_through_arcs() {
+        let worker = process_fn("w", |_ctx| async { Ok::<_, std::io::Error>(()) });
+        assert!(is_process_fn_of(&worker));
+        assert!(is_process_fn_of(&Arc::new(Arc::new(worker))));
+        assert!(!is_process_fn_of(&IdleProcess));
+        assert!(!is_process_fn_of(&Arc::new(IdleProcess)));
     }
 }

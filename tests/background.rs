@@ -179,7 +179,8 @@ async fn inserts_while_background_children_stop_are_refused_for_the_reason_the_m
         .insert_with(
             process_fn("helper", |ctx| async move {
                 ctx.shutdown_requested().await;
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                // Within its grace period (the default, 5 s).
+                tokio::time::sleep(Duration::from_secs(4)).await;
                 Ok::<_, std::io::Error>(())
             }),
             ChildOptions::new().background(true),
@@ -194,7 +195,7 @@ async fn inserts_while_background_children_stop_are_refused_for_the_reason_the_m
     let handle = manager.handle();
     let run = tokio::spawn(manager.into_future());
 
-    // The job ended by itself at 1 s; the helper is being stopped until 6 s.
+    // The job ended by itself at 1 s; the helper is being stopped until 5 s.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let refused = handle
         .insert(IdleProcess)

@@ -46,3 +46,31 @@ fn the_builder_keeps_repeated_children_under_their_types_default_name() {
     assert_eq!(names[0], "Worker");
     assert!(names[1].starts_with("Worker-"), "{names:?}");
 }
+
+#[test]
+fn two_children_with_the_same_given_name_make_try_build_fail_naming_both_ends() {
+    use procmgr::{ChildOptions, InsertErrorKind};
+    let refused = ProcessManager::builder()
+        .name("api")
+        .child_with(IdleProcess, ChildOptions::new().name("http"))
+        .child_with(Worker, ChildOptions::new().name("http"))
+        .try_build()
+        .expect_err("insert would refuse the second `http`");
+    assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
+    assert_eq!((refused.manager(), refused.child()), ("api", "http"));
+    assert_eq!(
+        refused.to_string(),
+        "process manager `api` was given two children named `http`"
+    );
+}
+
+#[test]
+#[should_panic(expected = "process manager `api` was given two children named `http`")]
+fn build_panics_where_try_build_would_fail() {
+    use procmgr::ChildOptions;
+    let _ = ProcessManager::builder()
+        .name("api")
+        .child_with(IdleProcess, ChildOptions::new().name("http"))
+        .child_with(Worker, ChildOptions::new().name("http"))
+        .build();
+}

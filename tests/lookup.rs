@@ -81,6 +81,10 @@ async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
         .insert_with(IdleProcess, ChildOptions::new().name("api"))
         .expect_err("the name is taken");
     assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
+    assert_eq!(
+        refused.to_string(),
+        "cannot insert `api` into process manager `manager`: a live child has that name"
+    );
     let _back: IdleProcess = refused.into_inner();
 
     // A repeated default name gets the child's id as a suffix.

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use super::shared::{ManagerShared, Settings};
 use super::{ChildOptions, DEFAULT_GRACE_PERIOD, ProcessManager, Strategy};
+use crate::error::{BuildError, InsertErrorKind};
 use crate::runnable::Runnable;
 
-type InsertUpFront = Box<dyn FnOnce(&Arc<ManagerShared>) + Send>;
+/// Inserts one child given up front; `Err` names it and says why it was
+/// refused.
+type InsertUpFront =
+    Box<dyn FnOnce(&Arc<ManagerShared>) -> Result<(), (String, InsertErrorKind)> + Send>;
 
 /// Configures a [`ProcessManager`]; created by [`ProcessManager::builder`].
 ///
@@ -104,27 +108,70 @@ impl ProcessManagerBuilder {
         self
     }
 
-    /// A child to insert when the manager is built.
+    /// A child to insert when the manager is built, by the rules of
+    /// [`insert`](ProcessManager::insert): a repeated default name gets a
+    /// suffix, a repeated given name makes [`try_build`](Self::try_build)
+    /// fail.
     pub fn child<R: Runnable>(self, runnable: R) -> Self {
         self.child_with(runnable, ChildOptions::new())
     }
 
-    /// A child with its own settings to insert when the manager is built.
+    /// A child with its own settings to insert when the manager is built;
+    /// see [`child`](Self::child).
     pub fn child_with<R: Runnable>(mut self, runnable: R, options: ChildOptions) -> Self {
         self.children.push(Box::new(move |shared| {
-            // A manager that has just been built accepts every insert.
-            let _ = shared.insert(runnable, options);
+            shared
+                .insert(runnable, options)
+                .map(drop)
+                .map_err(|refused| (refused.child().to_owned(), refused.kind()))
         }));
         self
     }
 
     /// Builds the manager. Needs no tokio runtime; only running it does.
+    ///
+    /// # Panics
+    ///
+    /// If two children given up front have the same given name (see
+    /// [`ChildOptions::name`]), which [`insert`](ProcessManager::insert)
+    /// would refuse. [`try_build`](Self::try_build) returns that as an
+    /// error instead.
     pub fn build(self) -> ProcessManager {
+        match self.try_build() {
+            Ok(manager) => manager,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// Builds the manager, or says which child given up front
+    /// [`insert`](ProcessManager::insert) would refuse.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] with [`InsertErrorKind::DuplicateName`] if two
+    /// children have the same given name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ChildOptions, IdleProcess, InsertErrorKind, ProcessManager};
+    ///
+    /// let refused = ProcessManager::builder()
+    ///     .name("api")
+    ///     .child_with(IdleProcess, ChildOptions::new().name("http"))
+    ///     .child_with(IdleProcess, ChildOptions::new().name("http"))
+    ///     .try_build()
+    ///     .unwrap_err();
+    /// assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
+    /// assert_eq!(refused.child(), "http");
+    /// ```
+    pub fn try_build(self) -> Result<ProcessManager, BuildError> {
+        let name = self.settings.name.to_string();
         let shared = Arc::new(ManagerShared::new(self.settings));
         for insert in self.children {
-            insert(&shared);
+            insert(&shared).map_err(|(child, kind)| BuildError::new(name.clone(), child, kind))?;
         }
-        ProcessManager { shared }
+        Ok(ProcessManager { shared })
     }
 }
 

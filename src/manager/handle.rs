@@ -117,9 +117,15 @@ impl ManagerHandle {
 
     /// The live child with this name, among this manager's children.
     ///
-    /// Names are unique among live siblings: an insert under a name that is
-    /// taken is refused, except that a process under its type's default
-    /// name gets its id as a suffix (`Worker`, `Worker-3`).
+    /// Names are unique among live siblings. A name given at the insert
+    /// ([`ChildOptions::name`], or [`process_fn`](crate::process_fn)'s) that
+    /// is taken is refused with
+    /// [`InsertErrorKind::DuplicateName`](crate::InsertErrorKind::DuplicateName).
+    /// A name a type gives all its values (its type name, or its own
+    /// [`Runnable::name`](crate::Runnable::name), as [`IdleProcess`](crate::IdleProcess)'s
+    /// `idle`) is a default: a taken one gets the child's id as a suffix
+    /// (`Worker`, `Worker-3`), and another suffix if the user gave a sibling
+    /// that name.
     pub fn child(&self, name: &str) -> Option<ChildHandle> {
         self.shared.child(name).map(|(child, _)| child)
     }

@@ -153,9 +153,21 @@ impl Record {
 
     /// Moves the child to its next stage; returns the one it leaves. Every
     /// timer set in the old stage is void from now on.
+    #[must_use = "the stage left may hold a user's error: drop it after the registry lock"]
     pub(crate) fn set_stage(&mut self, stage: Stage) -> Stage {
         self.epoch = self.epoch.wrapping_add(1);
         std::mem::replace(&mut self.stage, stage)
+    }
+
+    /// Moves the child to the stage `next` makes of the one it leaves, whose
+    /// last outcome it takes along.
+    pub(crate) fn restage(&mut self, next: impl FnOnce(Option<Box<Outcome>>) -> Stage) {
+        let last = match self.set_stage(Stage::Pending) {
+            Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
+            Stage::Running(attempt) => attempt.previous,
+            Stage::Pending | Stage::Ended => None,
+        };
+        self.stage = next(last);
     }
 
     /// The running attempt, if one runs.
@@ -226,17 +238,17 @@ impl Registry {
     }
 
     /// The key the next admitted child gets, and the name it would have:
-    /// `name`, or for a type's default name that is taken, the name with a
-    /// suffix that no live sibling has. `default` gives the type's default
-    /// name; it is asked only for a taken name. `Err` says why the child
-    /// would be refused.
+    /// `name`, or for a default name that is taken, the name with a suffix
+    /// that no live sibling has. `is_default` says whether the name is a
+    /// default one; it is asked only for a taken name. `Err` says why the
+    /// child would be refused, and gives the name back.
     pub(crate) fn reserve(
         &self,
         name: Cow<'static, str>,
-        default: impl FnOnce() -> &'static str,
-    ) -> Result<(ChildKey, Cow<'static, str>), InsertErrorKind> {
+        is_default: impl FnOnce() -> bool,
+    ) -> Result<(ChildKey, Cow<'static, str>), (InsertErrorKind, Cow<'static, str>)> {
         if let Some(refused) = self.phase.refuses() {
-            return Err(refused);
+            return Err((refused, name));
         }
         let key = ChildKey {
             slot: self.records.vacant_key(),
@@ -245,8 +257,8 @@ impl Registry {
         if !self.names.contains_key(&name) {
             return Ok((key, name));
         }
-        if name != default() {
-            return Err(InsertErrorKind::DuplicateName);
+        if !is_default() {
+            return Err((InsertErrorKind::DuplicateName, name));
         }
         // `Worker-7`, or when the user named a sibling that, `Worker-7-2`:
         // a suffix never takes a name that is in use.

@@ -25,7 +25,7 @@ use crate::control::{
     ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
-use crate::runnable::{Runnable, default_name};
+use crate::runnable::{Runnable, is_process_fn};
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -99,6 +99,9 @@ impl ManagerShared {
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
+        // A name given at the insert (an option, or `process_fn`'s) is the
+        // child's own; a name a type gives all its values is a default.
+        let given = options.name.is_some();
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
@@ -129,16 +132,19 @@ impl ManagerShared {
         // A shutdown requested before the run, or while it starts, refuses
         // inserts before the loop has seen it.
         let reserved = if self.token.is_cancelled() && !registry.phase().is_stopping() {
-            Err(crate::InsertErrorKind::ShuttingDown)
+            Err((crate::InsertErrorKind::ShuttingDown, name))
         } else {
-            registry.reserve(name, default_name::<R>)
+            registry.reserve(name, || !given && !is_process_fn::<R>())
         };
         let (key, name) = match reserved {
             Ok(reserved) => reserved,
-            Err(kind) => {
+            Err((kind, name)) => {
                 drop(registry);
+                let manager = self.path().to_string();
                 return match Arc::try_unwrap(runnable) {
-                    Ok(runnable) => Err(InsertError::new(runnable, kind)),
+                    Ok(runnable) => {
+                        Err(InsertError::new(runnable, kind, manager, name.into_owned()))
+                    }
                     Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
                 };
             }

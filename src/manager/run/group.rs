@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
-use crate::control::{ChildKey, ShutdownReason};
+use crate::control::{ChildKey, Outcome, ShutdownReason};
 use crate::manager::registry::{GroupRole, Stage};
 use crate::manager::{Restart, Strategy};
 
@@ -99,12 +99,12 @@ impl Run<'_> {
                             attempt.group = role;
                         }
                     }
-                    Stage::Backoff { .. } => {
+                    &Stage::Backoff { order, .. } => {
                         // Its own restart timer goes void with the stage.
-                        if let Stage::Backoff { last, order, .. } = record.set_stage(Stage::Pending)
-                        {
-                            record.set_stage(Stage::Held { last, order });
-                        }
+                        record.restage(|last| Stage::Held {
+                            last: last.unwrap_or_else(|| Box::new(Outcome::Stopped)),
+                            order,
+                        });
                         self.scheduled -= 1;
                         group.members.push(key);
                     }
@@ -179,8 +179,12 @@ impl Run<'_> {
                     finals.push(key);
                     continue;
                 }
-                if let Stage::Held { last, order } = record.set_stage(Stage::Pending) {
-                    record.set_stage(Stage::Backoff { at, last, order });
+                if let &Stage::Held { order, .. } = record.stage() {
+                    record.restage(|last| Stage::Backoff {
+                        at,
+                        last: last.unwrap_or_else(|| Box::new(Outcome::Stopped)),
+                        order,
+                    });
                     self.scheduled += 1;
                     // Due together, they start in the order they had started.
                     self.timers

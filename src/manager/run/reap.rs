@@ -32,10 +32,30 @@ impl Run<'_> {
         let Some(record) = registry.get_mut(key) else {
             return;
         };
+        if !matches!(record.stage(), Stage::Running(_)) {
+            return;
+        }
+        let core = Arc::clone(&record.core);
+        if matches!(outcome, Outcome::Aborted) {
+            if let Some(nested) = record.runnable.as_manager() {
+                // A nested manager aborted before its run was first polled
+                // never ran, so nothing resolved its children's handles; one
+                // that ran did this as its run was dropped. After the lock:
+                // it drops the nested manager's processes.
+                drop(registry);
+                nested.shared().abandon();
+                registry = shared.registry();
+                if registry.get(key).is_none() {
+                    return;
+                }
+            }
+        }
+        let Some(record) = registry.get_mut(key) else {
+            return;
+        };
         let Stage::Running(attempt) = record.stage() else {
             return;
         };
-        let core = Arc::clone(&record.core);
         // Published after the lock, before what follows from the end.
         let failure = match &outcome {
             Outcome::Failed(error) => Some(EventKind::Failed(Arc::clone(error))),
@@ -66,11 +86,13 @@ impl Run<'_> {
         // Stopped on purpose to restart with its group, which decides
         // whether it starts again.
         if role != GroupRole::None && self.group.is_some() {
-            record.set_stage(Stage::Held {
+            let left = record.set_stage(Stage::Held {
                 last: Box::new(outcome),
                 order,
             });
             drop(registry);
+            // The attempt may hold the one before's error: after the lock.
+            drop(left);
             self.publish_failure(&core, failure);
             self.down_until_restarted(&core);
             self.group_member_ended(role == GroupRole::Stopping);
@@ -97,15 +119,17 @@ impl Run<'_> {
                 // A background helper's restart never takes workers with it.
                 let alone =
                     core.policy.background || self.shared.settings.strategy == Strategy::OneForOne;
-                if alone {
+                let left = if alone {
                     let at = later(now, delay);
-                    record.set_stage(Stage::Backoff { at, last, order });
+                    let left = record.set_stage(Stage::Backoff { at, last, order });
                     self.scheduled += 1;
                     self.timers.set(at, TimerKind::Restart, record);
+                    left
                 } else {
-                    record.set_stage(Stage::Held { last, order });
-                }
+                    record.set_stage(Stage::Held { last, order })
+                };
                 drop(registry);
+                drop(left);
                 self.publish_failure(&core, failure);
                 self.down_until_restarted(&core);
                 if !alone {

@@ -159,18 +159,16 @@ impl Run<'_> {
         let order = self.next_order;
         self.next_order += 1;
         // Timers for this attempt are set after this: they carry its epoch.
-        let previous = match record.set_stage(Stage::Pending) {
-            Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
-            Stage::Pending | Stage::Running(_) | Stage::Ended => None,
-        };
-        record.set_stage(Stage::Running(Attempt {
-            token: token.clone(),
-            abort: None,
-            started: now,
-            order,
-            group: GroupRole::None,
-            previous,
-        }));
+        record.restage(|previous| {
+            Stage::Running(Attempt {
+                token: token.clone(),
+                abort: None,
+                started: now,
+                order,
+                group: GroupRole::None,
+                previous,
+            })
+        });
         if let Some(stale_after) = core.policy.stale_after {
             self.timers
                 .set(later(now, stale_after), TimerKind::Liveness, record);

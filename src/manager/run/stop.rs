@@ -27,6 +27,7 @@ use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind, ShutdownReason};
+use crate::manager::Restart;
 use crate::manager::events;
 use crate::manager::registry::{Phase, Record, Stage};
 
@@ -73,7 +74,13 @@ impl Run<'_> {
             for record in registry.records_mut() {
                 let background = record.core.policy.background;
                 match record.stage() {
-                    Stage::Backoff { .. } | Stage::Held { .. } => waiting.push(record.key()),
+                    Stage::Backoff { .. } => waiting.push((record.key(), Ending::Waiting)),
+                    // A held member without a restart policy would have
+                    // ended for good with its group: its failure counts.
+                    Stage::Held { .. } if record.core.policy.restart == Restart::Never => {
+                        waiting.push((record.key(), Ending::Group));
+                    }
+                    Stage::Held { .. } => waiting.push((record.key(), Ending::Waiting)),
                     Stage::Running(attempt) if ordered && !background => {
                         self.stop_order.push((attempt.order, record.key()));
                     }
@@ -89,8 +96,8 @@ impl Run<'_> {
         }
         // Lowest first, so the child started last is asked first.
         self.stop_order.sort_unstable();
-        for key in waiting {
-            self.end_child(key, Ending::Waiting);
+        for (key, ending) in waiting {
+            self.end_child(key, ending);
         }
         if ordered {
             self.stop_next_in_order(now);
