@@ -13,8 +13,8 @@ pub(crate) struct Slab<T> {
     chunks: Vec<Vec<Entry<T>>>,
     next_free: usize,
     len: usize,
-    /// The most entries occupied at once since the last shrink.
-    peak: usize,
+    /// [`shrink`](Slab::shrink) looks again once `len` is at most this.
+    look_below: usize,
 }
 
 enum Entry<T> {
@@ -28,7 +28,7 @@ impl<T> Slab<T> {
             chunks: Vec::new(),
             next_free: 0,
             len: 0,
-            peak: 0,
+            look_below: 0,
         }
     }
 
@@ -44,7 +44,7 @@ impl<T> Slab<T> {
     pub(crate) fn insert(&mut self, value: T) -> usize {
         let key = self.next_free;
         self.len += 1;
-        self.peak = self.peak.max(self.len);
+        self.look_below = self.look_below.max(self.len / 2);
         match self.entry_mut(key) {
             Some(entry) => {
                 let Entry::Vacant { next_free } = *entry else {
@@ -83,19 +83,25 @@ impl<T> Slab<T> {
     }
 
     /// Frees the chunks at the end that hold nothing, once at most a quarter
-    /// of the peak is occupied. Amortized O(1): it looks at the entries only
-    /// after three quarters of the peak were removed.
+    /// of the entries are occupied. It looks each time the number occupied
+    /// has halved since it last looked, so its cost is amortized over the
+    /// removals in between.
     pub(crate) fn shrink(&mut self) {
-        if self.peak < 2 * CHUNK || self.len * 4 >= self.peak {
+        if self.chunks.len() < 2 || self.len * 4 >= self.chunks.len() * CHUNK {
             return;
         }
-        self.peak = self.len;
+        if self.len > self.look_below {
+            return;
+        }
+        self.look_below = self.len / 2;
         let before = self.chunks.len();
-        while self.chunks.last().is_some_and(|chunk| {
-            chunk
-                .iter()
-                .all(|entry| matches!(entry, Entry::Vacant { .. }))
-        }) {
+        while self.chunks.len() > 1
+            && self.chunks.last().is_some_and(|chunk| {
+                chunk
+                    .iter()
+                    .all(|entry| matches!(entry, Entry::Vacant { .. }))
+            })
+        {
             self.chunks.pop();
         }
         if self.chunks.len() == before {

@@ -10,6 +10,7 @@
 //! 4. Once no member runs, the members start again after the trigger's
 //!    backoff, in the order they had started; members without a restart
 //!    policy, or stopped through their handle meanwhile, end for good.
+//!    Inserts go on waiting until the members have started.
 //!
 //! The group is found through the registry's id-ordered list, so a group
 //! restart costs O(group size).
@@ -26,7 +27,16 @@ use crate::manager::registry::{GroupRole, Stage};
 use crate::manager::{Restart, Strategy};
 
 /// A group restart in flight.
-pub(super) struct Group {
+pub(super) enum Group {
+    /// Its members are being stopped.
+    Stopping(Members),
+    /// Every member has ended; they start again at `at`. Inserts wait until
+    /// then, so a new child never runs beside stopped siblings.
+    Scheduled { at: Instant },
+}
+
+/// The members of a group restart being stopped.
+pub(super) struct Members {
     /// Members asked to stop whose attempt still runs.
     stopping: usize,
     /// Ordered stop: members still to ask, by start order (asked from the
@@ -48,12 +58,17 @@ impl Run<'_> {
     ) {
         let now = Instant::now();
         let ordered = self.shared.settings.ordered_stop;
-        let mut group = self.group.take().unwrap_or(Group {
-            stopping: 0,
-            queued: Vec::new(),
-            members: Vec::new(),
-            delay,
-        });
+        let mut group = match self.group.take() {
+            Some(Group::Stopping(members)) => members,
+            // A restart is scheduled, its members wait in `Backoff`: they
+            // join this group (their timers go void with their stage).
+            Some(Group::Scheduled { .. }) | None => Members {
+                stopping: 0,
+                queued: Vec::new(),
+                members: Vec::new(),
+                delay,
+            },
+        };
         group.delay = group.delay.max(delay);
         group.members.push(trigger);
         {
@@ -113,14 +128,14 @@ impl Run<'_> {
             }
         }
         group.queued.sort_unstable();
-        self.group = Some(group);
+        self.group = Some(Group::Stopping(group));
         self.advance_group(now);
     }
 
     /// Step 3: a member has ended; `asked` if it was asked to stop (not
     /// still queued).
     pub(super) fn group_member_ended(&mut self, asked: bool) {
-        if let (Some(group), true) = (&mut self.group, asked) {
+        if let (Some(Group::Stopping(group)), true) = (&mut self.group, asked) {
             group.stopping = group.stopping.saturating_sub(1);
         }
         self.advance_group(Instant::now());
@@ -129,7 +144,7 @@ impl Run<'_> {
     /// Asks the next queued member to stop, or restarts the group once none
     /// is left.
     fn advance_group(&mut self, now: Instant) {
-        let Some(mut group) = self.group.take() else {
+        let Some(Group::Stopping(mut group)) = self.group.take() else {
             return;
         };
         if group.stopping == 0 {
@@ -150,19 +165,17 @@ impl Run<'_> {
                 break;
             }
         }
-        let done = group.stopping == 0;
-        self.group = Some(group);
-        if done {
-            self.restart_group();
+        if group.stopping == 0 {
+            self.restart_group(group);
+        } else {
+            self.group = Some(Group::Stopping(group));
         }
     }
 
     /// Step 4.
-    fn restart_group(&mut self) {
-        let Some(group) = self.group.take() else {
-            return;
-        };
+    fn restart_group(&mut self, group: Members) {
         let at = later(Instant::now(), group.delay);
+        self.group = Some(Group::Scheduled { at });
         let mut finals = Vec::new();
         {
             let shared = self.shared;
@@ -195,9 +208,24 @@ impl Run<'_> {
         for key in finals {
             self.end_child(key, Ending::Group);
         }
-        // Inserts that waited for the group start on the next turn.
-        self.shared
-            .work
-            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The group's restart has come: its members have started again, and
+    /// inserts that waited for it start on the next turn.
+    pub(super) fn group_restarted(&mut self, now: Instant) {
+        if let Some(Group::Scheduled { at }) = self.group {
+            if at <= now {
+                self.group = None;
+                self.shared
+                    .work
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether an attempt the group asked to stop (or queued) ends as part
+    /// of it.
+    pub(super) fn group_is_stopping(&self) -> bool {
+        matches!(self.group, Some(Group::Stopping(_)))
     }
 }

@@ -19,49 +19,85 @@ use crate::manager::events;
 use crate::manager::registry::{GroupRole, Stage};
 use crate::manager::{Restart, Strategy};
 
+/// What follows an attempt's end, decided under the registry lock and done
+/// after it.
+enum Next {
+    /// Held for its group restart; `asked` if the group had asked it to stop.
+    Held { asked: bool },
+    /// Waits for its restart after `delay`, alone or with its group.
+    Restart {
+        delay: Duration,
+        failed: bool,
+        alone: bool,
+    },
+    /// Its end is final.
+    End(Ending),
+}
+
 impl Run<'_> {
     pub(super) fn reap(&mut self, joined: Result<TaskOutput, JoinError>) {
-        let now = Instant::now();
-        let Some((key, mut outcome, abort)) = self.outcome_of(joined) else {
+        let Some((key, outcome, abort)) = self.outcome_of(joined) else {
             return;
         };
-        // One lock for the whole decision; what runs user code or takes
-        // other locks happens after it.
-        let shared = self.shared;
-        let mut registry = shared.registry();
-        let Some(record) = registry.get_mut(key) else {
-            return;
-        };
-        if !matches!(record.stage(), Stage::Running(_)) {
-            return;
-        }
-        let core = Arc::clone(&record.core);
         if matches!(outcome, Outcome::Aborted) {
-            if let Some(nested) = record.runnable.as_manager() {
-                // A nested manager aborted before its run was first polled
-                // never ran, so nothing resolved its children's handles; one
-                // that ran did this as its run was dropped. After the lock:
-                // it drops the nested manager's processes.
-                drop(registry);
-                nested.shared().abandon();
-                registry = shared.registry();
-                if registry.get(key).is_none() {
-                    return;
-                }
-            }
+            self.abandon_if_nested(key);
         }
-        let Some(record) = registry.get_mut(key) else {
-            return;
-        };
-        let Stage::Running(attempt) = record.stage() else {
-            return;
-        };
         // Published after the lock, before what follows from the end.
         let failure = match &outcome {
             Outcome::Failed(error) => Some(EventKind::Failed(Arc::clone(error))),
             Outcome::Panicked(message) => Some(EventKind::Panicked(message.clone())),
             _ => None,
         };
+        let Some((core, next)) = self.decide(key, outcome, abort) else {
+            return;
+        };
+        if let Some(kind) = failure {
+            self.scope
+                .events
+                .publish(&self.scope.path, Some(&core.name), core.id, || kind);
+        }
+        match next {
+            Next::Held { asked } => {
+                self.down_until_restarted(&core);
+                self.group_member_ended(asked);
+            }
+            Next::Restart {
+                delay,
+                failed,
+                alone,
+            } => {
+                self.down_until_restarted(&core);
+                if !alone {
+                    self.restart_with_siblings(key, failed, delay);
+                }
+                let attempt = core.attempt() + 1;
+                events::child_restarting(&self.scope.path, &core.name, core.id, attempt, delay);
+                self.scope
+                    .events
+                    .publish(&self.scope.path, Some(&core.name), core.id, || {
+                        EventKind::Restarting { attempt, delay }
+                    });
+            }
+            Next::End(ending) => self.end_child(key, ending),
+        }
+    }
+
+    /// Under one registry lock: the attempt's stage after its end, and what
+    /// is left to do after the lock.
+    fn decide(
+        &mut self,
+        key: ChildKey,
+        mut outcome: Outcome,
+        abort: Option<AbortCause>,
+    ) -> Option<(Arc<ChildCore>, Next)> {
+        let now = Instant::now();
+        let shared = self.shared;
+        let mut registry = shared.registry();
+        let record = registry.get_mut(key)?;
+        let Stage::Running(attempt) = record.stage() else {
+            return None;
+        };
+        let core = Arc::clone(&record.core);
         if let (None, Some(handle)) = (abort, &attempt.abort) {
             if !self.aborting.is_empty() {
                 // It finished on its own just as it was being aborted.
@@ -82,74 +118,80 @@ impl Run<'_> {
         let ran_for = now.saturating_duration_since(attempt.started);
         let order = attempt.order;
         let role = attempt.group;
+        // The stage left behind may hold the attempt before's error: it is
+        // dropped after the lock.
+        let mut left = None;
 
-        // Stopped on purpose to restart with its group, which decides
-        // whether it starts again.
-        if role != GroupRole::None && self.group.is_some() {
-            let left = record.set_stage(Stage::Held {
-                last: Box::new(outcome),
-                order,
-            });
-            drop(registry);
-            // The attempt may hold the one before's error: after the lock.
-            drop(left);
-            self.publish_failure(&core, failure);
-            self.down_until_restarted(&core);
-            self.group_member_ended(role == GroupRole::Stopping);
-            return;
-        }
-
-        // Not when asked to stop for good (its handle, or the manager
-        // stopping), nor when its policy says no. The policy first: a token
-        // check takes the token's lock.
-        let wanted = match core.policy.restart {
-            Restart::Never => false,
-            Restart::OnFailure => failed,
-            Restart::Always => true,
-        } && !self.phase.is_stopping()
-            && !core.token.is_cancelled();
-        let mut exceeded = None;
-        if let (true, Some(state)) = (wanted, record.restart.as_mut()) {
-            if state.allow_restart(now) {
-                let delay = state.next_delay(failed, ran_for, self.random.next());
-                if failed {
-                    events::attempt_failed(&self.scope.path, &core.name, core.id, &outcome);
-                }
-                let last = Box::new(outcome);
-                // A background helper's restart never takes workers with it.
-                let alone =
-                    core.policy.background || self.shared.settings.strategy == Strategy::OneForOne;
-                let left = if alone {
-                    let at = later(now, delay);
-                    let left = record.set_stage(Stage::Backoff { at, last, order });
-                    self.scheduled += 1;
-                    self.timers.set(at, TimerKind::Restart, record);
-                    left
-                } else {
-                    record.set_stage(Stage::Held { last, order })
-                };
-                drop(registry);
-                drop(left);
-                self.publish_failure(&core, failure);
-                self.down_until_restarted(&core);
-                if !alone {
-                    self.restart_with_siblings(key, failed, delay);
-                }
-                self.announce_restart(&core, delay);
-                return;
+        let next = if role != GroupRole::None && self.group_is_stopping() {
+            // Stopped on purpose to restart with its group, which decides
+            // whether it starts again.
+            let last = Box::new(outcome);
+            left = Some(record.set_stage(Stage::Held { last, order }));
+            Next::Held {
+                asked: role == GroupRole::Stopping,
             }
-            exceeded = Some(state.limit);
-        }
+        } else {
+            // Not when asked to stop for good (its handle, or the manager
+            // stopping), nor when its policy says no. The policy first: a
+            // token check takes the token's lock.
+            let wanted = match core.policy.restart {
+                Restart::Never => false,
+                Restart::OnFailure => failed,
+                Restart::Always => true,
+            } && !self.phase.is_stopping()
+                && !core.token.is_cancelled();
+            let mut state = record.restart.as_mut().filter(|_| wanted);
+            let allowed = state.as_mut().is_some_and(|state| state.allow_restart(now));
+            match state {
+                Some(state) if allowed => {
+                    let delay = state.next_delay(failed, ran_for, self.random.next());
+                    if failed {
+                        events::attempt_failed(&self.scope.path, &core.name, core.id, &outcome);
+                    }
+                    let last = Box::new(outcome);
+                    // A background helper's restart never takes workers with
+                    // it.
+                    let alone = core.policy.background
+                        || self.shared.settings.strategy == Strategy::OneForOne;
+                    if alone {
+                        let at = later(now, delay);
+                        left = Some(record.set_stage(Stage::Backoff { at, last, order }));
+                        self.scheduled += 1;
+                        self.timers.set(at, TimerKind::Restart, record);
+                    } else {
+                        left = Some(record.set_stage(Stage::Held { last, order }));
+                    }
+                    Next::Restart {
+                        delay,
+                        failed,
+                        alone,
+                    }
+                }
+                state => Next::End(Ending::Attempt {
+                    outcome,
+                    abort,
+                    exceeded: state.map(|state| state.limit),
+                }),
+            }
+        };
         drop(registry);
-        self.publish_failure(&core, failure);
-        self.end_child(
-            key,
-            Ending::Attempt {
-                outcome,
-                abort,
-                exceeded,
-            },
-        );
+        drop(left);
+        Some((core, next))
+    }
+
+    /// A nested manager aborted before its run was first polled never ran,
+    /// so nothing resolved its children's handles; one that ran did this as
+    /// its run was dropped. Not under the lock: it drops the nested
+    /// manager's processes.
+    fn abandon_if_nested(&self, key: ChildKey) {
+        let nested = self
+            .shared
+            .registry()
+            .get(key)
+            .and_then(|record| record.runnable.as_manager());
+        if let Some(nested) = nested {
+            nested.shared().abandon();
+        }
     }
 
     /// The child, its outcome and why it was aborted, from what its task
@@ -201,23 +243,5 @@ impl Run<'_> {
         if core.close_attempt() && core.policy.reports_ready {
             self.shared.readiness_changed(false);
         }
-    }
-
-    fn publish_failure(&self, core: &ChildCore, failure: Option<EventKind>) {
-        if let Some(kind) = failure {
-            self.scope
-                .events
-                .publish(&self.scope.path, Some(&core.name), core.id, || kind);
-        }
-    }
-
-    fn announce_restart(&self, core: &ChildCore, delay: Duration) {
-        let attempt = core.attempt() + 1;
-        events::child_restarting(&self.scope.path, &core.name, core.id, attempt, delay);
-        self.scope
-            .events
-            .publish(&self.scope.path, Some(&core.name), core.id, || {
-                EventKind::Restarting { attempt, delay }
-            });
     }
 }

@@ -233,6 +233,10 @@ impl Run<'_> {
                 (key, runnable.spawn(&mut self.tasks, launch))
             })
             .collect();
+        if self.to_spawn.capacity() > 1024 {
+            // A burst of inserts is over: give its batch's memory back.
+            self.to_spawn = Vec::new();
+        }
         let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
         let shared = self.shared;
         let mut registry = shared.registry();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Run;
+use super::group::Group;
 use super::stop::AbortCause;
 use crate::control::ChildKey;
 use crate::manager::registry::{Phase, Record, Registry, Stage};
@@ -135,10 +136,14 @@ impl Run<'_> {
             Phase::Stopping { deadline, .. } => deadline,
             _ => None,
         };
-        match (stop, self.timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let group = match self.group {
+            Some(Group::Scheduled { at }) => Some(at),
+            _ => None,
+        };
+        [stop, group, self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does what the timers due by now say.
@@ -206,5 +211,6 @@ impl Run<'_> {
         for key in restarts {
             self.restart_due(key);
         }
+        self.group_restarted(now);
     }
 }
