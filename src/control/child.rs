@@ -51,7 +51,6 @@ pub(crate) struct ChildPolicy {
     pub(crate) grace: Option<Duration>,
     /// Stopped only after every other child of its manager has ended.
     pub(crate) background: bool,
-    pub(crate) restart: crate::Restart,
     /// Its end, when it is not restarted, stops the manager.
     pub(crate) significant: bool,
     /// Its failure, when it is not restarted, stops the manager.

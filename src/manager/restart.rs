@@ -179,6 +179,9 @@ pub enum Strategy {
 /// The restart bookkeeping of one child with a restart policy.
 #[derive(Debug)]
 pub(crate) struct RestartState {
+    /// When the child is restarted; never `Restart::Never`, whose children
+    /// have no restart state.
+    pub(crate) policy: Restart,
     pub(crate) backoff: Backoff,
     pub(crate) limit: RestartLimit,
     failures_in_a_row: u32,
@@ -187,8 +190,9 @@ pub(crate) struct RestartState {
 }
 
 impl RestartState {
-    pub(crate) fn new(backoff: Backoff, limit: RestartLimit) -> Self {
+    pub(crate) fn new(policy: Restart, backoff: Backoff, limit: RestartLimit) -> Self {
         RestartState {
+            policy,
             backoff,
             limit,
             failures_in_a_row: 0,
@@ -298,7 +302,11 @@ mod tests {
 
     #[test]
     fn the_limit_allows_exactly_r_restarts_in_the_window() {
-        let mut state = RestartState::new(Backoff::none(), RestartLimit::new(3, 10 * 1000 * MS));
+        let mut state = RestartState::new(
+            Restart::Always,
+            Backoff::none(),
+            RestartLimit::new(3, 10 * 1000 * MS),
+        );
         let start = Instant::now();
         assert!(state.allow_restart(start));
         assert!(state.allow_restart(start + 1000 * MS));
@@ -313,7 +321,7 @@ mod tests {
         let backoff = Backoff::exponential(100 * MS, 10_000 * MS)
             .jitter(Jitter::None)
             .reset_after(5000 * MS);
-        let mut state = RestartState::new(backoff, RestartLimit::default());
+        let mut state = RestartState::new(Restart::Always, backoff, RestartLimit::default());
         let quick = Duration::ZERO;
         let stable = 5000 * MS;
         assert_eq!(state.next_delay(true, quick, 0), 100 * MS);

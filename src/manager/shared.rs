@@ -122,6 +122,7 @@ impl ManagerShared {
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         let restart = (restart_policy != Restart::Never).then(|| {
             Box::new(RestartState::new(
+                restart_policy,
                 options.backoff.unwrap_or_default(),
                 options.restart_limit.unwrap_or_default(),
             ))
@@ -152,7 +153,6 @@ impl ManagerShared {
         let policy = ChildPolicy {
             grace: options.grace,
             background,
-            restart: restart_policy,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
             // Only children inserted before the run take part in an ordered

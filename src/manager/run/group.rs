@@ -23,8 +23,8 @@ use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Outcome, ShutdownReason};
+use crate::manager::Strategy;
 use crate::manager::registry::{GroupRole, Stage};
-use crate::manager::{Restart, Strategy};
 
 /// A group restart in flight.
 pub(super) enum Group {
@@ -187,8 +187,7 @@ impl Run<'_> {
                 if !matches!(record.stage(), Stage::Held { .. }) {
                     continue;
                 }
-                if record.core.policy.restart == Restart::Never || record.core.token.is_cancelled()
-                {
+                if record.restart.is_none() || record.core.token.is_cancelled() {
                     finals.push(key);
                     continue;
                 }

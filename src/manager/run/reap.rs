@@ -134,10 +134,10 @@ impl Run<'_> {
             // Not when asked to stop for good (its handle, or the manager
             // stopping), nor when its policy says no. The policy first: a
             // token check takes the token's lock.
-            let wanted = match core.policy.restart {
-                Restart::Never => false,
-                Restart::OnFailure => failed,
-                Restart::Always => true,
+            let wanted = match record.restart.as_ref().map(|state| state.policy) {
+                Some(Restart::OnFailure) => failed,
+                Some(Restart::Always) => true,
+                Some(Restart::Never) | None => false,
             } && !self.phase.is_stopping()
                 && !core.token.is_cancelled();
             let mut state = record.restart.as_mut().filter(|_| wanted);

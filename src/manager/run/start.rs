@@ -16,7 +16,6 @@ use super::stop::AbortCause;
 use super::task::{DynRunnable, Launch};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
-use crate::manager::Restart;
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
 
 impl Run<'_> {
@@ -151,7 +150,7 @@ impl Run<'_> {
         let attempt = core.begin_attempt(self.scope.started);
         // A child that may restart gets a token per attempt, so the manager
         // can stop one attempt without stopping the child.
-        let token = if core.policy.restart == Restart::Never {
+        let token = if record.restart.is_none() {
             core.token.clone()
         } else {
             core.token.child_token()

@@ -27,7 +27,6 @@ use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind, ShutdownReason};
-use crate::manager::Restart;
 use crate::manager::events;
 use crate::manager::registry::{Phase, Record, Stage};
 
@@ -77,7 +76,7 @@ impl Run<'_> {
                     Stage::Backoff { .. } => waiting.push((record.key(), Ending::Waiting)),
                     // A held member without a restart policy would have
                     // ended for good with its group: its failure counts.
-                    Stage::Held { .. } if record.core.policy.restart == Restart::Never => {
+                    Stage::Held { .. } if record.restart.is_none() => {
                         waiting.push((record.key(), Ending::Group));
                     }
                     Stage::Held { .. } => waiting.push((record.key(), Ending::Waiting)),
