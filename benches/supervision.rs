@@ -58,8 +58,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use procmgr::{
-    Backoff, BoxError, ChildHandle, ChildOptions, Context, ControlMessage, ProcessControlHandler,
-    ProcessManager, Restart, RestartLimit, Runnable,
+    Backoff, BoxError, ChildHandle, ChildOptions, Context, ControlMessage, ProcessManager, Restart,
+    RestartLimit, Runnable,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;

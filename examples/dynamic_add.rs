@@ -24,8 +24,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use procmgr::{
-    BoxError, ChildHandle, Context, ControlMessage, IdleProcess, ManagerHandle,
-    ProcessControlHandler, ProcessManager, process_fn,
+    BoxError, ChildHandle, Context, ControlMessage, IdleProcess, ManagerHandle, ProcessManager,
+    process_fn,
 };
 use tokio::sync::mpsc;
 

@@ -21,8 +21,7 @@
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, BoxError, ChildOptions, Jitter, ProcessControlHandler, ProcessManager, Restart,
-    RestartLimit, process_fn,
+    Backoff, BoxError, ChildOptions, Jitter, ProcessManager, Restart, RestartLimit, process_fn,
 };
 use tokio::time::Instant;
 

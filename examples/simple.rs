@@ -28,8 +28,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use procmgr::{
-    BoxError, Context, ControlMessage, ManagerHandle, ProcessControlHandler, ProcessManager,
-    Runnable, process_fn,
+    BoxError, Context, ControlMessage, ManagerHandle, ProcessManager, Runnable, process_fn,
 };
 
 struct Worker {

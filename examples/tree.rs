@@ -12,8 +12,7 @@
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, BoxError, ChildOptions, IdleProcess, Jitter, ProcessControlHandler, ProcessManager,
-    Restart, process_fn,
+    Backoff, BoxError, ChildOptions, IdleProcess, Jitter, ProcessManager, Restart, process_fn,
 };
 
 #[tokio::main]

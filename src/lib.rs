@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use procmgr::{ProcessControlHandler, ProcessManager, process_fn};
+//! use procmgr::{ProcessManager, process_fn};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use procmgr::{
-    ChildOptions, Context, IdleProcess, InsertErrorKind, Outcome, ProcessControlHandler,
-    ProcessManager, Runnable, process_fn,
+    ChildOptions, Context, IdleProcess, InsertErrorKind, Outcome, ProcessManager, Runnable,
+    process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -1,9 +1,7 @@
 //! Auto-cleanup: a child that ends leaves no record behind, unless cleanup is
 //! off, in which case the records stay for inspection.
 
-use procmgr::{
-    Context, IdleProcess, Outcome, ProcessControlHandler, ProcessManager, Runnable, process_fn,
-};
+use procmgr::{Context, IdleProcess, Outcome, ProcessManager, Runnable, process_fn};
 
 /// Ends at once. Inserted many at a time under its type's default name,
 /// which gets the child's id as a suffix when repeated.

@@ -1,7 +1,7 @@
 //! No orphans: dropping a running manager, or aborting its task, aborts every
 //! child it owns, nested managers' children included.
 
-use procmgr::{Outcome, ProcessControlHandler, ProcessManager, Runnable, process_fn};
+use procmgr::{Outcome, ProcessManager, Runnable, process_fn};
 use tokio::sync::{mpsc, oneshot};
 
 /// A child that says when it started, and whose future, once dropped, closes

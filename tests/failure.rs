@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use procmgr::{
-    Context, FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager, RunError,
-    Runnable, process_fn,
+    Context, FailureCause, IdleProcess, Outcome, ProcessManager, RunError, Runnable, process_fn,
 };
 
 fn failing(name: &'static str, after: Duration) -> impl Runnable {

@@ -4,8 +4,8 @@
 use std::fmt::Debug;
 
 use procmgr::{
-    ChildHandle, ControlError, ControlMessage, IdleProcess, ManagerHandle, Outcome,
-    ProcessControlHandler, ProcessManager, Runnable, process_fn,
+    ChildHandle, ControlError, ControlMessage, IdleProcess, ManagerHandle, Outcome, ProcessManager,
+    Runnable, process_fn,
 };
 use tokio::sync::mpsc;
 

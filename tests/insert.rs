@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use procmgr::{
-    IdleProcess, InsertErrorKind, ManagerHandle, Outcome, ProcessControlHandler, ProcessManager,
-    Runnable, process_fn,
+    IdleProcess, InsertErrorKind, ManagerHandle, Outcome, ProcessManager, Runnable, process_fn,
 };
 use tokio::sync::mpsc;
 

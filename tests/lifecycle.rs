@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use procmgr::{
     Backoff, ChildOptions, ControlMessage, EVENT_CAPACITY, Events, EventsError, IdleProcess,
-    ProcessControlHandler, ProcessManager, Restart, process_fn,
+    ProcessManager, Restart, process_fn,
 };
 
 /// Every event until the subscription ends, as text.
@@ -142,4 +142,31 @@ async fn a_subscription_made_after_the_end_ends_at_once() {
     manager.await.expect("nothing to run");
     let mut events = handle.subscribe();
     assert_eq!(events.recv().await.expect_err("ended"), EventsError::Ended);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manager_that_keeps_running_stays_up_empty_until_asked_to_stop() {
+    let pool = ProcessManager::builder()
+        .name("pool")
+        .keep_running(true)
+        .build();
+    let handle = pool.handle();
+    let run = tokio::spawn(pool.into_future());
+    let job = handle
+        .insert(process_fn("job", |_ctx| async {
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("running");
+    assert!(matches!(job.wait().await, procmgr::Outcome::Completed));
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    assert!(!handle.is_finished(), "an empty pool runs on");
+    let next = handle
+        .insert(process_fn("next", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("an empty pool still takes children");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert!(matches!(next.outcome(), Some(procmgr::Outcome::Stopped)));
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler,
-    ProcessManager, Restart, RestartLimit, process_fn,
+    Backoff, ChildOptions, FailureCause, IdleProcess, Outcome, ProcessManager, Restart,
+    RestartLimit, process_fn,
 };
 use tokio::time::{Instant, timeout};
 

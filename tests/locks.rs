@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::run_on_its_own_thread;
 use procmgr::{
-    Backoff, ChildOptions, ChildState, IdleProcess, Jitter, ManagerHandle, ProcessControlHandler,
-    ProcessManager, Restart, RestartLimit, Runnable, process_fn,
+    Backoff, ChildOptions, ChildState, IdleProcess, Jitter, ManagerHandle, ProcessManager, Restart,
+    RestartLimit, Runnable, process_fn,
 };
 use tokio::time::timeout;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, Context, IdleProcess, InsertErrorKind, ProcessControlHandler,
-    ProcessManager, Restart, Runnable, process_fn,
+    Backoff, ChildOptions, Context, IdleProcess, InsertErrorKind, ProcessManager, Restart,
+    Runnable, process_fn,
 };
 
 /// A process under its type's default name.

@@ -13,8 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use procmgr::{
-    ChildHandle, ChildOptions, Context, IdleProcess, ManagerHandle, ProcessControlHandler,
-    ProcessManager, Runnable,
+    ChildHandle, ChildOptions, Context, IdleProcess, ManagerHandle, ProcessManager, Runnable,
 };
 
 #[global_allocator]

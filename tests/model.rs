@@ -80,8 +80,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use procmgr::{
     Backoff, ChildHandle, ChildOptions, Context, ControlMessage, Exit, Jitter, ManagerHandle,
-    NESTED_GRACE_MARGIN, Outcome, ProcessControlHandler, ProcessManager, Restart, RestartLimit,
-    RunError, Runnable, ShutdownReason, Strategy, process_fn,
+    NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart, RestartLimit, RunError, Runnable,
+    ShutdownReason, Strategy, process_fn,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

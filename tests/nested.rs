@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use procmgr::{
-    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager,
-    Runnable, ShutdownReason, process_fn,
+    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessManager, Runnable, ShutdownReason,
+    process_fn,
 };
 use tokio::time::{Instant, timeout};
 

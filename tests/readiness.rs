@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, IdleProcess, Jitter, ProcessControlHandler, ProcessManager, Restart,
-    Runnable, process_fn,
+    Backoff, ChildOptions, IdleProcess, Jitter, ProcessManager, Restart, Runnable, process_fn,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;

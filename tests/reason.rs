@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use procmgr::{
-    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessControlHandler, ProcessManager,
-    Runnable, ShutdownReason, Signal, process_fn,
+    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessManager, Runnable, ShutdownReason,
+    Signal, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -1,7 +1,7 @@
 //! Reloads and custom messages never block the sender, coalesce for a busy
 //! child, and are never missed.
 
-use procmgr::{ControlMessage, ProcessControlHandler, ProcessManager, process_fn};
+use procmgr::{ControlMessage, ProcessManager, process_fn};
 use tokio::sync::{mpsc, oneshot};
 
 #[tokio::test(start_paused = true)]

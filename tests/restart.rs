@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, ControlMessage, FailureCause, Jitter, Outcome, ProcessControlHandler,
-    ProcessManager, Restart, RestartLimit, Runnable, ShutdownReason, process_fn,
+    Backoff, ChildOptions, ControlMessage, FailureCause, Jitter, Outcome, ProcessManager, Restart,
+    RestartLimit, Runnable, ShutdownReason, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use procmgr::{
-    ChildOptions, FailureCause, Outcome, ProcessControlHandler, ProcessManager, Runnable,
-    process_fn,
-};
+use procmgr::{ChildOptions, FailureCause, Outcome, ProcessManager, Runnable, process_fn};
 use tokio::time::Instant;
 
 fn stops_when_asked(name: &'static str) -> impl Runnable {

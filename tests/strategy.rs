@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, ChildState, FailureCause, Jitter, Outcome, ProcessControlHandler,
-    ProcessManager, ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
+    Backoff, ChildOptions, ChildState, FailureCause, Jitter, Outcome, ProcessManager,
+    ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, ControlMessage, IdleProcess, Jitter, Outcome, ProcessControlHandler,
-    ProcessManager, Restart, RestartLimit, Strategy, process_fn,
+    Backoff, ChildOptions, ControlMessage, IdleProcess, Jitter, Outcome, ProcessManager, Restart,
+    RestartLimit, Strategy, process_fn,
 };
 use tokio::time::{Instant, timeout};
 

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use procmgr::{
-    Backoff, ChildOptions, ChildState, IdleProcess, Jitter, ProcessControlHandler, ProcessManager,
-    Restart, process_fn,
+    Backoff, ChildOptions, ChildState, IdleProcess, Jitter, ProcessManager, Restart, process_fn,
 };
 
 #[tokio::test(start_paused = true)]

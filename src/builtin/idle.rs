@@ -5,8 +5,9 @@ use crate::{ChildOptions, Context, Runnable};
 
 /// A process that does nothing until shutdown is requested.
 ///
-/// A manager's run ends when it has no children left; insert an
-/// `IdleProcess` to keep a manager alive for children inserted later. It is
+/// A manager's run ends when it has no children left; an `IdleProcess` keeps
+/// it alive for children inserted later (so does
+/// [`ProcessManagerBuilder::keep_running`](crate::ProcessManagerBuilder::keep_running)). It is
 /// ready as soon as it starts (it reports readiness), so it never holds up
 /// an ordered start or a manager's readiness.
 ///

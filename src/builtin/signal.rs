@@ -11,10 +11,7 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::{
-    ChildOptions, Context, ManagerHandle, ProcessControlHandler as _, Runnable, ShutdownReason,
-    Signal,
-};
+use crate::{ChildOptions, Context, ManagerHandle, Runnable, ShutdownReason, Signal};
 
 /// A process that turns operating-system signals into control of a manager.
 ///

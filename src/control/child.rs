@@ -362,7 +362,7 @@ fn nanos_since(base: tokio::time::Instant) -> u64 {
 /// Returned by [`ManagerHandle::insert`](crate::ManagerHandle::insert). It is
 /// cheap to clone, can be used from any task, and keeps working after the
 /// child has ended: requests then return [`ControlError::Ended`] and
-/// [`wait`](ProcessControlHandler::wait) returns the outcome at once.
+/// [`wait`](ChildHandle::wait) returns the outcome at once.
 /// Dropping a handle does nothing to the child.
 ///
 /// A child stopped through its handle that is still running when its grace
@@ -420,23 +420,93 @@ impl ChildHandle {
     pub fn outcome(&self) -> Option<Outcome> {
         self.core.end.get().cloned()
     }
-}
 
-impl ProcessControlHandler for ChildHandle {
-    fn request_shutdown(&self) -> Result<(), ControlError> {
+    /// Asks the child to shut down gracefully and returns at once; its grace
+    /// period starts now. Asking again changes nothing. A child waiting for
+    /// a restart ends at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the child has already ended.
+    pub fn request_shutdown(&self) -> Result<(), ControlError> {
         self.core.request_shutdown()
     }
 
-    fn request_reload(&self) -> Result<(), ControlError> {
+    /// Asks the child to reload and returns at once; reloads coalesce into
+    /// one [`ControlMessage::Reload`] while the child is busy.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the child has already ended.
+    pub fn request_reload(&self) -> Result<(), ControlError> {
         self.core.request_reload()
     }
 
-    fn is_finished(&self) -> bool {
+    /// Whether the child has ended for good.
+    pub fn is_finished(&self) -> bool {
         self.core.is_finished()
     }
 
-    fn wait(&self) -> impl Future<Output = Outcome> + Send {
+    /// Waits until the child has ended for good (a restart is not an end)
+    /// and returns how.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: any number of tasks may wait at once.
+    pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
         self.core.end.wait()
+    }
+
+    /// Requests a shutdown and waits until the child has ended; returns the
+    /// outcome at once if it already had.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: the request is made on the first poll, and
+    /// dropping the future afterwards does not withdraw it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{Outcome, ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::new();
+    /// let worker = manager.insert(process_fn("worker", |ctx| async move {
+    ///     ctx.shutdown_requested().await;
+    ///     Ok::<_, std::io::Error>(())
+    /// }))?;
+    /// let run = tokio::spawn(manager.into_future());
+    /// assert!(matches!(worker.shutdown().await, Outcome::Stopped));
+    /// run.await??; // its last child ended, so the manager did too
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) -> Outcome {
+        // `Ended` means there is nothing left to stop, and `wait` then
+        // returns the outcome at once.
+        let _ = self.request_shutdown();
+        self.wait().await
+    }
+}
+
+/// The same methods as the handle's own, for code generic over handles.
+impl ProcessControlHandler for ChildHandle {
+    fn request_shutdown(&self) -> Result<(), ControlError> {
+        ChildHandle::request_shutdown(self)
+    }
+
+    fn request_reload(&self) -> Result<(), ControlError> {
+        ChildHandle::request_reload(self)
+    }
+
+    fn is_finished(&self) -> bool {
+        ChildHandle::is_finished(self)
+    }
+
+    fn wait(&self) -> impl Future<Output = Outcome> + Send {
+        ChildHandle::wait(self)
     }
 }
 

@@ -10,9 +10,9 @@ use crate::error::ControlError;
 /// Both [`ChildHandle`](crate::ChildHandle) (one child) and
 /// [`ManagerHandle`](crate::ManagerHandle) (a manager and its whole subtree)
 /// implement it. Requests never block and never panic; once the process has
-/// ended they return [`ControlError::Ended`]. Bring the trait into scope
-/// (`use procmgr::ProcessControlHandler;`) to call its methods on a handle.
-/// The trait is sealed: only procmgr's handles implement it, so that it can
+/// ended they return [`ControlError::Ended`]. Each handle has these methods
+/// of its own too, so calling them needs no import; the trait is for code
+/// generic over handles. The trait is sealed: only procmgr's handles implement it, so that it can
 /// grow without breaking anyone.
 ///
 /// # Example

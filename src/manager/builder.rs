@@ -44,6 +44,7 @@ impl ProcessManagerBuilder {
                 strategy: Strategy::OneForOne,
                 ordered_start: None,
                 ordered_stop: false,
+                keep_running: false,
             },
             children: Vec::new(),
         }
@@ -105,6 +106,36 @@ impl ProcessManagerBuilder {
     /// every child is asked at once.
     pub fn ordered_stop(mut self, ordered: bool) -> Self {
         self.settings.ordered_stop = ordered;
+        self
+    }
+
+    /// Whether the manager runs on when it has no child left, until
+    /// shutdown is requested, so that children can be inserted at any time:
+    /// a pool scaled down to zero, or a root whose only other children run
+    /// in the background. Default: `false`, the run ends when its last
+    /// (non-background) child has ended.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = ProcessManager::builder().name("pool").keep_running(true).build();
+    /// let handle = pool.handle();
+    /// let run = tokio::spawn(pool.into_future());
+    /// let job = handle.insert(process_fn("job", |_ctx| async { Ok::<_, std::io::Error>(()) }))?;
+    /// job.wait().await;
+    /// // Empty, and still running:
+    /// handle.insert(process_fn("next", |_ctx| async { Ok::<_, std::io::Error>(()) }))?;
+    /// handle.shutdown().await;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keep_running(mut self, keep_running: bool) -> Self {
+        self.settings.keep_running = keep_running;
         self
     }
 

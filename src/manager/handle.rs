@@ -21,7 +21,7 @@ use crate::runnable::Runnable;
 /// # Example
 ///
 /// ```
-/// use procmgr::{IdleProcess, ProcessControlHandler, ProcessManager, process_fn};
+/// use procmgr::{IdleProcess, ProcessManager, process_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -218,7 +218,7 @@ impl ManagerHandle {
     /// # Example
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessControlHandler, ProcessManager, process_fn};
+    /// use procmgr::{ChildOptions, ProcessManager, process_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -250,7 +250,7 @@ impl ManagerHandle {
     }
 
     /// Asks the manager to shut down, like
-    /// [`request_shutdown`](ProcessControlHandler::request_shutdown), giving
+    /// [`request_shutdown`](ManagerHandle::request_shutdown), giving
     /// the reason its children see through
     /// [`Context::shutdown_reason`](crate::Context::shutdown_reason). The
     /// first reason stays.
@@ -275,6 +275,54 @@ impl ManagerHandle {
         self.shared.force_shutdown(reason)
     }
 
+    /// Asks the manager, and through it every child and every nested
+    /// manager's children, to shut down gracefully; returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the manager has already ended.
+    pub fn request_shutdown(&self) -> Result<(), ControlError> {
+        self.shared.request_shutdown(ShutdownReason::Requested)
+    }
+
+    /// Sends a reload to every child, nested managers passing it on to
+    /// theirs; returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Ended`] if the manager has already ended.
+    pub fn request_reload(&self) -> Result<(), ControlError> {
+        self.shared.broadcast_reload()
+    }
+
+    /// Whether the manager's run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.shared.end.get().is_some()
+    }
+
+    /// Waits until the manager's run has ended and returns how.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: any number of tasks may wait at once.
+    pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
+        self.shared.end.wait()
+    }
+
+    /// Requests a shutdown and waits until the manager's run has ended;
+    /// returns the outcome at once if it already had.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: the request is made on the first poll, and
+    /// dropping the future afterwards does not withdraw it.
+    pub async fn shutdown(&self) -> Outcome {
+        // `Ended` means there is nothing left to stop, and `wait` then
+        // returns the outcome at once.
+        let _ = self.request_shutdown();
+        self.wait().await
+    }
+
     /// Whether shutdown of the manager has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
         self.shared.token.is_cancelled()
@@ -287,25 +335,22 @@ impl ManagerHandle {
     }
 }
 
+/// The same methods as the handle's own, for code generic over handles.
 impl ProcessControlHandler for ManagerHandle {
-    /// Asks the manager, and through it every child and every nested
-    /// manager's children, to shut down.
     fn request_shutdown(&self) -> Result<(), ControlError> {
-        self.shared.request_shutdown(ShutdownReason::Requested)
+        ManagerHandle::request_shutdown(self)
     }
 
-    /// Sends a reload to every child, nested managers passing it on to
-    /// theirs.
     fn request_reload(&self) -> Result<(), ControlError> {
-        self.shared.broadcast_reload()
+        ManagerHandle::request_reload(self)
     }
 
     fn is_finished(&self) -> bool {
-        self.shared.end.get().is_some()
+        ManagerHandle::is_finished(self)
     }
 
     fn wait(&self) -> impl Future<Output = Outcome> + Send {
-        self.shared.end.wait()
+        ManagerHandle::wait(self)
     }
 }
 

@@ -51,10 +51,9 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// shutdown was requested (through a handle, or by the parent manager) and
 /// they have stopped, or when a child failed and the others have stopped. It
 /// returns [`Exit`] with the shutdown reason, or the first failure with the
-/// failures after it. A manager
-/// with no children returns at once; insert an
-/// [`IdleProcess`](crate::IdleProcess) to keep an empty manager alive for
-/// children inserted later.
+/// failures after it. A manager with no children returns at once; build it
+/// with [`keep_running`](ProcessManagerBuilder::keep_running) to keep it
+/// running, empty, for children inserted later, until it is asked to stop.
 ///
 /// # Stopping
 ///
@@ -79,7 +78,7 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// # Example
 ///
 /// ```
-/// use procmgr::{ProcessControlHandler, ProcessManager, process_fn};
+/// use procmgr::{ProcessManager, process_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     /// this timeout.
     pub(crate) ordered_start: Option<Duration>,
     pub(crate) ordered_stop: bool,
+    /// Run on with no child left, until shutdown is requested.
+    pub(crate) keep_running: bool,
 }
 
 pub(crate) struct ManagerShared {

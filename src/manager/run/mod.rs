@@ -215,6 +215,9 @@ impl<'a> Run<'a> {
     /// stopping the background children, or to its end. `true` when the run
     /// is finished.
     fn advance(&mut self) -> bool {
+        if self.shared.settings.keep_running && !self.phase.is_stopping() {
+            return false;
+        }
         if self.foreground > 0 || !self.start_queue.is_empty() || self.group.is_some() {
             return false;
         }
