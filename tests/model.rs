@@ -34,21 +34,43 @@
 //!   siblings' limits under one-for-all and rest-for-one;
 //! - exactly, while nothing has interfered with it yet: a foreground child
 //!   of a one-for-one manager follows its script's timeline (restart count
-//!   and outcome at every step, from the backoff arithmetic and the limit);
+//!   and outcome at every step, from the backoff arithmetic and the limit)
+//!   from its start;
+//! - a child starts at its insert, unless its manager is busy: a child
+//!   inserted while a one-for-all or rest-for-one group restart is in
+//!   flight there (a member shows as restarting with no time set), or into
+//!   a nested manager whose run has not started, waits. A waiting child is
+//!   not running, not ready, has no restarts and keeps its handle; it
+//!   starts when the group has been scheduled again or its manager starts
+//!   stopping (or, nested, when its manager's run starts), and the model
+//!   takes its start from what it sees then (a probe's clock, or the
+//!   record's uptime in the parent). A child may also wait when a group
+//!   restart began at the very instant of its insert (a sibling's attempt
+//!   ended then, and the loop saw that first); otherwise a child that did
+//!   not wait starts exactly at its insert;
 //! - a failure that is final stops the manager (escalation), a significant
 //!   child's end stops it, and a child does not end for good with restarts
 //!   left unless its manager stops or its handle asked it to;
 //! - handles refuse requests exactly when the process has ended; inserts
-//!   after a manager's shutdown was requested are refused;
+//!   are refused exactly when a manager's shutdown was requested
+//!   (`ShuttingDown`) or its run ended (`Stopped`);
+//! - a running manager whose foreground children have all ended is
+//!   stopping (its background children); when nothing but that can explain
+//!   its stop (no request from the test or an ancestor, its parent's
+//!   group, a final failure, an abort or a significant child), all its
+//!   foreground children have ended and its `shutdown_reason()` is `None`;
 //! - a manager is ready exactly when each of its live reporting children is
-//!   (a nested manager counting as ready when its own children are);
+//!   (a nested manager counting as ready when its run has started and its
+//!   own children are ready, and unready again when one of them is not);
 //! - with auto-cleanup the records a manager keeps are no more than its
 //!   live children;
 //! - a manager whose shutdown was seen at `t` has returned by `t` plus the
 //!   bound the model computes from the grace periods (the longest
 //!   foreground grace, or the manager's for an ordered stop, plus the
-//!   longest background grace; only the background part after a forced
-//!   shutdown);
+//!   longest background grace, whose periods start only when the
+//!   background children are asked; only the background part after a
+//!   forced shutdown); a nested manager asked before its run started
+//!   counts from its start;
 //! - once the root's run returned: no child task is alive, every accepted
 //!   child has an outcome that `wait` returns at once, every nested manager
 //!   has one too, the run returned `Err` if a child without a restart policy
@@ -74,14 +96,14 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use futures::FutureExt;
 use procmgr::{
-    Backoff, ChildHandle, ChildOptions, Context, ControlMessage, Exit, Jitter, ManagerHandle,
-    NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart, RestartLimit, RunError, Runnable,
-    ShutdownReason, Strategy, process_fn,
+    Backoff, ChildHandle, ChildOptions, ChildState, Context, ControlMessage, Exit, InsertErrorKind,
+    Jitter, ManagerHandle, NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart, RestartLimit,
+    RunError, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -531,6 +553,10 @@ struct Probe {
     attempts_seen: AtomicU32,
     /// Two attempts were alive at once.
     overlapped: AtomicBool,
+    /// When the first attempt started.
+    first_start: Mutex<Option<Instant>>,
+    /// When each attempt ended (its future was dropped).
+    ends: Mutex<Vec<Instant>>,
 }
 
 /// Held by a running attempt: counts it as alive until its future is dropped.
@@ -545,6 +571,11 @@ impl Alive {
             probe.overlapped.store(true, Ordering::SeqCst);
         }
         probe.attempts_seen.fetch_max(attempt, Ordering::SeqCst);
+        probe
+            .first_start
+            .lock()
+            .expect("the probe's lock")
+            .get_or_insert_with(Instant::now);
         manager.fetch_add(1, Ordering::SeqCst);
         Alive { probe, manager }
     }
@@ -554,6 +585,9 @@ impl Drop for Alive {
     fn drop(&mut self) {
         self.probe.alive.fetch_sub(1, Ordering::SeqCst);
         self.manager.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut ends) = self.probe.ends.lock() {
+            ends.push(Instant::now());
+        }
     }
 }
 
@@ -613,6 +647,16 @@ async fn run_attempt(mut ctx: Context, attempt: Attempt, _alive: Alive) -> Resul
 
 // ---------------------------------------------------------------------------
 // The model
+
+/// Whether a group restart (one-for-all, rest-for-one) is in flight in the
+/// manager: its members wait, held, for the group, restarting at no time set
+/// yet.
+fn group_in_flight(handle: &ManagerHandle) -> bool {
+    handle
+        .snapshot()
+        .iter()
+        .any(|info| matches!(info.state(), ChildState::Restarting { in_: None }))
+}
 
 /// The timeline of a child that nothing interferes with: how many restarts
 /// it has had at `at`, and how it ended if it has.
@@ -706,12 +750,13 @@ struct Manager {
     as_child: Option<usize>,
     /// Attempts of its scripted children that are alive.
     live: Arc<AtomicUsize>,
-    started: Duration,
     children: Vec<usize>,
     /// When its shutdown was first seen requested, and the check before,
     /// when it was not yet: it was requested in between.
     stop_seen: Option<(Duration, Duration)>,
     forced_at: Option<Duration>,
+    /// The test asked it (or forced it) to shut down through its handle.
+    requested: bool,
 }
 
 struct Child {
@@ -725,6 +770,14 @@ struct Child {
     inserted: Duration,
     /// Its grace period in its manager.
     grace: Duration,
+    /// It was inserted while its manager could not start it: a group
+    /// restart was in flight there, or the manager itself had not started.
+    waits: bool,
+    /// When its first attempt (or its run, for a nested manager) started:
+    /// its insert, unless it waited; then as seen once it started.
+    started: Option<Duration>,
+    /// Its start has been seen where the model expected it.
+    start_confirmed: bool,
     stopped_at: Option<Duration>,
     first_outcome: Option<String>,
 }
@@ -778,10 +831,10 @@ async fn execute(plan: &Plan, trace: &mut Vec<String>) -> Result<(), String> {
         depth: 0,
         as_child: None,
         live: Arc::default(),
-        started: Duration::ZERO,
         children: Vec::new(),
         stop_seen: None,
         forced_at: None,
+        requested: false,
     });
     for spec in &plan.initial {
         world.insert(0, spec)?;
@@ -888,6 +941,7 @@ impl World<'_> {
                 let index = *target as usize % self.managers.len();
                 let result = self.managers[index].handle.request_shutdown();
                 self.manager_request("shut down", index, result.is_ok())?;
+                self.managers[index].requested |= result.is_ok();
             }
             Op::ForceManager(target) => {
                 let index = *target as usize % self.managers.len();
@@ -895,6 +949,7 @@ impl World<'_> {
                     .handle
                     .force_shutdown(ShutdownReason::Requested);
                 self.manager_request("force", index, result.is_ok())?;
+                self.managers[index].requested |= result.is_ok();
                 if result.is_ok() && self.managers[index].forced_at.is_none() {
                     self.managers[index].forced_at = Some(self.now());
                 }
@@ -949,11 +1004,15 @@ impl World<'_> {
         let name = format!("c{index}");
         let probe = Arc::new(Probe::default());
         let runnable = scripted(name.clone(), spec, &probe, &self.managers[manager].live);
+        let waits = self.would_wait(manager);
         let handle = &self.managers[manager].handle;
         let closed = handle.is_shutdown_requested() || handle.outcome().is_some();
         match handle.insert_with(runnable, spec.options(name.clone())) {
             Ok(handle) => {
-                self.log(format!("insert {name} into m{manager}: {spec}"));
+                self.log(format!(
+                    "insert {name} into m{manager}: {spec}{}",
+                    if waits { " (waits)" } else { "" }
+                ));
                 if closed {
                     return Err(format!(
                         "m{manager} accepted {name} after its shutdown was requested"
@@ -969,14 +1028,68 @@ impl World<'_> {
                     handle,
                     inserted: self.now(),
                     grace,
+                    waits,
+                    started: (!waits).then(|| self.now()),
+                    start_confirmed: false,
                     stopped_at: None,
                     first_outcome: None,
                 });
                 self.managers[manager].children.push(index);
             }
-            Err(error) => self.log(format!("insert into m{manager} refused: {error}")),
+            Err(error) => {
+                self.log(format!("insert into m{manager} refused: {error}"));
+                self.check_refusal(manager, error.kind())?;
+            }
         }
         Ok(())
+    }
+
+    /// An insert is refused with `ShuttingDown` from the moment the
+    /// manager's shutdown is requested (by anyone, or because only
+    /// background children are left), with `Stopped` once it has ended, and
+    /// not otherwise: every name the test gives is unique.
+    fn check_refusal(&self, manager: usize, kind: InsertErrorKind) -> Result<(), String> {
+        let handle = &self.managers[manager].handle;
+        let expected = if handle.outcome().is_some() {
+            Some(InsertErrorKind::Stopped)
+        } else if handle.is_shutdown_requested() {
+            Some(InsertErrorKind::ShuttingDown)
+        } else {
+            None
+        };
+        if expected != Some(kind) {
+            return Err(format!(
+                "m{manager} refused an insert with {kind:?}; expected {expected:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The record of a child in its manager, as a snapshot shows it now.
+    fn record(&self, index: usize) -> Option<procmgr::ChildInfo> {
+        let child = &self.children[index];
+        self.managers[child.manager]
+            .handle
+            .snapshot()
+            .into_iter()
+            .find(|info| info.name() == child.name)
+    }
+
+    /// Whether a nested manager's run has not started: its record in its
+    /// parent is still waiting to be started.
+    fn not_started(&self, manager: usize) -> bool {
+        self.managers[manager].as_child.is_some_and(|child| {
+            self.record(child)
+                .is_some_and(|info| matches!(info.state(), ChildState::Starting))
+        })
+    }
+
+    /// Whether a child inserted into the manager now waits before it
+    /// starts: the manager has not started, or a group restart is in flight
+    /// there (the manager is busy until the group's members are scheduled
+    /// again, or until it stops).
+    fn would_wait(&self, manager: usize) -> bool {
+        self.not_started(manager) || group_in_flight(&self.managers[manager].handle)
     }
 
     fn insert_manager(
@@ -1003,17 +1116,19 @@ impl World<'_> {
             let parent = &self.managers[parent].handle;
             parent.is_shutdown_requested() || parent.outcome().is_some()
         };
+        let waits = self.would_wait(parent);
         let child = match self.managers[parent].handle.insert_with(manager, options) {
             Ok(child) => child,
             Err(error) => {
                 self.log(format!("insert manager into m{parent} refused: {error}"));
-                return Ok(());
+                return self.check_refusal(parent, error.kind());
             }
         };
         self.log(format!(
-            "insert {name} into m{parent}: {spec}{}{}",
+            "insert {name} into m{parent}: {spec}{}{}{}",
             grace.map_or(String::new(), |g| format!(", grace {g:?} in parent")),
             if significant { ", significant" } else { "" },
+            if waits { " (waits)" } else { "" },
         ));
         if closed {
             return Err(format!(
@@ -1031,6 +1146,9 @@ impl World<'_> {
             handle: child,
             inserted: self.now(),
             grace,
+            waits,
+            started: (!waits).then(|| self.now()),
+            start_confirmed: false,
             stopped_at: None,
             first_outcome: None,
         });
@@ -1041,10 +1159,10 @@ impl World<'_> {
             depth: self.managers[parent].depth + 1,
             as_child: Some(as_child),
             live: Arc::default(),
-            started: self.now(),
             children: Vec::new(),
             stop_seen: None,
             forced_at: None,
+            requested: false,
         });
         for child in children {
             self.insert(index, child)?;
@@ -1119,13 +1237,134 @@ impl World<'_> {
         earliest
     }
 
-    /// When the child's first attempt started.
-    fn start(&self, index: usize) -> Duration {
-        let child = &self.children[index];
-        self.chain(child.manager)
+    /// When the manager's run started, if it has: the root at once, a
+    /// nested manager as its record in its parent says.
+    fn manager_start(&self, manager: usize) -> Option<Duration> {
+        match self.managers[manager].as_child {
+            None => Some(Duration::ZERO),
+            Some(child) => self.children[child].started,
+        }
+    }
+
+    /// Notes when children that waited started; checks that a child that
+    /// did not wait started at its insert.
+    fn observe_starts(&mut self, now: Duration) -> Result<(), String> {
+        for index in 0..self.children.len() {
+            let child = &self.children[index];
+            if child.start_confirmed {
+                continue;
+            }
+            // `None`: not started; `Some(None)`: started at a time not known.
+            let seen = match child.nested {
+                None => {
+                    let first = *child.probe.first_start.lock().expect("the probe's lock");
+                    first.map(|at| Some(at - self.origin))
+                }
+                // Its run started with its attempt; an attempt that is over
+                // shows no uptime.
+                Some(_) => self.record(index).and_then(|info| match info.state() {
+                    ChildState::Starting => None,
+                    _ => Some(info.uptime().map(|uptime| now - uptime)),
+                }),
+            };
+            let ended = child.handle.outcome().is_some();
+            match (child.started, seen) {
+                // Ended (aborted, abandoned) before it ever started, or
+                // started at a time no longer known: nothing more to see.
+                (_, None) if ended => self.children[index].start_confirmed = true,
+                (_, Some(None)) => {
+                    let child = &mut self.children[index];
+                    child.started.get_or_insert(now);
+                    child.start_confirmed = true;
+                }
+                (None, None) => {}
+                (None, Some(Some(seen))) => {
+                    let child = &mut self.children[index];
+                    child.started = Some(seen);
+                    child.start_confirmed = true;
+                    let line = format!("{} started", child.name);
+                    self.log(line);
+                }
+                (Some(expected), Some(Some(seen))) if seen == expected => {
+                    self.children[index].start_confirmed = true;
+                }
+                // Inserted just as a group restart began in its manager: the
+                // loop saw the attempt that ended first, and the insert waits
+                // for the group.
+                (Some(expected), seen) if self.group_began_at(child.manager, expected) => {
+                    let seen = seen.flatten();
+                    let child = &mut self.children[index];
+                    child.waits = true;
+                    child.started = seen;
+                    child.start_confirmed = seen.is_some();
+                    let line = format!(
+                        "{} waits: a group restart began as it was inserted",
+                        child.name
+                    );
+                    self.log(line);
+                }
+                (Some(expected), seen) => {
+                    return Err(format!(
+                        "{} (in m{}) {}, not at its insert at {expected:?}",
+                        child.name,
+                        child.manager,
+                        match seen.flatten() {
+                            Some(seen) => format!("started at {seen:?}"),
+                            None => "has not started".to_owned(),
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an attempt that may begin a group restart in the manager
+    /// ended at `at`: a foreground sibling with a restart policy, in a
+    /// one-for-all or rest-for-one manager.
+    fn group_began_at(&self, manager: usize, at: Duration) -> bool {
+        let manager = &self.managers[manager];
+        manager.spec.strategy != Strategy::OneForOne
+            && manager.children.iter().any(|&c| {
+                let child = &self.children[c];
+                child.nested.is_none()
+                    && !child.spec.background
+                    && child.spec.restart != Restart::Never
+                    && child
+                        .probe
+                        .ends
+                        .lock()
+                        .expect("the probe's lock")
+                        .iter()
+                        .any(|&end| end - self.origin == at)
+            })
+    }
+
+    /// Whether something other than its children ending by themselves may
+    /// have asked the manager to stop: the test, an ancestor stopping, its
+    /// parent restarting it with a group, its handle in its parent, a child
+    /// failing for good or aborted, or a significant child ending.
+    fn asked_to_stop(&self, index: usize) -> bool {
+        let manager = &self.managers[index];
+        let by_parent = manager.as_child.is_some_and(|c| {
+            let child = &self.children[c];
+            let parent = &self.managers[child.manager];
+            child.stopped_at.is_some() || parent.spec.strategy != Strategy::OneForOne
+        });
+        let above = self.chain(index)[1..]
             .iter()
-            .map(|&m| self.managers[m].started)
-            .fold(child.inserted, Duration::max)
+            .any(|&m| self.managers[m].handle.is_shutdown_requested());
+        let by_child = manager.children.iter().any(|&c| {
+            let child = &self.children[c];
+            child.handle.outcome().is_some_and(|outcome| {
+                child.spec.significant
+                    || matches!(
+                        kind(&outcome),
+                        Kind::Failed | Kind::Panicked | Kind::Aborted
+                    )
+            })
+        });
+        manager.requested || by_parent || above || by_child
     }
 
     /// The longest a manager may take from its shutdown to its return.
@@ -1187,6 +1426,7 @@ impl World<'_> {
                 manager.stop_seen = Some((self.last_check, now));
             }
         }
+        self.observe_starts(now)?;
         for index in 0..self.children.len() {
             if let Some(outcome) = self.children[index].handle.outcome() {
                 let text = outcome.to_string();
@@ -1280,15 +1520,38 @@ impl World<'_> {
         let exact = child.nested.is_none()
             && !spec.background
             && manager.spec.strategy == Strategy::OneForOne;
-        if exact && self.interference(index).is_none_or(|at| now < at) {
-            let expected = natural(spec, self.start(index), now);
-            let expected_kind = expected.end.map(|(_, end)| natural_kind(end));
-            if restarts != expected.restarts || outcome.as_ref().map(kind) != expected_kind {
+        if let (true, Some(start)) = (exact, child.started) {
+            if self.interference(index).is_none_or(|at| now < at) {
+                let expected = natural(spec, start, now);
+                let expected_kind = expected.end.map(|(_, end)| natural_kind(end));
+                if restarts != expected.restarts || outcome.as_ref().map(kind) != expected_kind {
+                    return fail(format!(
+                        "has {restarts} restarts and outcome {outcome:?}; undisturbed since it \
+                         started at {start:?} its script gives {} restarts and \
+                         {expected_kind:?}",
+                        expected.restarts
+                    ));
+                }
+            }
+        }
+
+        // A child that has not started waits for its manager: for its run
+        // to start, or for a group restart in flight there to be scheduled,
+        // unless the manager stops, which starts it (to stop it at once).
+        if child.started.is_none() && outcome.is_none() {
+            let busy = group_in_flight(&manager.handle) && !manager.handle.is_shutdown_requested();
+            if self.manager_start(child.manager).is_some() && !busy {
                 return fail(format!(
-                    "has {restarts} restarts and outcome {outcome:?}; undisturbed since it \
-                     started at {:?} its script gives {} restarts and {expected_kind:?}",
-                    self.start(index),
-                    expected.restarts
+                    "has not started (inserted at {:?}{}), but its manager runs and is not \
+                     busy with a group restart",
+                    child.inserted,
+                    if child.waits { ", waiting" } else { "" }
+                ));
+            }
+            if restarts != 0 || child.handle.is_ready() {
+                return fail(format!(
+                    "has not started, but counts {restarts} restarts and is_ready() is {}",
+                    child.handle.is_ready()
                 ));
             }
         }
@@ -1472,27 +1735,7 @@ impl World<'_> {
             ));
         }
 
-        if !ended {
-            for (since, forced) in [
-                (manager.stop_seen.map(|(_, seen)| seen), false),
-                (manager.forced_at, true),
-            ] {
-                let Some(since) = since else { continue };
-                let bound = self.stop_bound(index, forced);
-                if now > since + bound {
-                    return fail(format!(
-                        "still running at {now:?}, {:?} after its {} was seen; the model's \
-                         bound is {bound:?}",
-                        now - since,
-                        if forced {
-                            "forced shutdown"
-                        } else {
-                            "shutdown"
-                        }
-                    ));
-                }
-            }
-        } else {
+        if ended {
             let alive = manager.live.load(Ordering::SeqCst);
             if alive > 0 {
                 return fail(format!("ended with {alive} child tasks alive"));
@@ -1507,16 +1750,68 @@ impl World<'_> {
                     self.children[c].name
                 ));
             }
+        } else if let Some(start) = self.manager_start(index) {
+            let foreground_ended = manager
+                .children
+                .iter()
+                .map(|&c| &self.children[c])
+                .filter(|child| !child.spec.background)
+                .all(|child| child.handle.outcome().is_some());
+            let stopping = manager.handle.is_shutdown_requested();
+            if foreground_ended && !stopping {
+                return fail(
+                    "every foreground child has ended, but it neither ended nor stops its \
+                     background children"
+                        .into(),
+                );
+            }
+            if stopping && !self.asked_to_stop(index) {
+                if !foreground_ended {
+                    return fail(
+                        "stops with foreground children left, but nothing asked it to".into(),
+                    );
+                }
+                if let Some(reason) = manager.handle.shutdown_reason() {
+                    return fail(format!(
+                        "stops its background children, which nobody asked, but gives the \
+                         reason {reason:?}"
+                    ));
+                }
+            }
+            // A manager whose run had not started when its shutdown came
+            // begins its stop when it starts.
+            for (since, forced) in [
+                (manager.stop_seen.map(|(_, seen)| seen), false),
+                (manager.forced_at, true),
+            ] {
+                let Some(since) = since.map(|since| since.max(start)) else {
+                    continue;
+                };
+                let bound = self.stop_bound(index, forced);
+                if now > since + bound {
+                    return fail(format!(
+                        "still running at {now:?}, {:?} after its {} was seen; the model's \
+                         bound is {bound:?}",
+                        now - since,
+                        if forced {
+                            "forced shutdown"
+                        } else {
+                            "shutdown"
+                        }
+                    ));
+                }
+            }
         }
         Ok(())
     }
 
     /// A nested manager counts as ready in its parent while it runs and its
-    /// own children are ready; once its run has ended it is not (its record
-    /// in the parent may still wait for siblings restarted with it).
+    /// own children are ready (and as unready again when one of them is);
+    /// before its run has started, and once it has ended, it is not (its
+    /// record in the parent may still wait for siblings restarted with it).
     fn nested_ready(&self, nested: usize) -> bool {
         let handle = &self.managers[nested].handle;
-        handle.outcome().is_none() && handle.is_ready()
+        self.manager_start(nested).is_some() && handle.outcome().is_none() && handle.is_ready()
     }
 
     /// What must hold once the root's run has returned.
