@@ -38,10 +38,10 @@
 //!   from its start;
 //! - a child starts at its insert, unless its manager is busy: a child
 //!   inserted while a one-for-all or rest-for-one group restart is in
-//!   flight there (a member shows as restarting with no time set), or into
+//!   flight there (a foreground member shows as restarting), or into
 //!   a nested manager whose run has not started, waits. A waiting child is
 //!   not running, not ready, has no restarts and keeps its handle; it
-//!   starts when the group has been scheduled again or its manager starts
+//!   starts when the group's members have started again or its manager starts
 //!   stopping (or, nested, when its manager's run starts), and the model
 //!   takes its start from what it sees then (a probe's clock, or the
 //!   record's uptime in the parent). A child may also wait when a group
@@ -649,13 +649,16 @@ async fn run_attempt(mut ctx: Context, attempt: Attempt, _alive: Alive) -> Resul
 // The model
 
 /// Whether a group restart (one-for-all, rest-for-one) is in flight in the
-/// manager: its members wait, held, for the group, restarting at no time set
-/// yet.
-fn group_in_flight(handle: &ManagerHandle) -> bool {
-    handle
-        .snapshot()
-        .iter()
-        .any(|info| matches!(info.state(), ChildState::Restarting { in_: None }))
+/// manager: its members wait for the group, held (restarting at no time set
+/// yet) or scheduled (restarting at the group's time). Under a group
+/// strategy a foreground child restarts only with its group; `background`
+/// names the children that restart alone.
+fn group_in_flight(manager: &Manager, background: &[&str]) -> bool {
+    manager.spec.strategy != Strategy::OneForOne
+        && manager.handle.snapshot().iter().any(|info| {
+            matches!(info.state(), ChildState::Restarting { .. })
+                && !background.contains(&info.name())
+        })
 }
 
 /// The timeline of a child that nothing interferes with: how many restarts
@@ -1089,7 +1092,19 @@ impl World<'_> {
     /// there (the manager is busy until the group's members are scheduled
     /// again, or until it stops).
     fn would_wait(&self, manager: usize) -> bool {
-        self.not_started(manager) || group_in_flight(&self.managers[manager].handle)
+        self.not_started(manager) || self.group_in_flight(manager)
+    }
+
+    fn group_in_flight(&self, manager: usize) -> bool {
+        let manager = &self.managers[manager];
+        let background: Vec<&str> = manager
+            .children
+            .iter()
+            .map(|&child| &self.children[child])
+            .filter(|child| child.spec.background)
+            .map(|child| child.name.as_str())
+            .collect();
+        group_in_flight(manager, &background)
     }
 
     fn insert_manager(
@@ -1539,7 +1554,8 @@ impl World<'_> {
         // to start, or for a group restart in flight there to be scheduled,
         // unless the manager stops, which starts it (to stop it at once).
         if child.started.is_none() && outcome.is_none() {
-            let busy = group_in_flight(&manager.handle) && !manager.handle.is_shutdown_requested();
+            let busy =
+                self.group_in_flight(child.manager) && !manager.handle.is_shutdown_requested();
             if self.manager_start(child.manager).is_some() && !busy {
                 return fail(format!(
                     "has not started (inserted at {:?}{}), but its manager runs and is not \
