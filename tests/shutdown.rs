@@ -240,3 +240,83 @@ async fn a_child_inserted_with_the_manager_idle_during_stop_is_still_stopped() {
     assert!(matches!(slow.outcome(), Some(Outcome::Stopped)));
     assert!(matches!(late.outcome(), Some(Outcome::Stopped)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_an_ordered_start_starts_and_stops_the_children_still_queued() {
+    let manager = ProcessManager::builder()
+        .ordered_start(Duration::from_secs(60))
+        .grace_period(Duration::from_secs(1))
+        .build();
+    // Never says it is ready, so `queued` waits in the start queue.
+    manager
+        .insert(stops_when_asked("slow-to-be-ready"))
+        .expect("accepted");
+    let queued = manager
+        .insert(stops_when_asked("queued"))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the run returns within the grace period");
+    result.expect("joined").expect("a clean stop");
+    assert!(asked.elapsed() <= Duration::from_secs(1));
+    assert!(matches!(queued.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forced_shutdown_ends_a_child_waiting_for_its_restart() {
+    let manager = ProcessManager::new();
+    let flaky = manager
+        .insert_with(
+            process_fn("flaky", |_ctx| async { Err::<(), _>("broke") }),
+            ChildOptions::new()
+                .restart(procmgr::Restart::OnFailure)
+                .backoff(procmgr::Backoff::exponential(
+                    Duration::from_secs(60),
+                    Duration::from_secs(60),
+                )),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(flaky.restarts(), 0);
+    handle
+        .force_shutdown(procmgr::ShutdownReason::Requested)
+        .expect("running");
+    let result = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("a forced shutdown returns at once");
+    result.expect("joined").expect("nothing was aborted");
+    assert!(matches!(flaky.outcome(), Some(Outcome::Failed(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forced_shutdown_before_the_run_still_runs_the_stop() {
+    let manager = ProcessManager::new();
+    let worker = manager.insert(stubborn("stubborn")).expect("accepted");
+    let handle = manager.handle();
+    let mut events = handle.subscribe();
+    handle
+        .force_shutdown(procmgr::ShutdownReason::Requested)
+        .expect("not ended");
+    let result = tokio::time::timeout(Duration::from_secs(5), manager.into_future())
+        .await
+        .expect("a forced shutdown returns at once");
+    let failures = result.expect_err("the stubborn child was aborted");
+    assert!(matches!(
+        failures.failures().map(|f| f.first().cause()),
+        Some(FailureCause::Aborted { .. })
+    ));
+    assert!(matches!(worker.outcome(), Some(Outcome::Aborted)));
+    // The stop announced itself, as every stop does.
+    let mut saw_request = false;
+    while let Ok(event) = events.recv().await {
+        saw_request |= matches!(event.kind(), procmgr::EventKind::ShutdownRequested(_));
+    }
+    assert!(saw_request);
+}

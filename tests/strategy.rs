@@ -592,3 +592,49 @@ async fn a_child_inserted_during_a_group_restart_does_not_run_beside_its_stopped
         "c runs with the group: {c_later:?}; {seen:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_held_member_stopped_through_its_handle_ends_without_escalating_its_failure() {
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .build();
+    let flaky = manager
+        .insert_with(
+            process_fn("flaky", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    return Err("broke");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    // Takes 2 s to stop, so the group holds `flaky` meanwhile.
+    let slow = manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().restart(Restart::OnFailure),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    flaky.request_shutdown().expect("held, not ended");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !handle.is_shutdown_requested(),
+        "its failure was answered by its policy: {:?}",
+        handle.shutdown_reason()
+    );
+    assert!(matches!(flaky.outcome(), Some(Outcome::Failed(_))));
+    assert_eq!(slow.restarts(), 1, "the rest of the group started again");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("no failure escalated");
+}

@@ -261,7 +261,10 @@ impl ChildCore {
     }
 
     /// Marks `attempt` unready again (a nested manager whose own child went
-    /// down); `true` if it was ready and still runs.
+    /// down); `true` if it was ready and still runs. Only the attempt's own
+    /// task may call it (a nested manager's loop does): the count goes up
+    /// after the swap, which is safe only while the loop cannot close the
+    /// attempt in between, that is while the attempt's task still runs.
     pub(crate) fn mark_unready(&self, attempt: u32) -> bool {
         let ready = progress(attempt, READY);
         if self
@@ -423,7 +426,8 @@ impl ChildHandle {
 
     /// Asks the child to shut down gracefully and returns at once; its grace
     /// period starts now. Asking again changes nothing. A child waiting for
-    /// a restart ends at once.
+    /// its restart ends at once, one waiting for its group when the group
+    /// would restart.
     ///
     /// # Errors
     ///

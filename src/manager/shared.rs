@@ -62,8 +62,9 @@ pub(crate) struct ManagerShared {
     /// Wakes the supervision loop after an insert or a child's own stop
     /// request; the loop is the only waiter.
     pub(crate) wake: Notify,
-    /// Set (under the registry lock) when the registry holds work for the
-    /// loop, so that the loop's turns without work take no lock.
+    /// Set when the registry holds work for the loop (an insert, a stop
+    /// request, readiness), always before `wake` is notified, so that the
+    /// loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
     pub(crate) end: EndSignal,
 }

@@ -60,8 +60,8 @@ impl Run<'_> {
             (core, left, removed)
         };
         drop(removed);
-        if matches!(left, Stage::Backoff { .. }) {
-            self.scheduled -= 1;
+        if matches!(left, Stage::Backoff { .. }) && self.backoff_is_group(&core) {
+            self.left_group_backoff();
         }
         if core.policy.background {
             self.background -= 1;

@@ -10,7 +10,7 @@
 //! 4. Once no member runs, the members start again after the trigger's
 //!    backoff, in the order they had started; members without a restart
 //!    policy, or stopped through their handle meanwhile, end for good.
-//!    Inserts go on waiting until the members have started.
+//!    Inserts go on waiting until no member waits for its restart.
 //!
 //! The group is found through the registry's id-ordered list, so a group
 //! restart costs O(group size).
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
-use crate::control::{ChildKey, Outcome, ShutdownReason};
+use crate::control::{ChildCore, ChildKey, Outcome, ShutdownReason};
 use crate::manager::Strategy;
 use crate::manager::registry::{GroupRole, Stage};
 
@@ -30,9 +30,10 @@ use crate::manager::registry::{GroupRole, Stage};
 pub(super) enum Group {
     /// Its members are being stopped.
     Stopping(Members),
-    /// Every member has ended; they start again at `at`. Inserts wait until
-    /// then, so a new child never runs beside stopped siblings.
-    Scheduled { at: Instant },
+    /// Every member has ended; `waiting` of them wait in `Backoff` for the
+    /// group's restart. Inserts wait until none does, so a new child never
+    /// runs beside stopped siblings.
+    Scheduled { waiting: usize },
 }
 
 /// The members of a group restart being stopped.
@@ -58,25 +59,26 @@ impl Run<'_> {
     ) {
         let now = Instant::now();
         let ordered = self.shared.settings.ordered_stop;
-        let mut group = match self.group.take() {
-            Some(Group::Stopping(members)) => members,
-            // A restart is scheduled, its members wait in `Backoff`: they
-            // join this group (their timers go void with their stage).
-            Some(Group::Scheduled { .. }) | None => Members {
-                stopping: 0,
-                queued: Vec::new(),
-                members: Vec::new(),
-                delay,
-            },
-        };
-        group.delay = group.delay.max(delay);
-        group.members.push(trigger);
-        {
+        let mut group = {
             let shared = self.shared;
             let mut registry = shared.registry();
             let Some(name) = registry.get(trigger).map(|record| record.core.name.clone()) else {
                 return;
             };
+            let mut group = match self.group.take() {
+                Some(Group::Stopping(members)) => members,
+                // A restart is scheduled, its members wait in `Backoff`: they
+                // join this group (their timers go void with their stage).
+                Some(Group::Scheduled { .. }) | None => Members {
+                    stopping: 0,
+                    queued: Vec::new(),
+                    members: Vec::new(),
+                    delay,
+                },
+            };
+            group.delay = group.delay.max(delay);
+            group.members.push(trigger);
+
             let path = self.child_path(&name);
             let reason = if failed {
                 ShutdownReason::ChildFailed { path }
@@ -120,13 +122,13 @@ impl Run<'_> {
                             last: last.unwrap_or_else(|| Box::new(Outcome::Stopped)),
                             order,
                         });
-                        self.scheduled -= 1;
                         group.members.push(key);
                     }
                     _ => {}
                 }
             }
-        }
+            group
+        };
         group.queued.sort_unstable();
         self.group = Some(Group::Stopping(group));
         self.advance_group(now);
@@ -175,7 +177,7 @@ impl Run<'_> {
     /// Step 4.
     fn restart_group(&mut self, group: Members) {
         let at = later(Instant::now(), group.delay);
-        self.group = Some(Group::Scheduled { at });
+        let mut waiting = 0;
         let mut finals = Vec::new();
         {
             let shared = self.shared;
@@ -187,8 +189,15 @@ impl Run<'_> {
                 if !matches!(record.stage(), Stage::Held { .. }) {
                     continue;
                 }
-                if record.restart.is_none() || record.core.token.is_cancelled() {
-                    finals.push(key);
+                // Without a restart policy it ends with its group's stop, and
+                // its failure counts; stopped through its handle meanwhile,
+                // its restart is called off, like one in backoff.
+                if record.restart.is_none() {
+                    finals.push((key, Ending::Group));
+                    continue;
+                }
+                if record.core.token.is_cancelled() {
+                    finals.push((key, Ending::Waiting));
                     continue;
                 }
                 if let &Stage::Held { order, .. } = record.stage() {
@@ -197,29 +206,39 @@ impl Run<'_> {
                         last: last.unwrap_or_else(|| Box::new(Outcome::Stopped)),
                         order,
                     });
-                    self.scheduled += 1;
+                    waiting += 1;
                     // Due together, they start in the order they had started.
                     self.timers
                         .set_ranked(at, TimerKind::Restart, order, record);
                 }
             }
         }
-        for key in finals {
-            self.end_child(key, Ending::Group);
+        self.group = Some(Group::Scheduled {
+            waiting: waiting + 1,
+        });
+        for (key, ending) in finals {
+            self.end_child(key, ending);
+        }
+        self.left_group_backoff();
+    }
+
+    /// A member of a scheduled group left its backoff: it started again, or
+    /// its end became final. Once none waits, the group restart is over and
+    /// inserts that waited for it start on the next turn.
+    pub(super) fn left_group_backoff(&mut self) {
+        if let Some(Group::Scheduled { waiting }) = &mut self.group {
+            *waiting -= 1;
+            if *waiting == 0 {
+                self.group = None;
+                self.work_for_next_turn();
+            }
         }
     }
 
-    /// The group's restart has come: its members have started again, and
-    /// inserts that waited for it start on the next turn.
-    pub(super) fn group_restarted(&mut self, now: Instant) {
-        if let Some(Group::Scheduled { at }) = self.group {
-            if at <= now {
-                self.group = None;
-                self.shared
-                    .work
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
-        }
+    /// Whether the record's backoff is its group's: under a group strategy a
+    /// foreground child restarts only with its group.
+    pub(super) fn backoff_is_group(&self, core: &ChildCore) -> bool {
+        !core.policy.background && self.shared.settings.strategy != Strategy::OneForOne
     }
 
     /// Whether an attempt the group asked to stop (or queued) ends as part

@@ -136,8 +136,6 @@ struct Run<'a> {
     foreground: usize,
     /// The same, background children.
     background: usize,
-    /// Children waiting in `Backoff` for their restart.
-    scheduled: usize,
     /// Children inserted before the run, still to start (ordered start).
     start_queue: VecDeque<ChildKey>,
     /// The child of the ordered start whose readiness the loop waits for.
@@ -160,13 +158,21 @@ impl<'a> Run<'a> {
             Some(ctx) => ctx.path().into(),
             None => Arc::from(&*shared.settings.name),
         };
-        {
+        // The children inserted before the run are taken under the lock
+        // that starts it: one inserted a moment later is not part of an
+        // ordered start.
+        let initial = {
             let mut registry = shared.registry();
             if registry.phase() != Phase::Idle {
                 return None;
             }
             registry.set_phase(Phase::Running);
-        }
+            if shared.settings.ordered_start.is_some() {
+                registry.take_pending()
+            } else {
+                Vec::new()
+            }
+        };
         // A manager runs once (checked above), so this is the first set.
         let _ = shared.path.set(Arc::clone(&path));
         let mut run = Run {
@@ -186,7 +192,6 @@ impl<'a> Run<'a> {
             failures: None,
             foreground: 0,
             background: 0,
-            scheduled: 0,
             start_queue: VecDeque::new(),
             awaiting_ready: None,
             group: None,
@@ -195,11 +200,21 @@ impl<'a> Run<'a> {
             told_ready: false,
             random: Random::new(),
         };
-        run.queue_initial();
+        run.queue_initial(initial);
         Some(run)
     }
 
-    /// Moves the run to `phase`; the only place the phase changes.
+    /// Makes the loop's next turn look at the registry (inserts that waited
+    /// for a group restart) instead of waiting for an event.
+    fn work_for_next_turn(&self) {
+        self.shared.work.store(true, Ordering::Release);
+        // Stores a permit, so the loop's next wait ends at once.
+        self.shared.wake.notify_one();
+    }
+
+    /// Moves the run to `phase`; the only place the phase changes, but for
+    /// the start of the run (`Run::new`) and a manager that goes away
+    /// without finishing it (`ManagerShared::abandon`).
     fn enter(&mut self, phase: Phase) {
         let shared = self.shared;
         let mut registry = shared.registry();

@@ -24,10 +24,11 @@ use crate::manager::{Restart, Strategy};
 enum Next {
     /// Held for its group restart; `asked` if the group had asked it to stop.
     Held { asked: bool },
-    /// Waits for its restart after `delay`, alone or with its group.
+    /// Waits for its restart after `delay`, alone or with its group;
+    /// `failure` is the attempt's failure, for the log.
     Restart {
         delay: Duration,
-        failed: bool,
+        failure: Option<Outcome>,
         alone: bool,
     },
     /// Its end is final.
@@ -63,9 +64,14 @@ impl Run<'_> {
             }
             Next::Restart {
                 delay,
-                failed,
+                failure,
                 alone,
             } => {
+                let failed = failure.is_some();
+                if let Some(outcome) = &failure {
+                    // Formats the user's error: not under the lock.
+                    events::attempt_failed(&self.scope.path, &core.name, core.id, outcome);
+                }
                 self.down_until_restarted(&core);
                 if !alone {
                     self.restart_with_siblings(key, failed, delay);
@@ -145,9 +151,7 @@ impl Run<'_> {
             match state {
                 Some(state) if allowed => {
                     let delay = state.next_delay(failed, ran_for, self.random.next());
-                    if failed {
-                        events::attempt_failed(&self.scope.path, &core.name, core.id, &outcome);
-                    }
+                    let failure = failed.then(|| outcome.clone());
                     let last = Box::new(outcome);
                     // A background helper's restart never takes workers with
                     // it.
@@ -156,14 +160,13 @@ impl Run<'_> {
                     if alone {
                         let at = later(now, delay);
                         left = Some(record.set_stage(Stage::Backoff { at, last, order }));
-                        self.scheduled += 1;
                         self.timers.set(at, TimerKind::Restart, record);
                     } else {
                         left = Some(record.set_stage(Stage::Held { last, order }));
                     }
                     Next::Restart {
                         delay,
-                        failed,
+                        failure,
                         alone,
                     }
                 }

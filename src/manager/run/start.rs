@@ -54,7 +54,8 @@ impl Run<'_> {
                 } else {
                     registry.take_ready(None);
                 }
-                if self.awaiting_ready.is_none() {
+                // The ordered start waits for a group restart too.
+                if self.awaiting_ready.is_none() && self.group.is_none() {
                     self.start_queued(registry, now);
                 }
                 requests
@@ -62,8 +63,12 @@ impl Run<'_> {
             self.flush_spawns();
             self.handle_stop_requests(requests, now);
         }
-        let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
-        if !forced && self.shared.forced.load(Ordering::Acquire) {
+        // A forced shutdown has cancelled the manager's token first, so the
+        // loop's stop has begun, or begins at its next wait; the force
+        // follows it. Background children are then stopped as usual.
+        if matches!(self.phase, Phase::Stopping { forced: false, .. })
+            && self.shared.forced.load(Ordering::Acquire)
+        {
             self.force();
         }
         if matches!(self.phase, Phase::Stopping { .. }) && self.shared.settings.ordered_stop {
@@ -71,15 +76,12 @@ impl Run<'_> {
         }
     }
 
-    /// Takes the children inserted before the run: with an ordered start
-    /// they wait in the start queue, otherwise they start on the first turn.
-    pub(super) fn queue_initial(&mut self) {
-        if self.shared.settings.ordered_start.is_none() {
-            return;
-        }
+    /// Queues the children inserted before the run for an ordered start
+    /// (without one, they start on the first turn like any insert).
+    pub(super) fn queue_initial(&mut self, initial: Vec<ChildKey>) {
         let shared = self.shared;
-        let mut registry = shared.registry();
-        for key in registry.take_pending() {
+        let registry = shared.registry();
+        for key in initial {
             if let Some(record) = registry.get(key) {
                 self.count_in(record);
                 self.start_queue.push_back(key);
@@ -119,7 +121,7 @@ impl Run<'_> {
     /// stopped through its handle just then, which makes its end final.
     pub(super) fn restart_due(&mut self, key: ChildKey) {
         let now = Instant::now();
-        let stopped = {
+        let (stopped, in_group) = {
             let shared = self.shared;
             let mut registry = shared.registry();
             let Some(record) = registry.get_mut(key) else {
@@ -128,17 +130,21 @@ impl Run<'_> {
             if !matches!(record.stage(), Stage::Backoff { .. }) {
                 return;
             }
+            let in_group = self.backoff_is_group(&record.core);
             let stopped = record.core.token.is_cancelled();
             if !stopped {
-                self.scheduled -= 1;
                 self.launch(record, now);
             }
-            stopped
+            (stopped, in_group)
         };
         if stopped {
+            // `end_child` tells the group.
             self.end_child(key, Ending::Waiting);
         } else {
             self.flush_spawns();
+            if in_group {
+                self.left_group_backoff();
+            }
         }
     }
 

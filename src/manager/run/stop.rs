@@ -18,7 +18,6 @@
 //!    period; when none is left, the run finishes.
 
 use std::collections::hash_map::Entry;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -50,7 +49,7 @@ impl Run<'_> {
         self.awaiting_ready = None;
         if self.group.take().is_some() {
             // Inserts that waited for the group start (and stop) now.
-            self.shared.work.store(true, Ordering::Release);
+            self.work_for_next_turn();
         }
         self.shared.token.cancel();
         if let Some(ctx) = parent {
@@ -95,6 +94,7 @@ impl Run<'_> {
         }
         // Lowest first, so the child started last is asked first.
         self.stop_order.sort_unstable();
+        self.flush_spawns();
         for (key, ending) in waiting {
             self.end_child(key, ending);
         }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Run;
-use super::group::Group;
 use super::stop::AbortCause;
 use crate::control::ChildKey;
 use crate::manager::registry::{Phase, Record, Registry, Stage};
@@ -93,6 +92,7 @@ impl Timers {
                 slot: timer.slot,
                 id: timer.id,
             };
+            self.swept = self.swept.min(self.heap.len());
             if registry
                 .get(key)
                 .is_some_and(|record| record.epoch() == timer.epoch)
@@ -136,14 +136,10 @@ impl Run<'_> {
             Phase::Stopping { deadline, .. } => deadline,
             _ => None,
         };
-        let group = match self.group {
-            Some(Group::Scheduled { at }) => Some(at),
-            _ => None,
-        };
-        [stop, group, self.timers.next()]
-            .into_iter()
-            .flatten()
-            .min()
+        match (stop, self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Does what the timers due by now say.
@@ -207,10 +203,11 @@ impl Run<'_> {
                     _ => {}
                 }
             }
+            // Attempts that restart leave void entries too, not only ends.
+            self.timers.sweep(registry);
         }
         for key in restarts {
             self.restart_due(key);
         }
-        self.group_restarted(now);
     }
 }
