@@ -1,15 +1,13 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::fmt;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ControlMessage, CustomMessage, EndSignal, Outcome, ProcessControlHandler, ShutdownReason,
-};
+use super::{ControlMessage, CustomMessage, EndSignal, Outcome, ShutdownReason};
 use crate::error::{ControlError, SendError};
 
 /// A child's address in its manager: the slot of its record and its id. The
@@ -190,7 +188,7 @@ impl ChildCore {
         Ok(())
     }
 
-    fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
+    pub(crate) fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
         {
             let mut inbox = self.inbox();
             if inbox.closed {
@@ -358,168 +356,4 @@ fn nanos_since(base: tokio::time::Instant) -> u64 {
             .as_nanos(),
     )
     .unwrap_or(u64::MAX)
-}
-
-/// A handle to one child: stop it, reload it, send it messages, wait for it.
-///
-/// Returned by [`ManagerHandle::insert`](crate::ManagerHandle::insert). It is
-/// cheap to clone, can be used from any task, and keeps working after the
-/// child has ended: requests then return [`ControlError::Ended`] and
-/// [`wait`](ChildHandle::wait) returns the outcome at once.
-/// Dropping a handle does nothing to the child.
-///
-/// A child stopped through its handle that is still running when its grace
-/// period ends is aborted. Its outcome says [`Outcome::Aborted`], but it is
-/// not a failure of its manager: it was asked to stop, and it stopped. (An
-/// abort during the manager's own shutdown is reported as a failure.)
-#[derive(Clone)]
-pub struct ChildHandle {
-    core: Arc<ChildCore>,
-}
-
-impl ChildHandle {
-    pub(crate) fn new(core: Arc<ChildCore>) -> Self {
-        ChildHandle { core }
-    }
-
-    /// The child's id, unique within its manager.
-    pub fn id(&self) -> u64 {
-        self.core.id
-    }
-
-    /// The child's name.
-    pub fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    /// Sends the child a custom message, which it receives as
-    /// [`ControlMessage::Custom`] from [`Context::recv`](crate::Context::recv).
-    ///
-    /// Never blocks: messages queue in the child's inbox until it reads them,
-    /// without a bound, and the ones it has not read when it ends are dropped
-    /// (also those sent in the moment between its return and its manager
-    /// noticing). A nested [`ProcessManager`](crate::ProcessManager) drops
-    /// every custom message: it has no use for them.
-    ///
-    /// # Errors
-    ///
-    /// Hands the message back if the child has already ended.
-    pub fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
-        self.core.send(message)
-    }
-
-    /// Whether the child has said it is ready with
-    /// [`Context::mark_ready`](crate::Context::mark_ready).
-    pub fn is_ready(&self) -> bool {
-        self.core.is_ready()
-    }
-
-    /// How many times the child has been restarted.
-    pub fn restarts(&self) -> u32 {
-        self.core.attempt().saturating_sub(1)
-    }
-
-    /// How the child ended, or `None` while it runs.
-    pub fn outcome(&self) -> Option<Outcome> {
-        self.core.end.get().cloned()
-    }
-
-    /// Asks the child to shut down gracefully and returns at once; its grace
-    /// period starts now. Asking again changes nothing. A child waiting for
-    /// its restart ends at once, one waiting for its group when the group
-    /// would restart.
-    ///
-    /// # Errors
-    ///
-    /// [`ControlError::Ended`] if the child has already ended.
-    pub fn request_shutdown(&self) -> Result<(), ControlError> {
-        self.core.request_shutdown()
-    }
-
-    /// Asks the child to reload and returns at once; reloads coalesce into
-    /// one [`ControlMessage::Reload`] while the child is busy.
-    ///
-    /// # Errors
-    ///
-    /// [`ControlError::Ended`] if the child has already ended.
-    pub fn request_reload(&self) -> Result<(), ControlError> {
-        self.core.request_reload()
-    }
-
-    /// Whether the child has ended for good.
-    pub fn is_finished(&self) -> bool {
-        self.core.is_finished()
-    }
-
-    /// Waits until the child has ended for good (a restart is not an end)
-    /// and returns how.
-    ///
-    /// # Cancel safety
-    ///
-    /// This method is cancel safe: any number of tasks may wait at once.
-    pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
-        self.core.end.wait()
-    }
-
-    /// Requests a shutdown and waits until the child has ended; returns the
-    /// outcome at once if it already had.
-    ///
-    /// # Cancel safety
-    ///
-    /// This method is cancel safe: the request is made on the first poll, and
-    /// dropping the future afterwards does not withdraw it.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use procmgr::{Outcome, ProcessManager, process_fn};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let manager = ProcessManager::new();
-    /// let worker = manager.insert(process_fn("worker", |ctx| async move {
-    ///     ctx.shutdown_requested().await;
-    ///     Ok::<_, std::io::Error>(())
-    /// }))?;
-    /// let run = tokio::spawn(manager.into_future());
-    /// assert!(matches!(worker.shutdown().await, Outcome::Stopped));
-    /// run.await??; // its last child ended, so the manager did too
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn shutdown(&self) -> Outcome {
-        // `Ended` means there is nothing left to stop, and `wait` then
-        // returns the outcome at once.
-        let _ = self.request_shutdown();
-        self.wait().await
-    }
-}
-
-/// The same methods as the handle's own, for code generic over handles.
-impl ProcessControlHandler for ChildHandle {
-    fn request_shutdown(&self) -> Result<(), ControlError> {
-        ChildHandle::request_shutdown(self)
-    }
-
-    fn request_reload(&self) -> Result<(), ControlError> {
-        ChildHandle::request_reload(self)
-    }
-
-    fn is_finished(&self) -> bool {
-        ChildHandle::is_finished(self)
-    }
-
-    fn wait(&self) -> impl Future<Output = Outcome> + Send {
-        ChildHandle::wait(self)
-    }
-}
-
-impl fmt::Debug for ChildHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildHandle")
-            .field("id", &self.core.id)
-            .field("name", &self.core.name)
-            .field("outcome", &self.core.end.get())
-            .finish()
-    }
 }

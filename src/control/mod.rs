@@ -10,6 +10,7 @@
 //! `.await`, so no sender ever waits for the receiver.
 
 mod child;
+mod child_handle;
 mod context;
 mod end;
 mod handler;
@@ -18,7 +19,7 @@ mod message;
 mod outcome;
 mod reason;
 
-pub use child::ChildHandle;
+pub use child_handle::ChildHandle;
 pub use context::Context;
 pub(crate) use context::Scope;
 pub use handler::ProcessControlHandler;
