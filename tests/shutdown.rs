@@ -320,3 +320,40 @@ async fn a_forced_shutdown_before_the_run_still_runs_the_stop() {
     }
     assert!(saw_request);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ordered_stop_gives_a_child_that_cancelled_its_own_token_its_grace_period() {
+    let manager = ProcessManager::builder()
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(10))
+        .build();
+    let first = manager.insert(stops_when_asked("first")).expect("accepted");
+    // Started last, so asked first; it cancelled its own token long before.
+    manager
+        .insert_with(
+            process_fn("self-stopped", |ctx| async move {
+                ctx.token().cancel();
+                std::future::pending::<()>().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().grace_period(Duration::from_secs(1)),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    let result = run.await.expect("joined");
+    assert_eq!(
+        asked.elapsed(),
+        Duration::from_secs(1),
+        "aborted after its own grace period, then the next was asked"
+    );
+    let failures = result.expect_err("the self-stopped child was aborted");
+    assert_eq!(
+        failures.failures().map(|f| f.first().path()),
+        Some("manager/self-stopped")
+    );
+    assert!(matches!(first.outcome(), Some(Outcome::Stopped)));
+}

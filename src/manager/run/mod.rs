@@ -144,6 +144,8 @@ struct Run<'a> {
     /// Ordered stop: children still to ask, by start order (asked from the
     /// back).
     stop_order: Vec<(u64, ChildKey)>,
+    /// Ordered stop: the child asked last, until it has ended.
+    stopping_in_order: Option<ChildKey>,
     /// The start order of the next attempt.
     next_order: u64,
     /// Whether the parent was last told that this manager is ready.
@@ -196,6 +198,7 @@ impl<'a> Run<'a> {
             awaiting_ready: None,
             group: None,
             stop_order: Vec::new(),
+            stopping_in_order: None,
             next_order: 0,
             told_ready: false,
             random: Random::new(),

@@ -111,21 +111,32 @@ impl Run<'_> {
         };
         let shared = self.shared;
         let mut registry = shared.registry();
-        while let Some(&(_, key)) = self.stop_order.last() {
+        let running = |key: ChildKey, registry: &crate::manager::registry::Registry| {
+            registry
+                .get(key)
+                .is_some_and(|record| matches!(record.stage(), Stage::Running(_)))
+        };
+        if self
+            .stopping_in_order
+            .is_some_and(|key| running(key, &registry))
+        {
+            return;
+        }
+        self.stopping_in_order = None;
+        while let Some((_, key)) = self.stop_order.pop() {
+            if !running(key, &registry) {
+                continue;
+            }
             let Some(record) = registry.get_mut(key) else {
-                self.stop_order.pop();
                 continue;
             };
-            if !matches!(record.stage(), Stage::Running(_)) {
-                self.stop_order.pop();
-                continue;
-            }
-            if !record.core.token.is_cancelled() {
-                record.core.token.cancel();
-                let own = later(now, self.grace_of(record));
-                let at = deadline.map_or(own, |overall| overall.min(own));
-                self.timers.set(at, TimerKind::Abort, record);
-            }
+            // Its grace period starts now, even if it cancelled its own token
+            // before (a nested manager stopping by itself).
+            record.core.token.cancel();
+            let own = later(now, self.grace_of(record));
+            let at = deadline.map_or(own, |overall| overall.min(own));
+            self.timers.set(at, TimerKind::Abort, record);
+            self.stopping_in_order = Some(key);
             return;
         }
     }
