@@ -28,11 +28,18 @@ use crate::{ChildOptions, Context, ManagerHandle, Runnable, ShutdownReason, Sign
 ///
 /// It runs as a background child (see [`ChildOptions::background`]): it does
 /// not keep its manager running, and it is stopped after every other child,
-/// so that it still hears the second signal during a slow shutdown. When it
-/// ends, the signals it handled get their default action back, so a later
-/// Ctrl-C in the same program terminates it as usual (on Windows tokio keeps
-/// its handlers installed, so there Ctrl-C is ignored once the receiver has
-/// ended).
+/// so that it still hears the second signal during a slow shutdown. It
+/// reports readiness: its manager's [`ready`](ManagerHandle::ready) means
+/// the signal handlers are installed. When it ends, the signals it handled
+/// get their default action back, so a later Ctrl-C in the same program
+/// terminates it as usual; a program with a `tokio::signal` listener of its
+/// own turns that off with
+/// [`restore_default_actions(false)`](SignalReceiver::restore_default_actions).
+/// (On Windows tokio keeps its handlers installed, so there Ctrl-C is
+/// ignored once the receiver has ended.)
+///
+/// [`ProcessManagerBuilder::handle_signals`](crate::ProcessManagerBuilder::handle_signals)
+/// inserts one in a single line.
 ///
 /// Requires the `signal` feature.
 ///
@@ -45,6 +52,7 @@ use crate::{ChildOptions, Context, ManagerHandle, Runnable, ShutdownReason, Sign
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = ProcessManager::new();
+/// // Or: ProcessManager::builder().handle_signals(true).build()
 /// manager.insert(SignalReceiver::new(manager.handle()))?;
 /// // ... insert the service's processes ...
 /// manager.await?;
@@ -57,6 +65,7 @@ pub struct SignalReceiver {
     shutdown: Vec<Signal>,
     reload: Vec<Signal>,
     force: Vec<Signal>,
+    restore_default_actions: bool,
 }
 
 impl SignalReceiver {
@@ -68,7 +77,23 @@ impl SignalReceiver {
             shutdown: platform::DEFAULT_SHUTDOWN.to_vec(),
             reload: platform::DEFAULT_RELOAD.to_vec(),
             force: platform::DEFAULT_FORCE.to_vec(),
+            restore_default_actions: true,
         }
+    }
+
+    /// Whether the signals it handled get their default action back when it
+    /// ends (Unix). Default: `true`, so a program without a signal listener
+    /// of its own still terminates on a Ctrl-C after its manager has ended.
+    ///
+    /// Set it to `false` in a program that listens with `tokio::signal`
+    /// itself (before or after the receiver): the default action would
+    /// otherwise terminate the program before its own listener sees the
+    /// signal. With `false` the signals stay with the program's own
+    /// listeners, and are ignored while it has none.
+    #[must_use]
+    pub fn restore_default_actions(mut self, restore: bool) -> Self {
+        self.restore_default_actions = restore;
+        self
     }
 
     /// The signals that request a graceful shutdown, replacing the default.
@@ -130,7 +155,7 @@ impl Runnable for SignalReceiver {
     type Error = io::Error;
 
     async fn run(&self, ctx: Context) -> Result<(), io::Error> {
-        let mut listener = platform::Listener::new(&self.handled())?;
+        let mut listener = platform::Listener::new(&self.handled(), self.restore_default_actions)?;
         ctx.mark_ready();
         loop {
             tokio::select! {
@@ -147,8 +172,10 @@ impl Runnable for SignalReceiver {
         Cow::Borrowed("signals")
     }
 
+    /// A background child that reports readiness: its manager is ready
+    /// only once the signal handlers are installed.
     fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().background(true)
+        ChildOptions::new().background(true).reports_ready(true)
     }
 }
 
@@ -205,13 +232,48 @@ mod platform {
     pub(super) struct Listener {
         signals: Signals,
         numbers: Vec<i32>,
+        restore: bool,
     }
 
     impl Listener {
-        pub(super) fn new(handled: &[Signal]) -> io::Result<Listener> {
+        /// Installs the handlers, in this order:
+        /// 1. once per signal for the life of the program, the conditional
+        ///    default action, switched off while a listener is active;
+        /// 2. this listener's stream.
+        ///
+        /// signal-hook runs a signal's actions in the order they were
+        /// registered. So within one delivery the default action's flag is
+        /// read before the stream is woken: a shutdown that the signal
+        /// starts, and that ends by switching the default back on, cannot
+        /// complete in between and have the same signal kill the program.
+        pub(super) fn new(handled: &[Signal], restore: bool) -> io::Result<Listener> {
             let numbers: Vec<i32> = handled.iter().copied().filter_map(number).collect();
-            // Listen first: if that fails, no count has been raised.
-            let signals = Signals::new(&numbers)?;
+            suppress_defaults(&numbers)?;
+            let signals = match Signals::new(&numbers) {
+                Ok(signals) => signals,
+                Err(error) => {
+                    if let Some(defaults) = defaults().as_mut() {
+                        release(defaults, &numbers, restore);
+                    }
+                    return Err(error);
+                }
+            };
+            Ok(Listener {
+                signals,
+                numbers,
+                restore,
+            })
+        }
+
+        pub(super) async fn next(&mut self) -> Option<Signal> {
+            self.signals.next().await.map(signal)
+        }
+    }
+
+    /// Step 1 of [`Listener::new`]: one listener more for each of
+    /// `numbers`, whose default actions are off from now on.
+    fn suppress_defaults(numbers: &[i32]) -> io::Result<()> {
+        {
             let mut defaults = defaults();
             let defaults = defaults.get_or_insert_with(HashMap::new);
             for (registered, &number) in numbers.iter().enumerate() {
@@ -225,7 +287,8 @@ mod platform {
                             number,
                             Arc::clone(&flag),
                         ) {
-                            release(defaults, &numbers[..registered]);
+                            // Those counted so far go back as they were.
+                            release(defaults, &numbers[..registered], true);
                             return Err(error);
                         }
                         entry.insert((0, flag))
@@ -234,12 +297,8 @@ mod platform {
                 entry.0 += 1;
                 entry.1.store(false, Ordering::SeqCst);
             }
-            Ok(Listener { signals, numbers })
         }
-
-        pub(super) async fn next(&mut self) -> Option<Signal> {
-            self.signals.next().await.map(signal)
-        }
+        Ok(())
     }
 
     impl Drop for Listener {
@@ -247,19 +306,19 @@ mod platform {
             // Default actions first, then stop listening: a signal arriving
             // in between gets its default action, not silence.
             if let Some(defaults) = defaults().as_mut() {
-                release(defaults, &self.numbers);
+                release(defaults, &self.numbers, self.restore);
             }
             self.signals.handle().close();
         }
     }
 
-    /// One listener fewer for each of `numbers`; the last one gone turns
-    /// the default action back on.
-    fn release(defaults: &mut Defaults, numbers: &[i32]) {
+    /// One listener fewer for each of `numbers`; with `restore`, the last
+    /// one gone turns the default action back on.
+    fn release(defaults: &mut Defaults, numbers: &[i32], restore: bool) {
         for number in numbers {
             if let Some((active, flag)) = defaults.get_mut(number) {
                 *active -= 1;
-                if *active == 0 {
+                if *active == 0 && restore {
                     flag.store(true, Ordering::SeqCst);
                 }
             }
@@ -301,7 +360,7 @@ mod platform {
     }
 
     impl Listener {
-        pub(super) fn new(handled: &[Signal]) -> io::Result<Listener> {
+        pub(super) fn new(handled: &[Signal], _restore: bool) -> io::Result<Listener> {
             Ok(Listener {
                 ctrl_c: handled
                     .contains(&Signal::Interrupt)
@@ -349,7 +408,7 @@ mod platform {
     pub(super) struct Listener;
 
     impl Listener {
-        pub(super) fn new(_handled: &[Signal]) -> io::Result<Listener> {
+        pub(super) fn new(_handled: &[Signal], _restore: bool) -> io::Result<Listener> {
             Ok(Listener)
         }
 

@@ -32,6 +32,8 @@ type InsertUpFront =
 pub struct ProcessManagerBuilder {
     settings: Settings,
     children: Vec<InsertUpFront>,
+    #[cfg(feature = "signal")]
+    signals: bool,
 }
 
 impl ProcessManagerBuilder {
@@ -47,7 +49,37 @@ impl ProcessManagerBuilder {
                 keep_running: false,
             },
             children: Vec::new(),
+            #[cfg(feature = "signal")]
+            signals: false,
         }
+    }
+
+    /// Whether the manager handles the operating system's signals: a
+    /// [`SignalReceiver`](crate::builtin::SignalReceiver) with its default
+    /// mapping (`SIGINT`, `SIGTERM`: graceful shutdown, forced when a second
+    /// one comes; `SIGHUP`: reload) is its first child. Default: `false`.
+    /// Requires the `signal` feature.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder().handle_signals(true).build();
+    /// manager.insert(process_fn("worker", |ctx| async move {
+    ///     ctx.shutdown_requested().await;
+    ///     Ok::<_, std::io::Error>(())
+    /// }))?;
+    /// manager.await?; // Ctrl-C or SIGTERM stops it gracefully
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "signal")]
+    pub fn handle_signals(mut self, handle: bool) -> Self {
+        self.signals = handle;
+        self
     }
 
     /// The manager's name, the first segment of its children's paths.
@@ -199,6 +231,16 @@ impl ProcessManagerBuilder {
     pub fn try_build(self) -> Result<ProcessManager, BuildError> {
         let name = self.settings.name.to_string();
         let shared = Arc::new(ManagerShared::new(self.settings));
+        #[cfg(feature = "signal")]
+        if self.signals {
+            let receiver =
+                crate::builtin::SignalReceiver::new(super::ManagerHandle::new(Arc::clone(&shared)));
+            shared
+                .insert(receiver, ChildOptions::new())
+                .map_err(|refused| {
+                    BuildError::new(name.clone(), refused.child().to_owned(), refused.kind())
+                })?;
+        }
         for insert in self.children {
             insert(&shared).map_err(|(child, kind)| BuildError::new(name.clone(), child, kind))?;
         }
