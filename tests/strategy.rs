@@ -638,3 +638,53 @@ async fn a_held_member_stopped_through_its_handle_ends_without_escalating_its_fa
     handle.shutdown().await;
     run.await.expect("joined").expect("no failure escalated");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_child_started_during_an_ordered_stop_gets_its_grace_period_when_its_turn_comes() {
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(10))
+        .build();
+    let stops_in = |name: &'static str, delay: Duration| {
+        process_fn(name, move |ctx| async move {
+            ctx.shutdown_requested().await;
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>(())
+        })
+    };
+    // `slow` takes 2 s to stop; `flaky` fails at once, so the group asks
+    // `slow` to stop, and a child inserted meanwhile waits for the group.
+    manager
+        .insert_with(
+            stops_in("slow", Duration::from_secs(2)),
+            ChildOptions::new().restart(Restart::OnFailure),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("flaky", |_ctx| async { Err::<(), _>("broke") }),
+            ChildOptions::new()
+                .restart(Restart::Always)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let late = handle
+        .insert_with(
+            stops_in("late", Duration::from_millis(100)),
+            ChildOptions::new().grace_period(Duration::from_secs(1)),
+        )
+        .expect("accepted");
+    // The stop starts `late`, newest, so it is asked once `slow` has ended
+    // (at 2 s): its own 1 s grace period runs from then, not from its start.
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    run.await
+        .expect("joined")
+        .expect("every child stopped in time");
+    assert!(asked.elapsed() >= Duration::from_secs(2));
+    assert!(matches!(late.outcome(), Some(Outcome::Stopped)));
+}

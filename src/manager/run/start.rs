@@ -180,15 +180,15 @@ impl Run<'_> {
         }
         if self.phase.is_stopping() && !core.policy.background {
             // Independent tokens (ordered stop) are not cancelled by the
-            // manager's: a child spawned during the stop must stop too, and
-            // being the newest it is asked first.
+            // manager's: a child spawned during the stop must stop too, in
+            // its turn, and its grace period starts when it is asked.
             if self.shared.settings.ordered_stop {
                 self.stop_order.push((order, key));
             } else {
                 token.cancel();
-            }
-            if let Some(grace) = core.policy.grace {
-                self.timers.set(later(now, grace), TimerKind::Abort, record);
+                if let Some(grace) = core.policy.grace {
+                    self.timers.set(later(now, grace), TimerKind::Abort, record);
+                }
             }
         } else if core.was_asked_to_stop() {
             // Stopped through its handle before it started (ordered start):
