@@ -101,9 +101,11 @@ pub(crate) enum Stage {
 
 /// One running attempt of a child.
 pub(crate) struct Attempt {
-    /// The attempt's token: the child's own, or a child token of it when
-    /// the manager may stop this attempt alone to restart it.
-    pub(crate) token: CancellationToken,
+    /// The attempt's own token, a child token of the child's, when the
+    /// manager may stop this attempt alone to restart it; `None` when the
+    /// attempt uses the child's token (no restart policy), which saves a
+    /// clone per child.
+    pub(crate) own_token: Option<CancellationToken>,
     /// Set once the task is spawned (just after the registry lock).
     pub(crate) abort: Option<AbortHandle>,
     pub(crate) started: Instant,
@@ -170,6 +172,12 @@ impl Record {
         self.stage = next(last);
     }
 
+    /// The token that stops the running attempt, if one runs.
+    pub(crate) fn attempt_token(&self) -> Option<&CancellationToken> {
+        self.attempt()
+            .map(|attempt| attempt.own_token.as_ref().unwrap_or(&self.core.token))
+    }
+
     /// The running attempt, if one runs.
     pub(crate) fn attempt(&self) -> Option<&Attempt> {
         match &self.stage {
@@ -205,6 +213,8 @@ pub(crate) struct Registry {
     order: Vec<ChildKey>,
     /// Whether `order` is kept.
     keep_order: bool,
+    /// Ends since [`shrink`](Registry::shrink) last looked.
+    ends_since_shrink: usize,
 }
 
 /// What an insert brings to the registry, made before the lock is taken.
@@ -225,6 +235,7 @@ impl Registry {
             ready: Vec::new(),
             order: Vec::new(),
             keep_order,
+            ends_since_shrink: 0,
         }
     }
 
@@ -360,14 +371,13 @@ impl Registry {
     /// `Run::end_child` calls this.
     /// Returns the stage the child left, or `None` if it had ended already.
     pub(crate) fn end(&mut self, key: ChildKey, keep: bool) -> Option<(Stage, Option<Record>)> {
-        let record = self.get_mut(key)?;
-        if matches!(record.stage, Stage::Ended) {
-            return None;
-        }
+        let record = self
+            .records
+            .get_mut(key.slot)
+            .filter(|record| record.core.id == key.id && !matches!(record.stage, Stage::Ended))?;
         let left = record.set_stage(Stage::Ended);
-        let core = Arc::clone(&record.core);
-        if self.names.get(&*core.name) == Some(&key.slot) {
-            self.names.remove(&*core.name);
+        if self.names.get(&*record.core.name) == Some(&key.slot) {
+            self.names.remove(&*record.core.name);
         }
         let removed = if keep {
             None
@@ -392,7 +402,15 @@ impl Registry {
 
     /// Gives memory back after a burst: once most of what the registry grew
     /// to is free, its maps and lists shrink to what the live children need.
+    /// Called on every end, it looks only after as many ends as an eighth of the
+    /// name map's capacity, so its cost is amortized and a manager whose
+    /// live count swings does not shrink and grow back in turn.
     pub(crate) fn shrink(&mut self) {
+        self.ends_since_shrink += 1;
+        if self.ends_since_shrink < self.names.capacity() / 8 + 64 {
+            return;
+        }
+        self.ends_since_shrink = 0;
         let live = self.names.len();
         if self.names.capacity() > 4 * live + 64 {
             self.names.shrink_to(2 * live);

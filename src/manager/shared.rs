@@ -230,7 +230,10 @@ impl ManagerShared {
                 let (state, uptime, last) = match record.stage() {
                     Stage::Pending => (Seen::Starting, None, None),
                     Stage::Running(attempt) => (
-                        if attempt.token.is_cancelled() {
+                        if record
+                            .attempt_token()
+                            .is_some_and(CancellationToken::is_cancelled)
+                        {
                             Seen::Stopping
                         } else {
                             Seen::Running

@@ -56,7 +56,10 @@ impl Run<'_> {
                 return;
             };
             self.timers.sweep(&registry);
-            registry.shrink();
+            // A manager that stops gives everything back when it ends.
+            if !self.phase.is_stopping() {
+                registry.shrink();
+            }
             (core, left, removed)
         };
         drop(removed);

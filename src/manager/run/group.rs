@@ -105,8 +105,8 @@ impl Run<'_> {
                             group.queued.push((order, key));
                             GroupRole::Queued
                         } else {
-                            if let Some(attempt) = record.attempt() {
-                                attempt.token.cancel();
+                            if let Some(token) = record.attempt_token() {
+                                token.cancel();
                             }
                             self.arm_grace(record, now);
                             group.stopping += 1;
@@ -161,7 +161,9 @@ impl Run<'_> {
                     continue;
                 };
                 attempt.group = GroupRole::Stopping;
-                attempt.token.cancel();
+                if let Some(token) = record.attempt_token() {
+                    token.cancel();
+                }
                 self.arm_grace(record, now);
                 group.stopping = 1;
                 break;

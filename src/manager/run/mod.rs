@@ -127,6 +127,8 @@ struct Run<'a> {
     tasks: JoinSet<TaskOutput>,
     /// Attempts prepared under the lock, spawned just after it.
     to_spawn: Vec<(Arc<dyn DynRunnable>, Launch)>,
+    /// Their abort handles, on the way into the registry.
+    spawned: Vec<(ChildKey, tokio::task::AbortHandle)>,
     timers: Timers,
     /// Tasks this loop aborted: they come back without their key.
     aborting: HashMap<tokio::task::Id, (ChildKey, AbortCause)>,
@@ -189,6 +191,7 @@ impl<'a> Run<'a> {
             phase: Phase::Running,
             tasks: JoinSet::new(),
             to_spawn: Vec::new(),
+            spawned: Vec::new(),
             timers: Timers::new(),
             aborting: HashMap::new(),
             failures: None,

@@ -110,7 +110,13 @@ impl Run<'_> {
                 self.aborting.remove(&handle.id());
             }
         }
-        if matches!(outcome, Outcome::Completed) && attempt.token.is_cancelled() {
+        if matches!(outcome, Outcome::Completed)
+            && attempt
+                .own_token
+                .as_ref()
+                .unwrap_or(&core.token)
+                .is_cancelled()
+        {
             outcome = Outcome::Stopped;
         }
         let failed = matches!(

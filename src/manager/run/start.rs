@@ -119,8 +119,7 @@ impl Run<'_> {
 
     /// A restart came due: the next attempt starts, unless the child was
     /// stopped through its handle just then, which makes its end final.
-    pub(super) fn restart_due(&mut self, key: ChildKey) {
-        let now = Instant::now();
+    pub(super) fn restart_due(&mut self, key: ChildKey, now: Instant) {
         let (stopped, in_group) = {
             let shared = self.shared;
             let mut registry = shared.registry();
@@ -156,17 +155,14 @@ impl Run<'_> {
         let attempt = core.begin_attempt(self.scope.started);
         // A child that may restart gets a token per attempt, so the manager
         // can stop one attempt without stopping the child.
-        let token = if record.restart.is_none() {
-            core.token.clone()
-        } else {
-            core.token.child_token()
-        };
+        let own_token = record.restart.is_some().then(|| core.token.child_token());
+        let token = own_token.clone().unwrap_or_else(|| core.token.clone());
         let order = self.next_order;
         self.next_order += 1;
         // Timers for this attempt are set after this: they carry its epoch.
         record.restage(|previous| {
             Stage::Running(Attempt {
-                token: token.clone(),
+                own_token,
                 abort: None,
                 started: now,
                 order,
@@ -230,14 +226,14 @@ impl Run<'_> {
         if self.to_spawn.is_empty() {
             return;
         }
-        let spawned: Vec<_> = self
-            .to_spawn
-            .drain(..)
-            .map(|(runnable, launch): (Arc<dyn DynRunnable>, Launch)| {
+        // Both lists are kept between turns, so that a turn allocates nothing.
+        let mut spawned = std::mem::take(&mut self.spawned);
+        spawned.extend(self.to_spawn.drain(..).map(
+            |(runnable, launch): (Arc<dyn DynRunnable>, Launch)| {
                 let key = launch.key;
                 (key, runnable.spawn(&mut self.tasks, launch))
-            })
-            .collect();
+            },
+        ));
         if self.to_spawn.capacity() > 1024 {
             // A burst of inserts is over: give its batch's memory back.
             self.to_spawn = Vec::new();
@@ -245,7 +241,7 @@ impl Run<'_> {
         let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
         let shared = self.shared;
         let mut registry = shared.registry();
-        for (key, abort) in spawned {
+        for (key, abort) in spawned.drain(..) {
             let Some(record) = registry.get_mut(key) else {
                 continue;
             };
@@ -255,6 +251,10 @@ impl Run<'_> {
             if forced && !record.core.policy.background {
                 self.abort(record, AbortCause::Grace(std::time::Duration::ZERO));
             }
+        }
+        drop(registry);
+        if spawned.capacity() <= 1024 {
+            self.spawned = spawned;
         }
     }
 }

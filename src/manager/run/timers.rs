@@ -13,6 +13,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::Run;
 use super::stop::AbortCause;
@@ -181,8 +182,11 @@ impl Run<'_> {
                         self.abort(record, AbortCause::StartTimeout(timeout));
                     }
                     // A child asked to stop has its grace period instead.
-                    (TimerKind::Liveness, Stage::Running(attempt))
-                        if !self.phase.is_stopping() && !attempt.token.is_cancelled() =>
+                    (TimerKind::Liveness, Stage::Running(_))
+                        if !self.phase.is_stopping()
+                            && !record
+                                .attempt_token()
+                                .is_some_and(CancellationToken::is_cancelled) =>
                     {
                         let stale_after = record.core.policy.stale_after.unwrap_or_default();
                         let since = record.core.since_beat(self.scope.started);
@@ -207,7 +211,7 @@ impl Run<'_> {
             self.timers.sweep(registry);
         }
         for key in restarts {
-            self.restart_due(key);
+            self.restart_due(key, now);
         }
     }
 }
