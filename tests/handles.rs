@@ -208,3 +208,17 @@ async fn is_shutdown_requested_is_false_while_the_child_runs_and_true_after_a_st
     assert!(matches!(child.wait().await, Outcome::Stopped));
     run.await.expect("joined").expect("clean stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_contexts_debug_output_shows_its_path_and_whether_it_was_asked_to_stop() {
+    let (worker, mut probe) = probed("worker", |ctx| format!("{ctx:?}"));
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager.insert(worker).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    let shown = probe.ask().await;
+    assert!(shown.contains("root/worker"), "{shown}");
+    assert!(shown.contains("shutdown_requested: false"), "{shown}");
+    drop(probe);
+    child.wait().await;
+    run.await.expect("joined").expect("clean end");
+}
