@@ -222,3 +222,18 @@ async fn a_contexts_debug_output_shows_its_path_and_whether_it_was_asked_to_stop
     child.wait().await;
     run.await.expect("joined").expect("clean end");
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_context_knows_the_id_of_its_own_child() {
+    let manager = ProcessManager::new();
+    manager.insert(IdleProcess).expect("accepted");
+    let (worker, mut probe) = probed("worker", |ctx| ctx.id());
+    let child = manager.insert(worker).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert_ne!(child.id(), 0, "the second child has an id of its own");
+    assert_eq!(probe.ask().await, child.id());
+    drop(probe);
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
