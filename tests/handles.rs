@@ -1,13 +1,18 @@
 //! Handles: cheap, shareable, aimed at one child or the whole subtree, and
 //! well-behaved after the process has ended.
 
+mod common;
+
 use std::fmt::Debug;
+use std::time::Duration;
 
 use procmgr::{
     ChildHandle, ControlError, ControlMessage, IdleProcess, ManagerHandle, Outcome, ProcessManager,
     Runnable, process_fn,
 };
 use tokio::sync::mpsc;
+
+use common::probed;
 
 fn assert_handle<T: Clone + Send + Sync + Debug + 'static>() {}
 
@@ -161,4 +166,74 @@ async fn the_context_knows_id_name_path_and_token() {
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
     assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_until_shutdown_returns_the_output_of_a_future_that_finishes_first() {
+    let (tx, mut outputs) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    manager
+        .insert(process_fn("worker", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                let output = ctx
+                    .run_until_shutdown(async {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        7
+                    })
+                    .await;
+                tx.send(output).expect("test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert_eq!(outputs.recv().await, Some(Some(7)));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn is_shutdown_requested_is_false_while_the_child_runs_and_true_after_a_stop_request() {
+    let (worker, mut probe) = probed("worker", |ctx| ctx.is_shutdown_requested());
+    let manager = ProcessManager::new();
+    let child = manager.insert(worker).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    assert!(!probe.ask().await, "running and not asked to stop");
+    child.request_shutdown().expect("running");
+    assert!(probe.ask().await, "asked to stop");
+    drop(probe);
+    assert!(matches!(child.wait().await, Outcome::Stopped));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_contexts_debug_output_shows_its_path_and_whether_it_was_asked_to_stop() {
+    let (worker, mut probe) = probed("worker", |ctx| format!("{ctx:?}"));
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager.insert(worker).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    let shown = probe.ask().await;
+    assert!(shown.contains("root/worker"), "{shown}");
+    assert!(shown.contains("shutdown_requested: false"), "{shown}");
+    drop(probe);
+    child.wait().await;
+    run.await.expect("joined").expect("clean end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_context_knows_the_id_of_its_own_child() {
+    let manager = ProcessManager::new();
+    manager.insert(IdleProcess).expect("accepted");
+    let (worker, mut probe) = probed("worker", |ctx| ctx.id());
+    let child = manager.insert(worker).expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    assert_ne!(child.id(), 0, "the second child has an id of its own");
+    assert_eq!(probe.ask().await, child.id());
+    drop(probe);
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
 }

@@ -68,6 +68,44 @@ async fn a_fail_restart_stop_cycle_arrives_in_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panic_is_published_with_its_message_before_the_restart() {
+    let manager = ProcessManager::builder().name("root").build();
+    let mut events = manager.handle().subscribe();
+    manager
+        .insert_with(
+            process_fn("worker", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    panic!("kaboom {}", 42);
+                }
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().restart(Restart::OnFailure).backoff(
+                Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))
+                    .jitter(procmgr::Jitter::None),
+            ),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+
+    assert_eq!(
+        drain(&mut events).await,
+        [
+            "root/worker: started (attempt 1)",
+            "root/worker: panicked: kaboom 42",
+            "root/worker: restarting as attempt 2 in 100ms",
+            "root/worker: started (attempt 2)",
+            "root: shutting down: requested through a handle",
+            "root/worker: ended: stopped",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn events_of_nested_managers_reach_the_root_with_full_paths() {
     let nested = ProcessManager::builder().name("inner").build();
     let mut inner_events = nested.handle().subscribe();

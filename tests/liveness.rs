@@ -101,6 +101,35 @@ async fn a_child_that_keeps_beating_keeps_running() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_ready_child_that_keeps_beating_keeps_running() {
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            process_fn("steady", |ctx| async move {
+                ctx.mark_ready();
+                loop {
+                    tokio::select! {
+                        () = ctx.shutdown_requested() => return Ok::<_, std::io::Error>(()),
+                        () = tokio::time::sleep(Duration::from_millis(900)) => ctx.heartbeat(),
+                    }
+                }
+            }),
+            ChildOptions::new().heartbeat_timeout(Duration::from_secs(1)),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(child.is_ready());
+    assert!(
+        !child.is_finished(),
+        "its heartbeats went unheard once ready"
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_context_kept_after_its_attempt_cannot_keep_the_next_attempt_alive() {
     let manager = ProcessManager::builder().name("root").build();
     manager

@@ -74,6 +74,39 @@ async fn a_restart_makes_the_manager_unready_until_the_new_attempt_is_ready() {
     let waiting = Instant::now();
     handle.ready().await; // ready again at 13 + 2 = 15 s
     assert_eq!(waiting.elapsed(), Duration::from_secs(2));
+    assert!(handle.is_ready(), "ready again");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn marking_ready_twice_in_one_attempt_counts_once() {
+    let manager = ProcessManager::new();
+    manager
+        .insert_with(
+            process_fn("eager", |ctx| async move {
+                ctx.mark_ready();
+                ctx.mark_ready();
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            counted(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(readies("slow", Duration::from_secs(5), false), counted())
+        .expect("accepted");
+    let handle = manager.handle();
+    let started = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !handle.is_ready(),
+        "the second mark_ready stood in for the slow child"
+    );
+    handle.ready().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use procmgr::{
-    ChildOptions, FailureCause, IdleProcess, Outcome, ProcessManager, Runnable, ShutdownReason,
-    Signal, process_fn,
+    Backoff, ChildOptions, FailureCause, IdleProcess, Outcome, ProcessManager, Restart, Runnable,
+    ShutdownReason, Signal, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -132,6 +132,93 @@ async fn a_child_stopped_alone_sees_a_request_and_nested_children_see_their_pare
         ShutdownReason::Parent(Box::new(ShutdownReason::Signal(Signal::Interrupt)))
     );
     assert_eq!(reason.root(), &ShutdownReason::Signal(Signal::Interrupt));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_stopped_through_its_handle_still_sees_a_request_after_its_manager_stops_for_a_signal()
+ {
+    let (tx, mut reasons) = mpsc::unbounded_channel();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("worker", move |ctx| {
+            let (tx, started_tx) = (tx.clone(), started_tx.clone());
+            async move {
+                started_tx.send(()).expect("test listens");
+                ctx.shutdown_requested().await;
+                tx.send(ctx.shutdown_reason()).expect("test listens");
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    started.recv().await.expect("started");
+
+    child.request_shutdown().expect("running");
+    handle
+        .request_shutdown_with(ShutdownReason::Signal(Signal::Terminate))
+        .expect("running");
+    assert_eq!(reasons.recv().await, Some(Some(ShutdownReason::Requested)));
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_after_a_group_restart_no_longer_sees_the_failure_that_restarted_it() {
+    // (attempt, None) when an attempt starts, (attempt, its reason) when it
+    // is asked to stop.
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let restartable = ChildOptions::new()
+        .restart(Restart::OnFailure)
+        .backoff(Backoff::none());
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(Strategy::OneForAll)
+        .build();
+    let steady = manager
+        .insert_with(
+            process_fn("steady", move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    tx.send((ctx.attempt(), None)).expect("test listens");
+                    ctx.shutdown_requested().await;
+                    tx.send((ctx.attempt(), ctx.shutdown_reason()))
+                        .expect("test listens");
+                    Ok::<_, std::io::Error>(())
+                }
+            }),
+            restartable.clone(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("flaky", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("broke");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            restartable,
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+
+    assert_eq!(seen.recv().await, Some((1, None)));
+    let restarted = ShutdownReason::ChildFailed {
+        path: "root/flaky".to_owned(),
+    };
+    assert_eq!(seen.recv().await, Some((1, Some(restarted))));
+    assert_eq!(seen.recv().await, Some((2, None)));
+    steady.request_shutdown().expect("running");
+    assert_eq!(
+        seen.recv().await,
+        Some((2, Some(ShutdownReason::Requested)))
+    );
+    handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }
 

@@ -1,8 +1,13 @@
 //! Reloads and custom messages never block the sender, coalesce for a busy
 //! child, and are never missed.
 
-use procmgr::{ControlMessage, ProcessManager, process_fn};
+mod common;
+
+use procmgr::{ChildHandle, Context, ControlMessage, Outcome, ProcessManager, process_fn};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use common::{Probe, probed};
 
 #[tokio::test(start_paused = true)]
 async fn reloads_to_a_busy_child_coalesce_but_are_never_missed() {
@@ -197,5 +202,74 @@ async fn a_reload_before_the_child_first_looks_is_delivered() {
     let run = tokio::spawn(manager.into_future());
     assert_eq!(seen.recv().await.as_deref(), Some("Some(Reload)"));
     handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+/// What `try_recv` hands out now, until it returns `None` (at most ten, so
+/// that a `try_recv` that never runs dry fails the test instead of hanging
+/// it).
+fn drain(ctx: &mut Context) -> Vec<String> {
+    std::iter::from_fn(|| ctx.try_recv())
+        .take(10)
+        .map(|message| match message {
+            ControlMessage::Custom(custom) => match custom.downcast::<u32>() {
+                Ok(n) => format!("custom {n}"),
+                Err(other) => format!("unexpected {other:?}"),
+            },
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+type Drained = (
+    ChildHandle,
+    Probe<Vec<String>>,
+    JoinHandle<Result<procmgr::Exit, procmgr::RunError>>,
+);
+
+/// A running manager whose one child drains its inbox with `try_recv`
+/// whenever the test asks.
+fn run_a_drainer() -> Drained {
+    let (drainer, probe) = probed("drainer", drain);
+    let manager = ProcessManager::new();
+    let child = manager.insert(drainer).expect("accepted");
+    (child, probe, tokio::spawn(manager.into_future()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_recv_returns_none_when_no_message_waits() {
+    let (child, mut probe, run) = run_a_drainer();
+    assert!(probe.ask().await.is_empty());
+    drop(probe);
+    assert!(matches!(child.wait().await, Outcome::Completed));
+    run.await.expect("joined").expect("clean end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_recv_returns_a_reload_then_custom_messages_in_order() {
+    let (child, mut probe, run) = run_a_drainer();
+    child.send(1_u32).expect("running");
+    child.send(2_u32).expect("running");
+    child.request_reload().expect("running");
+    child.request_reload().expect("running");
+    assert_eq!(probe.ask().await, ["Reload", "custom 1", "custom 2"]);
+    assert!(probe.ask().await.is_empty(), "each was handed out once");
+    child.send(3_u32).expect("running");
+    assert_eq!(probe.ask().await, ["custom 3"]);
+    drop(probe);
+    child.wait().await;
+    run.await.expect("joined").expect("clean end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_recv_returns_shutdown_first_and_only_once() {
+    let (child, mut probe, run) = run_a_drainer();
+    child.send(3_u32).expect("running");
+    child.request_reload().expect("running");
+    child.request_shutdown().expect("running");
+    assert_eq!(probe.ask().await, ["Shutdown", "Reload", "custom 3"]);
+    assert!(probe.ask().await.is_empty(), "shutdown was handed out once");
+    drop(probe);
+    assert!(matches!(child.wait().await, Outcome::Stopped));
     run.await.expect("joined").expect("clean stop");
 }

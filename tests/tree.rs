@@ -139,3 +139,56 @@ async fn a_snapshot_follows_a_child_through_its_states() {
     ));
     assert_eq!(handle.snapshot()[1].path(), "root/worker");
 }
+
+/// Panics with `kaboom 42` after 1 s in its first attempt; later attempts
+/// wait for shutdown.
+fn panics_once() -> impl procmgr::Runnable {
+    process_fn("worker", |ctx| async move {
+        if ctx.attempt() == 1 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            panic!("kaboom {}", 42);
+        }
+        ctx.shutdown_requested().await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+fn last_error(handle: &procmgr::ManagerHandle) -> Option<String> {
+    handle.snapshot()[0].last_error().map(str::to_owned)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicked_childs_last_error_is_its_panic_message_through_its_restart() {
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            panics_once(),
+            ChildOptions::new().restart(Restart::OnFailure).backoff(
+                Backoff::exponential(Duration::from_secs(3), Duration::from_secs(3))
+                    .jitter(Jitter::None),
+            ),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(2)).await; // panicked at 1 s
+    assert_eq!(last_error(&handle).as_deref(), Some("kaboom 42"));
+    tokio::time::sleep(Duration::from_secs(3)).await; // restarted at 4 s
+    assert_eq!(child.restarts(), 1);
+    assert_eq!(last_error(&handle).as_deref(), Some("kaboom 42"));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_panic_stays_the_last_error_of_a_child_kept_after_it_ended() {
+    let manager = ProcessManager::builder().auto_cleanup(false).build();
+    manager.insert(panics_once()).expect("accepted");
+    let handle = manager.handle();
+    manager.await.expect_err("the panic is a failure");
+    assert!(matches!(
+        handle.snapshot()[0].state(),
+        ChildState::Ended(procmgr::Outcome::Panicked(_))
+    ));
+    assert_eq!(last_error(&handle).as_deref(), Some("kaboom 42"));
+}

@@ -8,7 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use procmgr::{ProcessManager, Runnable, process_fn};
+use procmgr::{Context, ProcessManager, Runnable, process_fn};
+use tokio::sync::mpsc;
 
 /// Runs `root` with a child that waits for shutdown (`steady`) and one that
 /// fails at once (`flaky`).
@@ -42,6 +43,45 @@ pub(crate) fn stops_when_asked(name: &'static str) -> impl Runnable {
         ctx.shutdown_requested().await;
         Ok::<_, std::io::Error>(())
     })
+}
+
+/// The test's end of a [`probed`] child: each [`ask`](Probe::ask) makes the
+/// child look at its context once, at a moment the test chooses.
+pub(crate) struct Probe<T> {
+    pokes: mpsc::UnboundedSender<()>,
+    answers: mpsc::UnboundedReceiver<T>,
+}
+
+impl<T> Probe<T> {
+    /// Has the child run its `look` now and returns what it saw.
+    pub(crate) async fn ask(&mut self) -> T {
+        self.pokes.send(()).expect("the child listens");
+        self.answers.recv().await.expect("the child answers")
+    }
+}
+
+/// A child that does nothing but run `look` on its context each time the
+/// test asks through the returned [`Probe`]; it returns `Ok` once the probe
+/// is dropped. Runs once: a restart would find no one to answer.
+pub(crate) fn probed<T: Send + 'static>(
+    name: &'static str,
+    look: fn(&mut Context) -> T,
+) -> (impl Runnable, Probe<T>) {
+    let (pokes, poked) = mpsc::unbounded_channel();
+    let (answer, answers) = mpsc::unbounded_channel();
+    let poked = Mutex::new(Some(poked));
+    let child = process_fn(name, move |mut ctx| {
+        let poked = poked.lock().expect("lock").take();
+        let answer = answer.clone();
+        async move {
+            let mut poked = poked.expect("runs once");
+            while poked.recv().await.is_some() {
+                answer.send(look(&mut ctx)).expect("the test listens");
+            }
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    (child, Probe { pokes, answers })
 }
 
 /// Runs `scenario` on a thread of its own, on a current-thread runtime with
