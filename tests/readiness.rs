@@ -317,3 +317,52 @@ async fn idle_process_is_ready_so_an_ordered_start_goes_on_past_it() {
     let result = run.await.expect("joined");
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ordered_start_waits_for_the_awaited_child_even_when_another_child_ends() {
+    let manager = ProcessManager::builder()
+        .ordered_start(Duration::from_secs(60))
+        .build();
+    // Ready at 5 s; `second` starts only then.
+    manager
+        .insert(process_fn("first", |ctx| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ctx.mark_ready();
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&started);
+    manager
+        .insert(process_fn("second", move |ctx| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.store(true, Ordering::SeqCst);
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+    // Inserted while the manager runs, so it starts at once, and ends at 1 s.
+    handle
+        .insert(process_fn("brief", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("running")
+        .wait()
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !started.load(Ordering::SeqCst),
+        "`second` started before `first` was ready"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(started.load(Ordering::SeqCst), "`first` is ready at 5 s");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
