@@ -376,9 +376,9 @@ impl Registry {
             .get_mut(key.slot)
             .filter(|record| record.core.id == key.id && !matches!(record.stage, Stage::Ended))?;
         let left = record.set_stage(Stage::Ended);
-        if self.names.get(&*record.core.name) == Some(&key.slot) {
-            self.names.remove(&*record.core.name);
-        }
+        // A live child's name maps to its slot: no other child can take the
+        // name before this one has ended.
+        self.names.remove(&*record.core.name);
         let removed = if keep {
             None
         } else {
