@@ -11,12 +11,20 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use super::Run;
-use super::end::Ending;
 use super::stop::AbortCause;
 use super::task::{DynRunnable, Launch};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
+
+/// What a restart that came due did.
+pub(super) enum RestartDue {
+    /// The next attempt runs; `in_group` if it restarted with its group.
+    Started { in_group: bool },
+    /// The child was stopped through its handle: its end is to be made
+    /// final.
+    Stopped,
+}
 
 impl Run<'_> {
     /// Everything the loop does between waits: spawn accepted children,
@@ -117,34 +125,24 @@ impl Run<'_> {
         }
     }
 
-    /// A restart came due: the next attempt starts, unless the child was
-    /// stopped through its handle just then, which makes its end final.
-    pub(super) fn restart_due(&mut self, key: ChildKey, now: Instant) {
-        let (stopped, in_group) = {
-            let shared = self.shared;
-            let mut registry = shared.registry();
-            let Some(record) = registry.get_mut(key) else {
-                return;
-            };
-            if !matches!(record.stage(), Stage::Backoff { .. }) {
-                return;
-            }
-            let in_group = self.backoff_is_group(&record.core);
-            let stopped = record.core.token.is_cancelled();
-            if !stopped {
-                self.launch(record, now);
-            }
-            (stopped, in_group)
-        };
-        if stopped {
-            // `end_child` tells the group.
-            self.end_child(key, Ending::Waiting);
-        } else {
-            self.flush_spawns();
-            if in_group {
-                self.left_group_backoff();
+    /// A restart came due (under the registry lock): the next attempt
+    /// starts, spawned at once, unless the child was stopped through its
+    /// handle just then, which makes its end final (after the lock).
+    pub(super) fn restart_due(&mut self, record: &mut Record, now: Instant) -> RestartDue {
+        let in_group = self.backoff_is_group(&record.core);
+        if record.core.token.is_cancelled() {
+            return RestartDue::Stopped;
+        }
+        self.launch(record, now);
+        // One child: spawned under the lock, which saves taking it again
+        // to store the abort handle. Nothing else waits in `to_spawn` here.
+        if let Some((runnable, launch)) = self.to_spawn.pop() {
+            let abort = runnable.spawn(&mut self.tasks, launch);
+            if let Some(attempt) = record.attempt_mut() {
+                attempt.abort = Some(abort);
             }
         }
+        RestartDue::Started { in_group }
     }
 
     /// Prepares the record's next attempt; it is spawned by

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Run;
+use super::end::Ending;
+use super::start::RestartDue;
 use super::stop::AbortCause;
 use crate::control::ChildKey;
 use crate::manager::registry::{Phase, Record, Registry, Stage};
@@ -202,7 +204,7 @@ impl Run<'_> {
                         }
                     }
                     (TimerKind::Restart, Stage::Backoff { .. }) if !self.phase.is_stopping() => {
-                        restarts.push(key);
+                        restarts.push((key, self.restart_due(record, now)));
                     }
                     _ => {}
                 }
@@ -210,8 +212,14 @@ impl Run<'_> {
             // Attempts that restart leave void entries too, not only ends.
             self.timers.sweep(registry);
         }
-        for key in restarts {
-            self.restart_due(key, now);
+        // After the lock: what follows a final end, and a group restart
+        // that is over once its members run again.
+        for (key, restart) in restarts {
+            match restart {
+                RestartDue::Stopped => self.end_child(key, Ending::Waiting),
+                RestartDue::Started { in_group: true } => self.left_group_backoff(),
+                RestartDue::Started { in_group: false } => {}
+            }
         }
     }
 }
