@@ -688,3 +688,58 @@ async fn a_child_started_during_an_ordered_stop_gets_its_grace_period_when_its_t
     assert!(asked.elapsed() >= Duration::from_secs(2));
     assert!(matches!(late.outcome(), Some(Outcome::Stopped)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sibling_outside_the_group_ending_does_not_release_inserts_held_for_the_group() {
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::RestForOne)
+        .build();
+    // Before the trigger, so not in its group; ends by itself at 3 s.
+    manager
+        .insert(process_fn("outside", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    // Fails at 1 s; restarts after 5 s, at 6 s.
+    manager
+        .insert_with(
+            process_fn("trigger", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("broke");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new().restart(Restart::OnFailure).backoff(
+                Backoff::exponential(Duration::from_secs(5), Duration::from_secs(5))
+                    .jitter(Jitter::None),
+            ),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&started);
+    handle
+        .insert(process_fn("held", move |ctx| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    tokio::time::sleep(Duration::from_secs(2)).await; // 4 s: `outside` ended
+    assert!(
+        !started.load(std::sync::atomic::Ordering::SeqCst),
+        "`held` started while the group's trigger still waits"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await; // 7 s
+    assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
