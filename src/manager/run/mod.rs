@@ -15,7 +15,8 @@
 //! | `timers.rs` | the timer heap and what a due timer does |
 //! | `end.rs` | the one transition to a child's final end |
 //!
-//! A run's phase (`registry::Phase`) changes only in [`Run::enter`]:
+//! A run's phase (`registry::Phase`) changes in [`Run::enter`] (and where the
+//! run starts and where an unfinished manager is abandoned):
 //!
 //! ```text
 //! Idle ──run──▶ Running ──shutdown requested──▶ Stopping ──┐
