@@ -76,3 +76,6 @@ pub use manager::{
     RestartLimit, Strategy, TreeNode, TreeSnapshot,
 };
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};
+/// The token type of [`Context::token`] and [`Context::child_token`],
+/// re-exported so that no `tokio-util` dependency of your own is needed.
+pub use tokio_util::sync::CancellationToken;

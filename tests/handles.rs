@@ -237,3 +237,37 @@ async fn each_context_knows_the_id_of_its_own_child() {
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_child_token_stops_nothing_but_a_stop_reaches_it() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("server", move |ctx| {
+            let tx = std::sync::Arc::clone(&tx);
+            async move {
+                let given = ctx.child_token();
+                given.cancel();
+                let later = ctx.child_token();
+                let still_running = !ctx.is_shutdown_requested();
+                ctx.shutdown_requested().await;
+                if let Some(tx) = tx.lock().expect("lock").take() {
+                    let _ = tx.send((still_running, later.is_cancelled()));
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !child.is_finished(),
+        "a cancelled child token stopped the child"
+    );
+    child.shutdown().await;
+    let (still_running, later_cancelled) = rx.await.expect("reported");
+    assert!(still_running);
+    assert!(later_cancelled, "a stop reaches every child token");
+    run.await.expect("joined").expect("clean stop");
+}

@@ -158,16 +158,42 @@ impl Context {
         Some(self.scope.reason.get().unwrap_or(ShutdownReason::Requested))
     }
 
-    /// A token that is cancelled when shutdown of this process is requested,
-    /// for libraries that take one (for example as the signal of axum's
-    /// `with_graceful_shutdown`). Cancelling it yourself requests shutdown of
+    /// A token that is cancelled when shutdown of this process is requested.
+    /// Cancelling it yourself requests shutdown of
     /// this process alone, without starting its grace period (a later
     /// request through a handle still starts it). For a child with a restart
     /// policy the token belongs to this attempt: cancelling it ends the
     /// attempt as if it were asked to stop, and under
     /// [`Restart::Always`](crate::Restart::Always) the child starts again.
+    /// Hand code that may cancel what it is given a
+    /// [`child_token`](Context::child_token) instead.
     pub fn token(&self) -> CancellationToken {
         self.token.clone()
+    }
+
+    /// A child token of this process's token, for a library that takes a
+    /// token and may cancel it (as a server's graceful shutdown does when
+    /// it is done): it is cancelled when shutdown of this process is
+    /// requested, but cancelling it stops nothing but what it was given to.
+    /// Prefer it over [`token`](Context::token) whenever the receiver is not
+    /// your own code.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{CancellationToken, Context};
+    ///
+    /// async fn serve(ctx: Context) -> Result<(), std::io::Error> {
+    ///     let for_the_library: CancellationToken = ctx.child_token();
+    ///     // hand `for_the_library` to a server; if it cancels it, this
+    ///     // process keeps running.
+    ///     for_the_library.cancel();
+    ///     assert!(!ctx.is_shutdown_requested());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn child_token(&self) -> CancellationToken {
+        self.token.child_token()
     }
 
     /// Runs `future` until it completes or shutdown is requested, whichever
