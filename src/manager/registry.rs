@@ -369,13 +369,19 @@ impl Registry {
     /// `keep` off removes its record (returned, to be dropped after the
     /// lock: dropping it may drop the user's process). Only
     /// `Run::end_child` calls this.
-    /// Returns the stage the child left, or `None` if it had ended already.
-    pub(crate) fn end(&mut self, key: ChildKey, keep: bool) -> Option<(Stage, Option<Record>)> {
+    /// Returns the child's core and the stage it left, or `None` if it had
+    /// ended already.
+    pub(crate) fn end(
+        &mut self,
+        key: ChildKey,
+        keep: bool,
+    ) -> Option<(Arc<ChildCore>, Stage, Option<Record>)> {
         let record = self
             .records
             .get_mut(key.slot)
             .filter(|record| record.core.id == key.id && !matches!(record.stage, Stage::Ended))?;
         let left = record.set_stage(Stage::Ended);
+        let core = Arc::clone(&record.core);
         // A live child's name maps to its slot: no other child can take the
         // name before this one has ended.
         self.names.remove(&*record.core.name);
@@ -385,7 +391,7 @@ impl Registry {
             self.records.remove(key.slot)
         };
         self.sweep_order();
-        Some((left, removed))
+        Some((core, left, removed))
     }
 
     /// Drops ended children from `order` once they are half of it.

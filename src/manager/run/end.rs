@@ -49,10 +49,7 @@ impl Run<'_> {
         let (core, left, removed) = {
             let shared = self.shared;
             let mut registry = shared.registry();
-            let Some(core) = registry.get(key).map(|record| Arc::clone(&record.core)) else {
-                return;
-            };
-            let Some((left, removed)) = registry.end(key, keep) else {
+            let Some((core, left, removed)) = registry.end(key, keep) else {
                 return;
             };
             self.timers.sweep(&registry);

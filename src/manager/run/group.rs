@@ -215,13 +215,16 @@ impl Run<'_> {
                 }
             }
         }
-        self.group = Some(Group::Scheduled {
-            waiting: waiting + 1,
-        });
+        if waiting == 0 {
+            // Nobody restarts: inserts that waited for the group start now.
+            self.group = None;
+            self.work_for_next_turn();
+        } else {
+            self.group = Some(Group::Scheduled { waiting });
+        }
         for (key, ending) in finals {
             self.end_child(key, ending);
         }
-        self.left_group_backoff();
     }
 
     /// A member of a scheduled group left its backoff: it started again, or

@@ -142,15 +142,15 @@ impl Run<'_> {
     }
 
     /// Step 5: asks the background children to stop, once no other child is
-    /// left and no insert waits; `false` if one does.
-    pub(super) fn stop_background(&mut self) -> bool {
+    /// left; an insert that waits is spawned first, on the next turn.
+    pub(super) fn stop_background(&mut self) {
         let now = Instant::now();
         let mut waiting = Vec::new();
         {
             let shared = self.shared;
             let mut registry = shared.registry();
             if registry.has_pending() {
-                return false;
+                return;
             }
             self.enter_locked(&mut registry, Phase::StoppingBackground);
             // The manager is stopping, and says so to anyone who asks
@@ -174,7 +174,6 @@ impl Run<'_> {
         for key in waiting {
             self.end_child(key, Ending::Waiting);
         }
-        true
     }
 
     /// Aborts every child but the background ones at once.
