@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::control::ShutdownReason;
-use crate::manager::RestartLimit;
+use crate::policy::RestartLimit;
 
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
 #[derive(Debug, Clone)]

@@ -59,6 +59,7 @@ pub mod builtin;
 mod control;
 mod error;
 mod manager;
+mod policy;
 mod runnable;
 
 pub use builtin::IdleProcess;
@@ -71,10 +72,10 @@ pub use error::{
     InsertErrorKind, RunError, SendError,
 };
 pub use manager::{
-    Backoff, ChildInfo, ChildOptions, ChildState, DEFAULT_GRACE_PERIOD, Exit, Jitter,
-    ManagerHandle, NESTED_GRACE_MARGIN, ProcessManager, ProcessManagerBuilder, Restart,
-    RestartLimit, Strategy, TreeNode, TreeSnapshot,
+    ChildInfo, ChildState, DEFAULT_GRACE_PERIOD, Exit, ManagerHandle, NESTED_GRACE_MARGIN,
+    ProcessManager, ProcessManagerBuilder, TreeNode, TreeSnapshot,
 };
+pub use policy::{Backoff, ChildOptions, Jitter, Restart, RestartLimit, Strategy};
 pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};
 /// The token type of [`Context::token`] and [`Context::child_token`],
 /// re-exported so that no `tokio-util` dependency of your own is needed.

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::control::Context;
-use crate::manager::ChildOptions;
+use crate::policy::ChildOptions;
 
 /// The error a process may fail with: any error type, boxed.
 ///

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::shared::{ManagerShared, Settings};
-use super::{ChildOptions, DEFAULT_GRACE_PERIOD, ProcessManager, Strategy};
+use super::{DEFAULT_GRACE_PERIOD, ProcessManager};
 use crate::error::{BuildError, InsertErrorKind};
+use crate::policy::{ChildOptions, Strategy};
 use crate::runnable::Runnable;
 
 /// Inserts one child given up front; `Err` names it and says why it was

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::shared::ManagerShared;
-use super::{ChildInfo, ChildOptions, TreeSnapshot};
+use super::{ChildInfo, TreeSnapshot};
 use crate::control::{ChildHandle, Events, Outcome, ProcessControlHandler, ShutdownReason};
 use crate::error::{ControlError, InsertError};
+use crate::policy::ChildOptions;
 use crate::runnable::Runnable;
 
 /// A handle to a [`ProcessManager`](crate::ProcessManager): insert children,

@@ -4,9 +4,7 @@ mod builder;
 mod events;
 mod exit;
 mod handle;
-mod options;
 mod registry;
-mod restart;
 mod run;
 mod shared;
 mod slab;
@@ -23,12 +21,11 @@ use futures::future::BoxFuture;
 pub use builder::ProcessManagerBuilder;
 pub use exit::Exit;
 pub use handle::ManagerHandle;
-pub use options::ChildOptions;
-pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
 pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
 
 use crate::control::{ChildHandle, Context};
 use crate::error::{InsertError, RunError};
+use crate::policy::ChildOptions;
 use crate::runnable::Runnable;
 use shared::ManagerShared;
 

@@ -28,11 +28,11 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::restart::RestartState;
 use super::slab::Slab;
 use crate::control::{ChildCore, ChildKey, Outcome};
 use crate::error::InsertErrorKind;
 use crate::manager::run::DynRunnable;
+use crate::policy::RestartState;
 
 /// Where a manager's run is. The loop changes it through one method
 /// (`Run::enter`), under the registry lock, so inserts and the loop never

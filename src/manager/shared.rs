@@ -16,15 +16,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{Admission, Phase, Registry, Stage};
-use super::restart::RestartState;
-use super::{
-    ChildInfo, ChildOptions, ChildState, ManagerHandle, Restart, Strategy, TreeNode, TreeSnapshot,
-};
+use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
     ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell,
     ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
+use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
 use crate::runnable::{Runnable, is_process_fn};
 
 /// How a manager is set up; fixed when it is built.

@@ -18,9 +18,9 @@ use super::Run;
 use super::stop::AbortCause;
 use crate::control::{ChildCore, ChildKey, EventKind, Outcome, ShutdownReason};
 use crate::error::{ChildFailure, ChildFailures, FailureCause, RunError};
-use crate::manager::RestartLimit;
 use crate::manager::events;
 use crate::manager::registry::Stage;
+use crate::policy::RestartLimit;
 
 /// How a child's end became final.
 pub(super) enum Ending {

@@ -23,8 +23,8 @@ use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
 use crate::control::{ChildCore, ChildKey, Outcome, ShutdownReason};
-use crate::manager::Strategy;
 use crate::manager::registry::{GroupRole, Stage};
+use crate::policy::Strategy;
 
 /// A group restart in flight.
 pub(super) enum Group {

@@ -49,12 +49,12 @@ pub(crate) use task::{DynRunnable, Launch, TaskOutput};
 
 use super::exit::Exit;
 use super::registry::{Phase, Registry};
-use super::restart::Random;
 use super::shared::ManagerShared;
 use crate::control::{
     ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
 };
 use crate::error::{ChildFailures, RunError};
+use crate::policy::Random;
 use group::Group;
 use stop::AbortCause;
 use timers::Timers;

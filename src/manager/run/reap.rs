@@ -17,7 +17,7 @@ use super::timers::{TimerKind, later};
 use crate::control::{ChildCore, ChildKey, EventKind, Outcome};
 use crate::manager::events;
 use crate::manager::registry::{GroupRole, Stage};
-use crate::manager::{Restart, Strategy};
+use crate::policy::{Restart, Strategy};
 
 /// What follows an attempt's end, decided under the registry lock and done
 /// after it.
