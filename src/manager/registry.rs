@@ -441,3 +441,93 @@ impl Registry {
         self.records.drain().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Weak;
+
+    use super::*;
+    use crate::IdleProcess;
+    use crate::control::{ChildPolicy, StopListener};
+
+    struct NoListener;
+
+    impl StopListener for NoListener {
+        fn stop_requested(&self, _key: ChildKey) {}
+        fn child_ready(&self, _key: ChildKey) {}
+        fn counted_ready(&self, _ready: bool) {}
+    }
+
+    fn admit(registry: &mut Registry, name: String) -> ChildKey {
+        let (key, name) = registry.reserve(name.into(), || false).unwrap();
+        let policy = ChildPolicy {
+            grace: None,
+            background: false,
+            significant: false,
+            escalate: true,
+            announce_ready: false,
+            reports_ready: false,
+            stale_after: None,
+        };
+        let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
+        let core = ChildCore::new(key, name, policy, CancellationToken::new(), listener);
+        let admission = Admission {
+            runnable: Arc::new(IdleProcess),
+            restart: None,
+        };
+        registry.admit(Arc::new(core), admission);
+        key
+    }
+
+    /// Defect 13: a rest-for-one group is found from the trigger on, so a
+    /// restart of the child started last looks at one child however many
+    /// started before it.
+    #[test]
+    fn a_rest_for_one_group_is_found_without_looking_at_earlier_children() {
+        let mut registry = Registry::new(true);
+        let keys: Vec<ChildKey> = (0..100_000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let last = *keys.last().unwrap();
+        let before_last = keys[keys.len() - 2];
+        assert_eq!(registry.in_order_after(Some(before_last.id)), vec![last]);
+        assert!(registry.in_order_after(Some(last.id)).is_empty());
+        assert_eq!(registry.in_order_after(None).len(), keys.len());
+        assert_eq!(registry.in_order_after(Some(keys[9].id))[0], keys[10]);
+    }
+
+    /// Ended children leave the id-ordered list once they are half of it,
+    /// so it stays bounded by the live children.
+    #[test]
+    fn the_ordered_list_follows_the_live_children() {
+        let mut registry = Registry::new(true);
+        let keys: Vec<ChildKey> = (0..10_000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        for &key in &keys[..9_990] {
+            assert!(registry.end(key, false).is_some());
+        }
+        assert!(registry.end(keys[0], false).is_none(), "an end is final");
+        assert!(
+            registry.order.len() <= 2 * 10 + 16,
+            "{}",
+            registry.order.len()
+        );
+        // What is left are the live children, in id order, after at most a
+        // few ended ones not swept yet (the group code skips those).
+        let left = registry.in_order_after(None);
+        assert!(left.ends_with(&keys[9_990..]));
+        assert!(left.len() <= 2 * 10 + 16);
+    }
+
+    /// Without a group strategy no ordered list is kept at all.
+    #[test]
+    fn one_for_one_keeps_no_ordered_list() {
+        let mut registry = Registry::new(false);
+        for n in 0..100 {
+            admit(&mut registry, format!("c{n}"));
+        }
+        assert!(registry.in_order_after(None).is_empty());
+        assert_eq!(registry.order.capacity(), 0);
+    }
+}
