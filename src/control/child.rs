@@ -298,7 +298,10 @@ impl ChildCore {
     /// one; `base` is when the manager's run began.
     pub(crate) fn beat(&self, attempt: u32, base: tokio::time::Instant) {
         let now = self.progress.load(Ordering::Acquire);
-        if now >> STATE_BITS == u64::from(attempt) && now & STATE_MASK != CLOSED {
+        if self.policy.stale_after.is_some()
+            && now >> STATE_BITS == u64::from(attempt)
+            && now & STATE_MASK != CLOSED
+        {
             self.last_beat.store(nanos_since(base), Ordering::Release);
         }
     }
@@ -322,7 +325,11 @@ impl ChildCore {
         if attempt > 1 {
             self.inbox().restart_reason = None;
         }
-        self.last_beat.store(nanos_since(base), Ordering::Release);
+        // Only a child with a heartbeat timeout is ever asked how long ago
+        // its last sign of life was: reading the clock is skipped otherwise.
+        if self.policy.stale_after.is_some() {
+            self.last_beat.store(nanos_since(base), Ordering::Release);
+        }
         self.progress
             .store(progress(attempt, UNREADY), Ordering::Release);
         attempt

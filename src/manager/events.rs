@@ -48,6 +48,10 @@ pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outc
     }
 }
 
+/// Whether anything is logged at all: without a logging feature, callers
+/// skip preparing what only the log would show.
+pub(crate) const LOGS: bool = cfg!(any(feature = "tracing", feature = "log"));
+
 /// An attempt failed; whether the child restarts follows separately.
 pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
     #[cfg(feature = "tracing")]

@@ -80,11 +80,14 @@ pub(crate) async fn supervise(
             break;
         }
         let next_deadline = run.next_deadline();
-        if next_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-            // Due already (a restart without backoff): tokio's timer would
-            // round the wait up to its next millisecond tick.
-            run.timers_due();
-            continue;
+        if let Some(deadline) = next_deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                // Due already (a restart without backoff): tokio's timer
+                // would round the wait up to its next millisecond tick.
+                run.timers_due(now);
+                continue;
+            }
         }
         if next_deadline != armed {
             if let Some(deadline) = next_deadline {
@@ -100,7 +103,7 @@ pub(crate) async fn supervise(
             Some(joined) = run.tasks.join_next() => run.reap(joined),
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
-                run.timers_due();
+                run.timers_due(Instant::now());
             }
             () = shared.wake.notified() => {}
         }
@@ -131,6 +134,8 @@ struct Run<'a> {
     /// Their abort handles, on the way into the registry.
     spawned: Vec<(ChildKey, tokio::task::AbortHandle)>,
     timers: Timers,
+    /// `timers_due`'s list of restarts to finish after the lock.
+    restarts_due: Vec<(ChildKey, start::RestartDue)>,
     /// Tasks this loop aborted: they come back without their key.
     aborting: HashMap<tokio::task::Id, (ChildKey, AbortCause)>,
     failures: Option<ChildFailures>,
@@ -194,6 +199,7 @@ impl<'a> Run<'a> {
             to_spawn: Vec::new(),
             spawned: Vec::new(),
             timers: Timers::new(),
+            restarts_due: Vec::new(),
             aborting: HashMap::new(),
             failures: None,
             foreground: 0,
