@@ -2,7 +2,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -88,6 +88,11 @@ pub(crate) struct ChildCore {
     /// Separate from the token, which the child itself may cancel.
     stop_requested: AtomicBool,
     pub(crate) end: EndSignal,
+    /// The same child in the next run of its manager, once a manager that
+    /// ended was restarted by its parent (a restartable subtree): handles
+    /// follow it, so a handle taken before the restart controls the child
+    /// that runs now. Set once, after this child's end.
+    successor: OnceLock<Arc<ChildCore>>,
 }
 
 #[derive(Default)]
@@ -126,7 +131,24 @@ impl ChildCore {
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
+            successor: OnceLock::new(),
         }
+    }
+
+    /// The child as it is now: this core, or the latest of its successors
+    /// in later runs of its manager.
+    pub(crate) fn current(&self) -> &ChildCore {
+        let mut core = self;
+        while let Some(next) = core.successor.get() {
+            core = next;
+        }
+        core
+    }
+
+    /// Makes `next` this child in its manager's next run.
+    pub(crate) fn set_successor(&self, next: Arc<ChildCore>) {
+        debug_assert!(self.is_finished(), "only an ended child has a successor");
+        let _ = self.successor.set(next);
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {

@@ -29,9 +29,15 @@ impl ChildHandle {
         ChildHandle { core }
     }
 
+    /// The child as it is now: after its manager was restarted by its
+    /// parent, the same child in the manager's new run.
+    fn core(&self) -> &ChildCore {
+        self.core.current()
+    }
+
     /// The child's id, unique within its manager.
     pub fn id(&self) -> u64 {
-        self.core.id
+        self.core().id
     }
 
     /// The child's name.
@@ -52,23 +58,23 @@ impl ChildHandle {
     ///
     /// Hands the message back if the child has already ended.
     pub fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
-        self.core.send(message)
+        self.core().send(message)
     }
 
     /// Whether the child has said it is ready with
     /// [`Context::mark_ready`](crate::Context::mark_ready).
     pub fn is_ready(&self) -> bool {
-        self.core.is_ready()
+        self.core().is_ready()
     }
 
     /// How many times the child has been restarted.
     pub fn restarts(&self) -> u32 {
-        self.core.attempt().saturating_sub(1)
+        self.core().attempt().saturating_sub(1)
     }
 
     /// How the child ended, or `None` while it runs.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.core.end.get().cloned()
+        self.core().end.get().cloned()
     }
 
     /// Asks the child to shut down gracefully and returns at once; its grace
@@ -80,7 +86,7 @@ impl ChildHandle {
     ///
     /// [`ControlError::Ended`] if the child has already ended.
     pub fn request_shutdown(&self) -> Result<(), ControlError> {
-        self.core.request_shutdown()
+        self.core().request_shutdown()
     }
 
     /// Asks the child to reload and returns at once; reloads coalesce into
@@ -90,12 +96,12 @@ impl ChildHandle {
     ///
     /// [`ControlError::Ended`] if the child has already ended.
     pub fn request_reload(&self) -> Result<(), ControlError> {
-        self.core.request_reload()
+        self.core().request_reload()
     }
 
     /// Whether the child has ended for good.
     pub fn is_finished(&self) -> bool {
-        self.core.is_finished()
+        self.core().is_finished()
     }
 
     /// Waits until the child has ended for good (a restart is not an end)
@@ -105,7 +111,7 @@ impl ChildHandle {
     ///
     /// This method is cancel safe: any number of tasks may wait at once.
     pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
-        self.core.end.wait()
+        self.core().end.wait()
     }
 
     /// Requests a shutdown and waits until the child has ended; returns the
@@ -164,9 +170,9 @@ impl ProcessControlHandler for ChildHandle {
 impl fmt::Debug for ChildHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildHandle")
-            .field("id", &self.core.id)
+            .field("id", &self.core().id)
             .field("name", &self.core.name)
-            .field("outcome", &self.core.end.get())
+            .field("outcome", &self.core().end.get())
             .finish()
     }
 }

@@ -86,6 +86,12 @@ impl Context {
         self.core.mark_unready(self.attempt);
     }
 
+    /// The process's record in its manager (a nested manager keeps it, so
+    /// that its handle's stop goes through its parent).
+    pub(crate) fn core(&self) -> Arc<ChildCore> {
+        Arc::clone(&self.core)
+    }
+
     /// Where this process's lifecycle events go.
     pub(crate) fn events(&self) -> &EventHubs {
         &self.scope.events

@@ -110,6 +110,11 @@ impl ReasonCell {
         self.lock().clone()
     }
 
+    /// Forgets the reason, for a manager that runs again.
+    pub(crate) fn clear(&self) {
+        *self.lock() = None;
+    }
+
     pub(crate) fn set(&self, reason: ShutdownReason) {
         let mut current = self.lock();
         let replaces = match &*current {

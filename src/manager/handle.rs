@@ -247,7 +247,7 @@ impl ManagerHandle {
 
     /// How the manager's run ended, or `None` while it has not.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.shared.end.get().cloned()
+        self.shared.end.get()
     }
 
     /// Asks the manager to shut down, like
@@ -298,7 +298,7 @@ impl ManagerHandle {
 
     /// Whether the manager's run has ended.
     pub fn is_finished(&self) -> bool {
-        self.shared.end.get().is_some()
+        self.shared.end.is_set()
     }
 
     /// Waits until the manager's run has ended and returns how.
@@ -326,7 +326,7 @@ impl ManagerHandle {
 
     /// Whether shutdown of the manager has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.shared.token.is_cancelled()
+        self.shared.token().is_cancelled()
     }
 
     /// Why shutdown of the manager was requested, or `None` while it has not

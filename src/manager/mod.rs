@@ -194,6 +194,8 @@ async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<
 
 impl Drop for ProcessManager {
     fn drop(&mut self) {
-        self.shared.abandon();
+        self.shared.abandon(false);
+        // Nothing can run it again: its subscribers' streams end.
+        self.shared.events.close();
     }
 }

@@ -196,6 +196,13 @@ impl Record {
 
 pub(crate) struct Registry {
     phase: Phase,
+    /// The current run's token: cancelled when it stops. Every child's
+    /// token but a background child's (and all with ordered stop) is a
+    /// child of it. A manager restarted by its parent gets a new one.
+    token: CancellationToken,
+    /// What a restarted run starts again: the children inserted before the
+    /// first run (the spec), kept only for a manager that runs nested.
+    spec: Vec<Spec>,
     next_id: u64,
     /// Live children by name, for lookups and to keep names unique.
     names: HashMap<Cow<'static, str>, usize>,
@@ -217,6 +224,15 @@ pub(crate) struct Registry {
     ends_since_shrink: usize,
 }
 
+/// A child of the spec: what is needed to start it again in a later run.
+pub(crate) struct Spec {
+    /// The child in the latest run; its successor is made from it.
+    pub(crate) core: Arc<ChildCore>,
+    pub(crate) runnable: Arc<dyn DynRunnable>,
+    /// A copy of the restart policy, without its history.
+    pub(crate) restart: Option<RestartState>,
+}
+
 /// What an insert brings to the registry, made before the lock is taken.
 pub(crate) struct Admission {
     pub(crate) runnable: Arc<dyn DynRunnable>,
@@ -227,6 +243,8 @@ impl Registry {
     pub(crate) fn new(keep_order: bool) -> Self {
         Registry {
             phase: Phase::Idle,
+            token: CancellationToken::new(),
+            spec: Vec::new(),
             next_id: 0,
             names: HashMap::new(),
             records: Slab::new(),
@@ -246,6 +264,40 @@ impl Registry {
     /// Only `Run::enter` calls this.
     pub(crate) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+    }
+
+    /// The current run's token (the next run's before it starts).
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Remembers the children inserted before the first run as the spec a
+    /// restarted run starts again; called once, as a nested manager first
+    /// runs, when every record is such a child.
+    pub(crate) fn keep_spec(&mut self) {
+        self.spec = self
+            .records
+            .iter()
+            .map(|record| Spec {
+                core: Arc::clone(&record.core),
+                runnable: Arc::clone(&record.runnable),
+                restart: record.restart.as_deref().map(RestartState::fresh),
+            })
+            .collect();
+    }
+
+    /// Starts a new run of a manager whose run has finished: a new token,
+    /// and the spec's children taken out, to be admitted again.
+    pub(crate) fn begin_rerun(&mut self) -> (CancellationToken, Vec<Spec>) {
+        debug_assert_eq!(self.phase, Phase::Finished);
+        self.phase = Phase::Running;
+        self.token = CancellationToken::new();
+        (self.token.clone(), std::mem::take(&mut self.spec))
+    }
+
+    /// Gives the spec back once its children are admitted again.
+    pub(crate) fn restore_spec(&mut self, spec: Vec<Spec>) {
+        self.spec = spec;
     }
 
     /// The key the next admitted child gets, and the name it would have:

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, ReasonCell, RunEnd,
     ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
@@ -42,9 +42,6 @@ pub(crate) struct Settings {
 
 pub(crate) struct ManagerShared {
     pub(crate) settings: Settings,
-    /// Cancelled when this manager stops; every child's token is a child of
-    /// it, except for background children, which the loop stops last.
-    pub(crate) token: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: Arc<EventHub>,
     /// Set when the manager runs: its path in the tree.
@@ -64,13 +61,17 @@ pub(crate) struct ManagerShared {
     /// request, readiness), always before `wake` is notified, so that the
     /// loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
-    pub(crate) end: EndSignal,
+    /// How the current (or last) run ended.
+    pub(crate) end: RunEnd,
+    /// Set while it runs nested: its own record in its parent, through
+    /// which a stop asked of this manager's handle stops it for good (its
+    /// parent does not restart it).
+    pub(crate) in_parent: Mutex<Option<Arc<ChildCore>>>,
 }
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
         ManagerShared {
-            token: CancellationToken::new(),
             reason: Arc::default(),
             events: Arc::default(),
             path: OnceLock::new(),
@@ -80,7 +81,8 @@ impl ManagerShared {
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
-            end: EndSignal::default(),
+            end: RunEnd::default(),
+            in_parent: Mutex::new(None),
             settings,
         }
     }
@@ -110,11 +112,7 @@ impl ManagerShared {
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
-        let token = if background || self.settings.ordered_stop {
-            CancellationToken::new()
-        } else {
-            self.token.child_token()
-        };
+        let own_token = (background || self.settings.ordered_stop).then(CancellationToken::new);
         // What allocates happens before the lock, which the loop takes too,
         // except the child's core: its id must be taken under the lock, so
         // that ids follow the order in which children reach the registry
@@ -133,7 +131,7 @@ impl ManagerShared {
         let mut registry = self.registry();
         // A shutdown requested before the run, or while it starts, refuses
         // inserts before the loop has seen it.
-        let reserved = if self.token.is_cancelled() && !registry.phase().is_stopping() {
+        let reserved = if registry.token().is_cancelled() && !registry.phase().is_stopping() {
             Err((crate::InsertErrorKind::ShuttingDown, name))
         } else {
             registry.reserve(name, || !given && !is_process_fn::<R>())
@@ -166,6 +164,9 @@ impl ManagerShared {
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
+        // The run's token is taken under the lock: a manager restarted by
+        // its parent has a new one.
+        let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
@@ -174,14 +175,34 @@ impl ManagerShared {
         Ok(ChildHandle::new(core))
     }
 
+    /// The current run's token (the next run's before it starts).
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.registry().token().clone()
+    }
+
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
-        if self.end.get().is_some() {
+        // A nested manager is stopped through its record in its parent, so
+        // that the stop is for good: its parent does not restart it, also
+        // when the request comes while it waits for its restart.
+        let in_parent = self
+            .in_parent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(core) = in_parent {
+            let core = core.current();
+            if !core.is_finished() {
+                self.reason.set(reason);
+            }
+            return core.request_shutdown();
+        }
+        if self.end.is_set() {
             return Err(ControlError::Ended);
         }
         // The reason goes first so that every child woken by the token sees
         // it.
         self.reason.set(reason);
-        self.token.cancel();
+        self.token().cancel();
         Ok(())
     }
 
@@ -351,20 +372,26 @@ impl ManagerShared {
         }
     }
 
-    /// Marks the manager and every child it still holds as ended, for when
-    /// the manager goes away without finishing its run: its future was
-    /// dropped (which aborts the children's tasks) or it was never run.
-    /// Does nothing after a run that finished.
-    pub(crate) fn abandon(&self) {
+    /// Marks the manager's run and every child it still holds as ended, for
+    /// when the run ends without finishing: its future was dropped (which
+    /// aborts the children's tasks) or it was never run. Does nothing after
+    /// a run that finished. A nested manager may still be run again by its
+    /// parent; its events go on until the manager itself is dropped.
+    pub(crate) fn abandon(&self, may_run_again: bool) {
         let records: Vec<_> = {
             let mut registry = self.registry();
             if registry.phase() == Phase::Finished {
                 return;
             }
+            if may_run_again && registry.phase() == Phase::Idle {
+                // Never run, and nested: what its parent may run again is
+                // every child.
+                registry.keep_spec();
+            }
             registry.set_phase(Phase::Finished);
+            registry.token().cancel();
             registry.drain()
         };
-        self.token.cancel();
         for record in &records {
             if let Some(attempt) = record.attempt() {
                 if let Some(abort) = &attempt.abort {
@@ -374,12 +401,11 @@ impl ManagerShared {
             // A nested manager kept alive elsewhere (an `Arc`, or its record
             // in a parent that keeps ended records) never runs again.
             if let Some(manager) = record.runnable.as_manager() {
-                manager.shared().abandon();
+                manager.shared().abandon(true);
             }
             record.core.finish(Outcome::Aborted);
         }
         self.end.set(Outcome::Aborted);
-        self.events.close();
         drop(records);
     }
 }

@@ -200,6 +200,11 @@ impl RestartState {
         }
     }
 
+    /// The same policy with no history, for a child started anew.
+    pub(crate) fn fresh(&self) -> Self {
+        RestartState::new(self.policy, self.backoff, self.limit)
+    }
+
     /// Records a restart at `now`; `false` if it would exceed the limit.
     pub(crate) fn allow_restart(&mut self, now: Instant) -> bool {
         while let Some(&oldest) = self.recent.front() {

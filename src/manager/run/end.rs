@@ -99,7 +99,7 @@ impl Run<'_> {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
             });
-            self.shared.token.cancel();
+            self.token.cancel();
         }
         events::child_ended(&self.scope.path, &core.name, core.id, &outcome);
         self.scope
@@ -175,7 +175,7 @@ impl Run<'_> {
                 self.failures = Some(ChildFailures::new(failure));
                 // Requesting shutdown through the token lets the loop's
                 // shutdown branch run the stop, same as any other request.
-                self.shared.token.cancel();
+                self.token.cancel();
             }
         }
     }

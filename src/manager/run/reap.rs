@@ -202,7 +202,7 @@ impl Run<'_> {
             .get(key)
             .and_then(|record| record.runnable.as_manager());
         if let Some(nested) = nested {
-            nested.shared().abandon();
+            nested.shared().abandon(true);
         }
     }
 

@@ -51,7 +51,7 @@ impl Run<'_> {
             // Inserts that waited for the group start (and stop) now.
             self.work_for_next_turn();
         }
-        self.shared.token.cancel();
+        self.token.cancel();
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
             // its outcome there reads "stopped".
@@ -156,7 +156,7 @@ impl Run<'_> {
             // The manager is stopping, and says so to anyone who asks
             // (`is_shutdown_requested`), the same as the insert it refuses
             // from now on. No reason is set: nobody asked.
-            self.shared.token.cancel();
+            self.token.cancel();
             for record in registry.records_mut() {
                 if !record.core.policy.background {
                     continue;
