@@ -8,8 +8,6 @@
 //! builds offline against the versions in this crate's `Cargo.lock`; its
 //! first build compiles tokio once, later runs reuse it.
 
-use std::path::Path;
-
 const README: &str = include_str!("../README.md");
 const LIB: &str = include_str!("../src/lib.rs");
 
@@ -46,6 +44,7 @@ fn the_crate_front_page_shows_the_readme_quick_start() {
 mod fresh_binary {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::ExitStatusExt;
+    use std::path::Path;
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::sync::mpsc;
