@@ -97,7 +97,7 @@ impl RunError {
     ///
     /// # Example
     ///
-    /// ```no_run
+    /// ```
     /// use std::process::ExitCode;
     /// use procmgr::ProcessManager;
     ///
