@@ -3,14 +3,65 @@
 
 use std::error::Error;
 use std::fmt;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::ShutdownReason;
+use crate::control::{ShutdownReason, Signal};
 use crate::policy::RestartLimit;
 
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
-#[derive(Debug, Clone)]
+///
+/// # Reporting
+///
+/// Its `Debug` output is a report for people, the way `anyhow` prints its
+/// errors, so that a `main` returning `Result<_, RunError>` or
+/// `Result<_, BoxError>` prints something readable when it ends on a
+/// failure: the first failure with the child's path, the chain of its
+/// causes (`Caused by:`), then every later failure on one line each. The
+/// alternate form, `{:#?}`, is the usual structural dump. `Display` is one
+/// line, with the causes in [`source`](Error::source).
+///
+/// ```text
+/// Error: process service/ingest failed (and 1 later failure)
+///
+/// Caused by:
+///     0: cannot reach the queue
+///     1: connection refused
+///
+/// Later failures:
+///     process service/report was aborted: SIGINT forced the shutdown
+/// ```
+///
+/// # Exit status
+///
+/// [`exit_code`](RunError::exit_code) turns it into the process's exit
+/// status: 1 for a failure, 3 for a forced shutdown (a run that returns
+/// `Ok` exits with 0).
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = ProcessManager::builder().name("service").build();
+/// manager.insert(process_fn("ingest", |_ctx| async {
+///     Err::<(), _>(std::io::Error::other("connection refused"))
+/// }))?;
+/// let error = manager.await.expect_err("ingest failed");
+/// let failure = error.failures().expect("a child failed").first();
+/// assert_eq!(failure.path(), "service/ingest");
+/// assert_eq!(
+///     format!("{error:?}"),
+///     "process service/ingest failed\n\nCaused by:\n    connection refused"
+/// );
+/// assert_eq!(error.exit_code(), std::process::ExitCode::FAILURE);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum RunError {
     /// The manager was run before; a manager runs at most once.
@@ -28,6 +79,113 @@ impl RunError {
             RunError::AlreadyStarted => None,
         }
     }
+
+    /// The process exit status for this error, for a `main` that returns
+    /// [`ExitCode`]:
+    ///
+    /// | the run | status |
+    /// | --- | --- |
+    /// | returned `Ok`: every child completed, or stopped within its grace period after a request or a signal | 0 (no `RunError`) |
+    /// | a child failed (returned `Err`, panicked, was aborted after its grace period, timed out or wedged), or the manager was started twice | 1 |
+    /// | a forced shutdown aborted a child ([`FailureCause::Forced`]), such as a second `SIGINT` during a slow shutdown | 3 |
+    ///
+    /// The first failure decides: a child that fails, after which a forced
+    /// shutdown aborts its slow siblings, exits with 1. Status 2 is left to
+    /// command-line usage errors, which clap and LSB init scripts give it.
+    /// A `main` that returns `Err(RunError)` instead exits with 1 whatever
+    /// the failure, which is the standard library's rule.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    /// use procmgr::ProcessManager;
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> ExitCode {
+    ///     let manager = ProcessManager::builder().name("service").build();
+    ///     // ... insert the service's processes ...
+    ///     match manager.await {
+    ///         Ok(_) => ExitCode::SUCCESS,
+    ///         Err(error) => {
+    ///             eprintln!("Error: {error:?}");
+    ///             error.exit_code()
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::ChildFailed(failures)
+                if matches!(failures.first().cause(), FailureCause::Forced { .. }) =>
+            {
+                ExitCode::from(3)
+            }
+            RunError::ChildFailed(_) | RunError::AlreadyStarted => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The report described under [Reporting](RunError#reporting); `{:#?}`
+/// gives the structure instead.
+impl fmt::Debug for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return match self {
+                RunError::AlreadyStarted => f.write_str("AlreadyStarted"),
+                RunError::ChildFailed(failures) => {
+                    f.debug_tuple("ChildFailed").field(failures).finish()
+                }
+            };
+        }
+        write!(f, "{self}")?;
+        let Some(failures) = self.failures() else {
+            return Ok(());
+        };
+        let first: Vec<&dyn Error> = causes(failures.first()).collect();
+        if !first.is_empty() {
+            f.write_str("\n\nCaused by:")?;
+            for (n, cause) in first.iter().enumerate() {
+                f.write_str("\n    ")?;
+                let indent = if first.len() > 1 {
+                    write!(f, "{n}: ")?;
+                    "       "
+                } else {
+                    "    "
+                };
+                write_indented(f, &cause.to_string(), indent)?;
+            }
+        }
+        if !failures.later().is_empty() {
+            f.write_str("\n\nLater failures:")?;
+            for failure in failures.later() {
+                f.write_str("\n    ")?;
+                let mut line = failure.to_string();
+                for cause in causes(failure) {
+                    line.push_str(": ");
+                    line.push_str(&cause.to_string());
+                }
+                write_indented(f, &line, "    ")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chain of errors under a failure, nearest first.
+fn causes(failure: &ChildFailure) -> impl Iterator<Item = &(dyn Error + 'static)> {
+    std::iter::successors(failure.source(), |&error| error.source())
+}
+
+/// Writes `text`, its lines after the first indented by `indent`.
+fn write_indented(f: &mut fmt::Formatter<'_>, text: &str, indent: &str) -> fmt::Result {
+    for (n, line) in text.lines().enumerate() {
+        if n > 0 {
+            write!(f, "\n{indent}")?;
+        }
+        f.write_str(line)?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for RunError {
@@ -162,6 +320,20 @@ impl fmt::Display for ChildFailure {
                 "process {} was aborted after a grace period of {grace:?}",
                 self.path
             )?,
+            FailureCause::Forced {
+                signal: Some(signal),
+            } => write!(
+                f,
+                "process {} was aborted: {signal} forced the shutdown",
+                self.path
+            )?,
+            FailureCause::Forced { signal: None } => {
+                write!(
+                    f,
+                    "process {} was aborted: the shutdown was forced",
+                    self.path
+                )?;
+            }
             FailureCause::StartTimeout { timeout } => write!(
                 f,
                 "process {} was not ready within its start timeout of {timeout:?}",
@@ -186,6 +358,7 @@ impl Error for ChildFailure {
             FailureCause::Error(error) => Some(&**error),
             FailureCause::Panic(_)
             | FailureCause::Aborted { .. }
+            | FailureCause::Forced { .. }
             | FailureCause::StartTimeout { .. }
             | FailureCause::Wedged { .. } => None,
         }
@@ -204,6 +377,17 @@ pub enum FailureCause {
     Aborted {
         /// The grace period it was given.
         grace: Duration,
+    },
+    /// It was still running when the shutdown was forced, and was aborted
+    /// without waiting for its grace period: by
+    /// [`ManagerHandle::force_shutdown`](crate::ManagerHandle::force_shutdown),
+    /// or by a `SignalReceiver` (feature `signal`) that heard a second
+    /// signal. A run whose first failure is this one exits with
+    /// status 3 (see [`RunError::exit_code`]).
+    Forced {
+        /// The signal that forced the shutdown, or `None` if it was forced
+        /// through a handle for another reason.
+        signal: Option<Signal>,
     },
     /// It did not say it was ready within the manager's start timeout
     /// (ordered start) and was aborted.

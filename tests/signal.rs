@@ -175,7 +175,9 @@ async fn a_second_sigint_during_a_slow_shutdown_forces_it() {
     assert_eq!(failures.first().path(), "root/stubborn");
     assert!(matches!(
         failures.first().cause(),
-        FailureCause::Aborted { .. }
+        FailureCause::Forced {
+            signal: Some(Signal::Interrupt)
+        }
     ));
     assert_eq!(
         failures.shutdown_reason(),

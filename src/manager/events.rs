@@ -74,6 +74,18 @@ pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Dura
     );
 }
 
+pub(crate) fn child_forced(parent_path: &str, name: &str, id: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %format_args!("{parent_path}/{name}"), id,
+        "process still running when the shutdown was forced, aborting it"
+    );
+    #[cfg(feature = "log")]
+    log::warn!(
+        "process {parent_path}/{name} (id {id}) still running when the shutdown was forced, aborting it"
+    );
+}
+
 pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
     let reason = reason.unwrap_or(&ShutdownReason::Requested);
     #[cfg(feature = "tracing")]

@@ -266,8 +266,12 @@ impl ManagerHandle {
     /// Stops the manager now: requests shutdown if nobody has yet, and aborts
     /// every child still running without waiting for grace periods
     /// (background children are then stopped as usual). The manager returns
-    /// promptly; the aborted children are reported as failures. `reason`
-    /// replaces a graceful reason given before.
+    /// promptly; the aborted children are reported as failures,
+    /// [`FailureCause::Forced`](crate::FailureCause::Forced) with the signal
+    /// of a [`ShutdownReason::Forced`], and the run's exit status is 3 (see
+    /// [`RunError::exit_code`](crate::RunError::exit_code)). A
+    /// [`ShutdownReason::Forced`] replaces a graceful reason given before;
+    /// another reason counts only if none was given.
     ///
     /// # Errors
     ///

@@ -139,6 +139,12 @@ impl Run<'_> {
             // during the manager's own stop count as failures.
             (Outcome::Aborted, _) if core.was_asked_to_stop() => return,
             (Outcome::Aborted, Some(AbortCause::Grace(grace))) => FailureCause::Aborted { grace },
+            (Outcome::Aborted, Some(AbortCause::Forced)) => FailureCause::Forced {
+                signal: match self.shared.reason.get() {
+                    Some(ShutdownReason::Forced(signal)) => Some(signal),
+                    _ => None,
+                },
+            },
             _ => return,
         };
         // A nested manager's failures already carry full paths.

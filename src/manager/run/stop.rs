@@ -33,6 +33,8 @@ use crate::manager::registry::{Phase, Record, Stage};
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AbortCause {
     Grace(Duration),
+    /// A forced shutdown, which waits for no grace period.
+    Forced,
     StartTimeout(Duration),
     Wedged(Duration),
 }
@@ -190,7 +192,7 @@ impl Run<'_> {
         let mut registry = shared.registry();
         for record in registry.records_mut() {
             if !record.core.policy.background {
-                self.abort(record, AbortCause::Grace(Duration::ZERO));
+                self.abort(record, AbortCause::Forced);
             }
         }
     }
@@ -258,13 +260,15 @@ impl Run<'_> {
             return;
         };
         if let Entry::Vacant(entry) = self.aborting.entry(abort.id()) {
-            let grace = match cause {
+            let core = &record.core;
+            match cause {
                 AbortCause::Grace(grace)
                 | AbortCause::StartTimeout(grace)
-                | AbortCause::Wedged(grace) => grace,
-            };
-            let core = &record.core;
-            events::child_aborting(&self.scope.path, &core.name, core.id, grace);
+                | AbortCause::Wedged(grace) => {
+                    events::child_aborting(&self.scope.path, &core.name, core.id, grace);
+                }
+                AbortCause::Forced => events::child_forced(&self.scope.path, &core.name, core.id),
+            }
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || {
