@@ -102,7 +102,8 @@ impl ChildOptions {
     }
 
     /// The delay before a restart after a failure. Default:
-    /// [`Backoff::default`] (100 ms doubling to 30 s, equal jitter).
+    /// [`Backoff::default`] (100 ms doubling to 30 s, plus up to half again
+    /// of jitter, never beyond 30 s).
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = Some(backoff);
