@@ -1,11 +1,12 @@
-//! The [`Runnable`] trait every process implements, and [`process_fn`], the
-//! closure adapter for one-off workers.
+//! The [`Runnable`] trait every process implements, and the closure
+//! adapters for one-off workers: [`process_fn`], [`process_fn_with`] and
+//! [`process_fn_once`].
 
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::control::Context;
 use crate::policy::ChildOptions;
@@ -15,6 +16,32 @@ use crate::policy::ChildOptions;
 /// Every `E: Into<BoxError>` converts with `?` or [`Into::into`]: `std::io::Error`,
 /// `anyhow::Error`, `String`, your own error types.
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// What a process returns: `Ok(())`, or any error, boxed; `T` and `E` can
+/// be given for other uses.
+///
+/// Annotating a process with it spares the turbofish a closure would need
+/// (`Ok::<_, std::io::Error>(())`), and `?` converts any error into it:
+///
+/// ```
+/// use procmgr::{Context, ProcessManager, process_fn};
+///
+/// async fn fetch(ctx: Context) -> procmgr::Result {
+///     let body = std::fs::read_to_string("Cargo.toml")?; // io::Error boxed by `?`
+///     println!("{} read {} bytes", ctx.path(), body.len());
+///     Ok(())
+/// }
+///
+/// let manager = ProcessManager::new();
+/// manager.insert(process_fn("fetch", fetch))?;
+/// // An async closure takes the annotation too.
+/// manager.insert(process_fn("inline", async |ctx| -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     Ok(())
+/// }))?;
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
+pub type Result<T = (), E = BoxError> = std::result::Result<T, E>;
 
 /// One supervised unit of async work: a server, a queue consumer, a periodic
 /// job, or a whole [`ProcessManager`](crate::ProcessManager).
@@ -98,8 +125,20 @@ impl<R: Runnable> Runnable for Arc<R> {
 /// Wraps a closure into a named [`Runnable`], so a one-off worker is one
 /// expression.
 ///
-/// The closure is called once each time the process is started and must
-/// return a fresh future; clone what the future needs inside the closure.
+/// The closure is called once each time the process is started (again on
+/// each restart) and must return a fresh future, which is why it is an `Fn`.
+/// Two neighbours spare the usual ceremony:
+///
+/// - [`process_fn_with`] hands the closure a clone of a shared state on
+///   every start, so nothing needs cloning inside it;
+/// - [`process_fn_once`] takes an `FnOnce`, which may move what it
+///   captures into its future, for a child that is never restarted.
+///
+/// The closure's error can be any type that converts into [`BoxError`]; an
+/// `async` block cannot name it, so either annotate the function or async
+/// closure with [`procmgr::Result`](crate::Result) or write
+/// `Ok::<_, MyError>(())`. `process_fn_with` and `process_fn_once` fix the
+/// error to [`BoxError`], so a plain `Ok(())` compiles there.
 ///
 /// # Example
 ///
@@ -112,6 +151,11 @@ impl<R: Runnable> Runnable for Arc<R> {
 /// manager.insert(process_fn("greeter", |ctx| async move {
 ///     println!("hello from {}", ctx.path());
 ///     Ok::<_, std::io::Error>(())
+/// }))?;
+/// // The same without the turbofish:
+/// manager.insert(process_fn("annotated", async |ctx| -> procmgr::Result {
+///     println!("hello from {}", ctx.path());
+///     Ok(())
 /// }))?;
 /// manager.await?;
 /// # Ok(())
@@ -129,10 +173,141 @@ where
     }
 }
 
-/// A closure turned into a [`Runnable`] by [`process_fn`].
+/// Like [`process_fn`], with a state handed to the closure on every start:
+/// a clone of `state` (make it an [`Arc`] to share one value) and the
+/// context. Restarts get a fresh clone, so the child may restart.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use procmgr::{ProcessManager, process_fn_with};
+///
+/// struct App {
+///     greeting: String,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let app = Arc::new(App { greeting: "hello".into() });
+/// let manager = ProcessManager::new();
+/// for name in ["en", "fr"] {
+///     manager.insert(process_fn_with(name, Arc::clone(&app), |app, ctx| async move {
+///         println!("{} from {}", app.greeting, ctx.path());
+///         Ok(())
+///     }))?;
+/// }
+/// manager.await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn process_fn_with<S, F, Fut>(
+    name: impl Into<Cow<'static, str>>,
+    state: S,
+    f: F,
+) -> ProcessFn<impl Fn(Context) -> Fut + Send + Sync + 'static>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result> + Send + 'static,
+{
+    process_fn(name, move |ctx| f(state.clone(), ctx))
+}
+
+/// Wraps an `FnOnce` closure into a named [`Runnable`] that runs once: what
+/// it captures moves into its future, with no clone.
+///
+/// The child is meant never to restart (the default,
+/// [`Restart::Never`](crate::Restart::Never)): the closure is gone after
+/// the first start, so an attempt after it fails at once with an error that
+/// says so. Use [`process_fn`] or [`process_fn_with`] for a child that
+/// restarts.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn_once};
+/// use tokio::sync::mpsc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let (jobs, mut queue) = mpsc::channel::<u32>(8);
+/// let manager = ProcessManager::new();
+/// // The receiver moves into the child; no `Arc<Mutex<..>>`, no clone.
+/// manager.insert(process_fn_once("consumer", move |ctx| async move {
+///     while let Some(Some(job)) = ctx.run_until_shutdown(queue.recv()).await {
+///         println!("job {job}");
+///     }
+///     Ok(())
+/// }))?;
+/// jobs.send(7).await?;
+/// drop(jobs); // the consumer ends once the queue is empty and closed
+/// manager.await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn process_fn_once<F, Fut>(name: impl Into<Cow<'static, str>>, f: F) -> ProcessFnOnce<F>
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result> + Send + 'static,
+{
+    ProcessFnOnce {
+        name: name.into(),
+        f: Mutex::new(Some(f)),
+    }
+}
+
+/// A closure turned into a [`Runnable`] by [`process_fn`] or
+/// [`process_fn_with`].
 pub struct ProcessFn<F> {
     name: Cow<'static, str>,
     f: F,
+}
+
+/// An `FnOnce` closure turned into a [`Runnable`] by [`process_fn_once`].
+pub struct ProcessFnOnce<F> {
+    name: Cow<'static, str>,
+    /// Taken by the first attempt.
+    f: Mutex<Option<F>>,
+}
+
+impl<F> fmt::Debug for ProcessFnOnce<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessFnOnce")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, Fut> Runnable for ProcessFnOnce<F>
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result> + Send + 'static,
+{
+    type Error = BoxError;
+
+    fn run(&self, ctx: Context) -> impl Future<Output = Result> + Send {
+        // Only the closure is taken under the lock; it runs after it.
+        let f = self
+            .f
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let name = self.name.clone();
+        async move {
+            match f {
+                Some(f) => f(ctx).await,
+                None => Err(format!(
+                    "`{name}` was made with process_fn_once and cannot run a second attempt"
+                )
+                .into()),
+            }
+        }
+    }
+
+    fn name(&self) -> Cow<'static, str> {
+        self.name.clone()
+    }
 }
 
 impl<F> fmt::Debug for ProcessFn<F> {
