@@ -235,7 +235,9 @@ pub enum InsertErrorKind {
     ShuttingDown,
     /// The manager has stopped.
     Stopped,
-    /// A live sibling already has this name.
+    /// The child asked for an exact name
+    /// ([`ChildOptions::exact_name`](crate::ChildOptions::exact_name)) that
+    /// a live sibling already has.
     DuplicateName,
 }
 

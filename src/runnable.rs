@@ -335,22 +335,6 @@ where
     }
 }
 
-/// Whether `R` is a [`ProcessFn`] (seen through `Arc`s), whose name is
-/// given where it is made rather than by its type.
-pub(crate) fn is_process_fn<R: Runnable>() -> bool {
-    let mut full = std::any::type_name::<R>();
-    while let Some(inner) = full
-        .strip_prefix("alloc::sync::Arc<")
-        .and_then(|rest| rest.strip_suffix('>'))
-    {
-        full = inner;
-    }
-    full.starts_with(PROCESS_FN)
-}
-
-/// `ProcessFn`'s path as `type_name` spells it, generics cut off.
-const PROCESS_FN: &str = "procmgr::runnable::ProcessFn<";
-
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     // One pass over the bytes: this runs on every insert of a process with
     // the default name. `:` and `<` are ASCII, so every cut is at a char
@@ -368,28 +352,12 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::{is_process_fn, process_fn, short_type_name};
-    use crate::IdleProcess;
+    use super::short_type_name;
 
     #[test]
     fn short_type_name_strips_path_and_generics() {
         assert_eq!(short_type_name("a::b::Ticker<c::D>"), "Ticker");
         assert_eq!(short_type_name("Ticker"), "Ticker");
         assert_eq!(short_type_name("a::Ticker"), "Ticker");
-    }
-
-    fn is_process_fn_of<R: crate::Runnable>(_: &R) -> bool {
-        is_process_fn::<R>()
-    }
-
-    #[test]
-    fn process_fns_are_told_from_types_through_arcs() {
-        let worker = process_fn("w", |_ctx| async { Ok::<_, std::io::Error>(()) });
-        assert!(is_process_fn_of(&worker));
-        assert!(is_process_fn_of(&Arc::new(Arc::new(worker))));
-        assert!(!is_process_fn_of(&IdleProcess));
-        assert!(!is_process_fn_of(&Arc::new(IdleProcess)));
     }
 }

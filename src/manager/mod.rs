@@ -112,11 +112,14 @@ impl ProcessManager {
         ManagerHandle::new(Arc::clone(&self.shared))
     }
 
-    /// Inserts a child; the same as [`ManagerHandle::insert`].
+    /// Inserts a child; the same as [`ManagerHandle::insert`], which says
+    /// how the child is named: a name a live sibling has gets a suffix
+    /// (`worker`, `worker-7`).
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
@@ -126,7 +129,8 @@ impl ProcessManager {
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,

@@ -23,7 +23,7 @@ use crate::control::{
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
-use crate::runnable::{Runnable, is_process_fn};
+use crate::runnable::Runnable;
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -100,9 +100,7 @@ impl ManagerShared {
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
-        // A name given at the insert (an option, or `process_fn`'s) is the
-        // child's own; a name a type gives all its values is a default.
-        let given = options.name.is_some();
+        let exact = options.exact_name.unwrap_or(false);
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
@@ -136,7 +134,7 @@ impl ManagerShared {
         let reserved = if self.token.is_cancelled() && !registry.phase().is_stopping() {
             Err((crate::InsertErrorKind::ShuttingDown, name))
         } else {
-            registry.reserve(name, || !given && !is_process_fn::<R>())
+            registry.reserve(name, exact)
         };
         let (key, name) = match reserved {
             Ok(reserved) => reserved,

@@ -301,7 +301,10 @@ mod tests {
         let (mut low, mut high) = (backoff.delay(n, 0), backoff.delay(n, u64::MAX));
         for _ in 0..10_000 {
             let delay = backoff.delay(n, random.next());
-            assert!((low..=high).contains(&delay), "{delay:?} outside {low:?}..={high:?}");
+            assert!(
+                (low..=high).contains(&delay),
+                "{delay:?} outside {low:?}..={high:?}"
+            );
             low = low.min(delay);
             high = high.max(delay);
         }
