@@ -103,6 +103,45 @@ pub trait Runnable: Send + Sync + 'static {
     fn child_options(&self) -> ChildOptions {
         ChildOptions::new()
     }
+
+    /// Whether this process says when it is ready
+    /// ([`Context::mark_ready`](crate::Context::mark_ready)): its manager
+    /// then counts it as unready in each attempt until it has
+    /// ([`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready)).
+    /// Declare it here, next to the code that calls `mark_ready`, so that a
+    /// readiness probe cannot answer "ready" before this process is.
+    /// [`ChildOptions::reports_ready`] overrides it for one insert.
+    /// Default: `false`.
+    ///
+    /// Calling `mark_ready` in a process that does not report readiness is
+    /// a mistake that debug builds catch: see
+    /// [`Context::mark_ready`](crate::Context::mark_ready).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{Context, Runnable};
+    ///
+    /// struct Http;
+    ///
+    /// impl Runnable for Http {
+    ///     type Error = std::io::Error;
+    ///
+    ///     async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
+    ///         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    ///         ctx.mark_ready(); // bound: ready for traffic
+    ///         ctx.run_until_shutdown(listener.accept()).await.transpose()?;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn reports_ready(&self) -> bool {
+    ///         true
+    ///     }
+    /// }
+    /// ```
+    fn reports_ready(&self) -> bool {
+        false
+    }
 }
 
 /// Sharing a process between owners keeps it a process.
@@ -119,6 +158,10 @@ impl<R: Runnable> Runnable for Arc<R> {
 
     fn child_options(&self) -> ChildOptions {
         R::child_options(self)
+    }
+
+    fn reports_ready(&self) -> bool {
+        R::reports_ready(self)
     }
 }
 
@@ -170,6 +213,7 @@ where
     ProcessFn {
         name: name.into(),
         f,
+        reports_ready: false,
     }
 }
 
@@ -254,6 +298,7 @@ where
     ProcessFnOnce {
         name: name.into(),
         f: Mutex::new(Some(f)),
+        reports_ready: false,
     }
 }
 
@@ -262,6 +307,46 @@ where
 pub struct ProcessFn<F> {
     name: Cow<'static, str>,
     f: F,
+    reports_ready: bool,
+}
+
+impl<F> ProcessFn<F> {
+    /// Declares that the closure says when it is ready
+    /// ([`Context::mark_ready`](crate::Context::mark_ready)), as
+    /// [`Runnable::reports_ready`] does for a type: its manager is unready
+    /// until it has, in each attempt.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), procmgr::BoxError> {
+    /// let manager = ProcessManager::new();
+    /// let handle = manager.handle();
+    /// manager.insert(
+    ///     process_fn("http", async |ctx| -> procmgr::Result {
+    ///         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    ///         ctx.mark_ready();
+    ///         ctx.run_until_shutdown(listener.accept()).await.transpose()?;
+    ///         Ok(())
+    ///     })
+    ///     .reporting_ready(),
+    /// )?;
+    /// assert!(!handle.is_ready(), "http has not bound its socket yet");
+    /// let run = tokio::spawn(manager.into_future());
+    /// handle.ready().await;
+    /// handle.shutdown().await;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn reporting_ready(mut self) -> Self {
+        self.reports_ready = true;
+        self
+    }
 }
 
 /// An `FnOnce` closure turned into a [`Runnable`] by [`process_fn_once`].
@@ -269,6 +354,17 @@ pub struct ProcessFnOnce<F> {
     name: Cow<'static, str>,
     /// Taken by the first attempt.
     f: Mutex<Option<F>>,
+    reports_ready: bool,
+}
+
+impl<F> ProcessFnOnce<F> {
+    /// Declares that the closure says when it is ready; see
+    /// [`ProcessFn::reporting_ready`].
+    #[must_use]
+    pub fn reporting_ready(mut self) -> Self {
+        self.reports_ready = true;
+        self
+    }
 }
 
 impl<F> fmt::Debug for ProcessFnOnce<F> {
@@ -308,6 +404,10 @@ where
     fn name(&self) -> Cow<'static, str> {
         self.name.clone()
     }
+
+    fn reports_ready(&self) -> bool {
+        self.reports_ready
+    }
 }
 
 impl<F> fmt::Debug for ProcessFn<F> {
@@ -332,6 +432,10 @@ where
 
     fn name(&self) -> Cow<'static, str> {
         self.name.clone()
+    }
+
+    fn reports_ready(&self) -> bool {
+        self.reports_ready
     }
 }
 

@@ -378,6 +378,7 @@ async fn the_handle_keeps_controlling_a_restarted_child() {
             }),
             ChildOptions::new()
                 .restart(Restart::OnFailure)
+                .reports_ready(true)
                 .backoff(Backoff::none()),
         )
         .expect("accepted");

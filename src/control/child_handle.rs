@@ -56,7 +56,8 @@ impl ChildHandle {
     }
 
     /// Whether the child has said it is ready with
-    /// [`Context::mark_ready`](crate::Context::mark_ready).
+    /// [`Context::mark_ready`](crate::Context::mark_ready) in its current
+    /// attempt, whether or not its readiness counts toward its manager's.
     pub fn is_ready(&self) -> bool {
         self.core.is_ready()
     }

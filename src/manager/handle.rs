@@ -227,12 +227,19 @@ impl ManagerHandle {
         self.shared.events.subscribe()
     }
 
-    /// Whether every child that reports readiness
-    /// ([`ChildOptions::reports_ready`]) is ready in its current attempt,
-    /// nested managers counting as ready once their own children are. A
-    /// child that restarts is unready until it says it is ready again; a
-    /// child that has ended no longer counts. The building block for a
-    /// health endpoint or a systemd notification.
+    /// Whether every child that reports readiness is ready in its current
+    /// attempt; a manager with no such child (none that declared
+    /// [`Runnable::reports_ready`], or no child at all) is always ready.
+    ///
+    /// A child reports readiness when it declares it
+    /// ([`Runnable::reports_ready`],
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready)) or
+    /// is inserted with [`ChildOptions::reports_ready`]; nested managers do,
+    /// and count as ready once their own children are. Such a child is
+    /// unready from its insert until it calls
+    /// [`Context::mark_ready`](crate::Context::mark_ready), and again in
+    /// each restart; a child that has ended no longer counts. The building
+    /// block for a health endpoint or a systemd notification.
     pub fn is_ready(&self) -> bool {
         self.shared.unready.load(Ordering::Acquire) == 0
     }
@@ -246,19 +253,19 @@ impl ManagerHandle {
     /// # Example
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessManager, process_fn};
+    /// use procmgr::{ProcessManager, process_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = ProcessManager::new();
-    /// manager.insert_with(
-    ///     process_fn("http", |ctx| async move {
+    /// manager.insert(
+    ///     process_fn("http", async |ctx| -> procmgr::Result {
     ///         // bind the socket, then:
     ///         ctx.mark_ready();
     ///         ctx.shutdown_requested().await;
-    ///         Ok::<_, std::io::Error>(())
-    ///     }),
-    ///     ChildOptions::new().reports_ready(true),
+    ///         Ok(())
+    ///     })
+    ///     .reporting_ready(),
     /// )?;
     /// let handle = manager.handle();
     /// let run = tokio::spawn(manager.into_future());

@@ -171,16 +171,18 @@ impl IntoFuture for ProcessManager {
 /// Its grace period in the parent defaults to its own grace period plus
 /// [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
 /// report which one it was before its parent would abort it whole. It
-/// reports readiness ([`ChildOptions::reports_ready`]): it is ready once its
+/// reports readiness ([`Runnable::reports_ready`]): it is ready once its
 /// own children that report readiness are.
 impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn child_options(&self) -> ChildOptions {
         let grace = self.shared.settings.grace;
-        ChildOptions::new()
-            .grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
-            .reports_ready(true)
+        ChildOptions::new().grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
+    }
+
+    fn reports_ready(&self) -> bool {
+        true
     }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {

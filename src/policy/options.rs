@@ -178,9 +178,15 @@ impl ChildOptions {
     /// Whether the child says when it is ready
     /// ([`Context::mark_ready`](crate::Context::mark_ready)) and its manager
     /// counts as ready only once it has, in its current attempt: see
-    /// [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready). A nested
-    /// manager asks for this by default and says it is ready when its own
-    /// children are. Default: `false`.
+    /// [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready). An
+    /// override for one insert: a process declares this itself through
+    /// [`Runnable::reports_ready`](crate::Runnable::reports_ready) (as a
+    /// nested manager, [`IdleProcess`](crate::IdleProcess) and
+    /// `SignalReceiver` do) or
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready).
+    /// With `false`, the child may still call `mark_ready` (its handle sees
+    /// it) without the debug assertion that catches a forgotten
+    /// declaration. Default: what the process declares.
     #[must_use]
     pub fn reports_ready(mut self, reports: bool) -> Self {
         self.reports_ready = Some(reports);

@@ -268,7 +268,7 @@ impl<'a> Run<'a> {
         if ready != self.told_ready {
             self.told_ready = ready;
             if ready {
-                ctx.mark_ready();
+                ctx.set_ready();
             } else {
                 ctx.mark_unready();
             }
