@@ -10,6 +10,33 @@ use crate::control::ShutdownReason;
 use crate::policy::RestartLimit;
 
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, RunError, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(process_fn("db", async |_ctx| -> procmgr::Result {
+///     Err("connection refused".into())
+/// }))?;
+/// match manager.await {
+///     Ok(exit) => println!("stopped: {:?}", exit.shutdown_reason()),
+///     Err(RunError::ChildFailed(failures)) => {
+///         let first = failures.first();
+///         assert_eq!(first.path(), "root/db");
+///         assert_eq!(first.to_string(), "process root/db failed");
+///         // The child's own error is the source, not part of the message.
+///         let cause = std::error::Error::source(first).expect("an error");
+///         assert_eq!(cause.to_string(), "connection refused");
+///     }
+///     Err(other) => return Err(other.into()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RunError {
@@ -56,6 +83,28 @@ impl Error for RunError {
 }
 
 /// The failures of one manager run, first one first.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(process_fn("a", async |_ctx| -> procmgr::Result { Err("a broke".into()) }))?;
+/// manager.insert(process_fn("b", async |ctx| -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     Err("b broke while stopping".into())
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let failures = error.failures().expect("children failed");
+/// let paths: Vec<_> = failures.iter().map(|failure| failure.path()).collect();
+/// assert_eq!(paths, ["root/a", "root/b"]);
+/// assert_eq!(error.to_string(), "process root/a failed (and 1 later failure)");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailures {
     first: ChildFailure,
@@ -104,6 +153,35 @@ impl ChildFailures {
 }
 
 /// One child that failed, with its full path in the tree.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, ChildOptions, ProcessManager, Restart, RestartLimit, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let limit = RestartLimit::new(2, Duration::from_secs(60));
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert_with(
+///     process_fn("flaky", async |_ctx| -> procmgr::Result { Err("flaked".into()) }),
+///     ChildOptions::new()
+///         .restart(Restart::OnFailure)
+///         .backoff(Backoff::none())
+///         .restart_limit(limit),
+/// )?;
+/// let error = manager.await.unwrap_err();
+/// let failure = error.failures().expect("a child failed").first();
+/// assert_eq!(failure.path(), "root/flaky");
+/// assert_eq!(failure.exceeded_restart_limit(), Some(&limit));
+/// assert_eq!(
+///     failure.to_string(),
+///     "process root/flaky failed, more often than its restart limit of 2 restarts within 60s",
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailure {
     path: String,
@@ -193,6 +271,35 @@ impl Error for ChildFailure {
 }
 
 /// How a child failed.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{FailureCause, ProcessManager, process_fn};
+///
+/// fn describe(cause: &FailureCause) -> String {
+///     match cause {
+///         FailureCause::Error(error) => format!("returned an error: {error}"),
+///         FailureCause::Panic(message) => format!("panicked: {message}"),
+///         FailureCause::Aborted { grace } => format!("ignored shutdown for {grace:?}"),
+///         FailureCause::StartTimeout { timeout } => format!("not ready within {timeout:?}"),
+///         FailureCause::Wedged { timeout } => format!("no heartbeat for {timeout:?}"),
+///         _ => "failed".to_owned(),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// manager.insert(process_fn("buggy", async |_ctx| -> procmgr::Result {
+///     panic!("index out of bounds")
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let cause = error.failures().expect("a child failed").first().cause();
+/// assert_eq!(describe(cause), "panicked: index out of bounds");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum FailureCause {
@@ -220,6 +327,26 @@ pub enum FailureCause {
 }
 
 /// An insert that was refused; it hands the runnable back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::builder().name("pool").build();
+/// let handle = manager.handle();
+/// handle.request_shutdown()?;
+/// let refused = handle.insert(IdleProcess).unwrap_err();
+/// assert_eq!(refused.kind(), InsertErrorKind::ShuttingDown);
+/// assert_eq!((refused.manager(), refused.child()), ("pool", "idle"));
+/// assert_eq!(
+///     refused.to_string(),
+///     "cannot insert `idle` into process manager `pool`: it is shutting down",
+/// );
+/// // Nothing is lost: the runnable comes back.
+/// let _idle: IdleProcess = refused.into_inner();
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 pub struct InsertError<R> {
     runnable: R,
     reason: InsertErrorKind,
@@ -228,6 +355,25 @@ pub struct InsertError<R> {
 }
 
 /// Why an insert was refused.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::new();
+/// let exact = ChildOptions::new().name("db").exact_name(true);
+/// manager.insert_with(IdleProcess, exact.clone())?;
+/// match manager.insert_with(IdleProcess, exact) {
+///     Ok(_) => unreachable!("the exact name is taken"),
+///     Err(refused) => match refused.kind() {
+///         InsertErrorKind::DuplicateName => println!("pick another name"),
+///         InsertErrorKind::ShuttingDown | InsertErrorKind::Stopped => println!("too late"),
+///         _ => {}
+///     },
+/// }
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InsertErrorKind {
@@ -313,6 +459,20 @@ impl<R> Error for InsertError<R> {}
 /// Why [`ProcessManagerBuilder::try_build`](crate::ProcessManagerBuilder::try_build)
 /// could not build a manager: one of the children given up front was refused
 /// by the rule [`insert`](crate::ManagerHandle::insert) follows.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager};
+///
+/// let error = ProcessManager::builder()
+///     .name("api")
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .try_build()
+///     .unwrap_err();
+/// assert_eq!((error.manager(), error.child()), ("api", "http"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BuildError {
@@ -366,6 +526,22 @@ impl fmt::Display for BuildError {
 impl Error for BuildError {}
 
 /// A control request that could not be delivered.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ControlError, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// assert_eq!(child.request_reload(), Err(ControlError::Ended));
+/// assert_eq!(child.request_shutdown(), Err(ControlError::Ended));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ControlError {
@@ -384,6 +560,22 @@ impl fmt::Display for ControlError {
 impl Error for ControlError {}
 
 /// A custom message that could not be delivered; it hands the message back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// let undelivered = child.send(String::from("hello")).unwrap_err();
+/// assert_eq!(undelivered.into_inner(), "hello");
+/// # Ok(())
+/// # }
+/// ```
 pub struct SendError<T> {
     message: T,
 }

@@ -15,6 +15,23 @@ use crate::policy::ChildOptions;
 ///
 /// Every `E: Into<BoxError>` converts with `?` or [`Into::into`]: `std::io::Error`,
 /// `anyhow::Error`, `String`, your own error types.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::BoxError;
+///
+/// fn parse_port(text: &str) -> Result<u16, BoxError> {
+///     let port: u16 = text.parse()?; // ParseIntError, boxed by `?`
+///     if port == 0 {
+///         return Err("port 0 is not a port".into()); // a &str works too
+///     }
+///     Ok(port)
+/// }
+/// assert_eq!(parse_port("8080")?, 8080);
+/// assert!(parse_port("0").is_err());
+/// # Ok::<_, BoxError>(())
+/// ```
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// What a process returns: `Ok(())`, or any error, boxed; `T` and `E` can
@@ -34,7 +51,9 @@ pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 ///
 /// let manager = ProcessManager::new();
 /// manager.insert(process_fn("fetch", fetch))?;
-/// // An async closure takes the annotation too.
+/// // An async closure takes the annotation too, as long as it captures
+/// // nothing (it is then an `Fn`); for captured state, see
+/// // `process_fn_with` and `process_fn_once`.
 /// manager.insert(process_fn("inline", async |ctx| -> procmgr::Result {
 ///     ctx.shutdown_requested().await;
 ///     Ok(())
@@ -304,6 +323,22 @@ where
 
 /// A closure turned into a [`Runnable`] by [`process_fn`] or
 /// [`process_fn_with`].
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, ProcessFn, ProcessManager, Restart, process_fn};
+///
+/// let manager = ProcessManager::new();
+/// let heartbeat = process_fn("heartbeat", async |ctx| -> procmgr::Result {
+///     ctx.mark_ready();
+///     ctx.shutdown_requested().await;
+///     Ok(())
+/// })
+/// .reporting_ready();
+/// manager.insert_with(heartbeat, ChildOptions::new().restart(Restart::Always))?;
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 pub struct ProcessFn<F> {
     name: Cow<'static, str>,
     f: F,
@@ -350,6 +385,21 @@ impl<F> ProcessFn<F> {
 }
 
 /// An `FnOnce` closure turned into a [`Runnable`] by [`process_fn_once`].
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn_once};
+///
+/// let config = String::from("port = 8080"); // moved in, not cloned
+/// let manager = ProcessManager::new();
+/// manager.insert(process_fn_once("server", move |ctx| async move {
+///     println!("{} starts with {config}", ctx.path());
+///     ctx.shutdown_requested().await;
+///     Ok(())
+/// }))?;
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 pub struct ProcessFnOnce<F> {
     name: Cow<'static, str>,
     /// Taken by the first attempt.

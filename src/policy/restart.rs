@@ -8,6 +8,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// When a child is started again after it ends.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart};
+///
+/// let manager = ProcessManager::new();
+/// // A consumer that reconnects after a failure, but may finish for good.
+/// manager.insert_with(IdleProcess, ChildOptions::new().restart(Restart::OnFailure))?;
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Restart {
@@ -36,6 +47,18 @@ pub enum Restart {
 /// | `Full` | `d ..= min(2 d, cap)` |
 ///
 /// Once `d` has reached the cap, no jitter is left: the delay is the cap.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, Jitter};
+///
+/// // Exactly 1 s, 2 s, 4 s, ... (tests and examples want exact delays).
+/// let exact = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60))
+///     .jitter(Jitter::None);
+/// # let _ = exact;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Jitter {
@@ -152,6 +175,19 @@ fn fraction(span: Duration, random: u64) -> Duration {
 
 /// At most `restarts` restarts within any `window`; one more and the child
 /// is given up on, as if it had no restart policy.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{ChildOptions, Restart, RestartLimit};
+///
+/// // Give up (and let the failure escalate) after the 4th failure within a minute.
+/// let limit = RestartLimit::new(3, Duration::from_secs(60));
+/// assert_eq!(limit.to_string(), "3 restarts within 60s");
+/// let options = ChildOptions::new().restart(Restart::OnFailure).restart_limit(limit);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartLimit {
     restarts: u32,
@@ -189,6 +225,23 @@ impl fmt::Display for RestartLimit {
 }
 
 /// Which children a manager restarts when one of them is restarted.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart, Strategy};
+///
+/// // A connection pool and the workers that use it: when the pool restarts,
+/// // the workers inserted after it restart too, the ones before it do not.
+/// let always = || ChildOptions::new().restart(Restart::Always);
+/// let manager = ProcessManager::builder()
+///     .strategy(Strategy::RestForOne)
+///     .child_with(IdleProcess, always().name("metrics"))
+///     .child_with(IdleProcess, always().name("pool"))
+///     .child_with(IdleProcess, always().name("worker"))
+///     .build();
+/// # let _ = manager;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Strategy {
