@@ -60,6 +60,7 @@ mod control;
 mod error;
 mod manager;
 mod policy;
+pub mod recipes;
 mod runnable;
 
 pub use builtin::IdleProcess;

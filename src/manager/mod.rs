@@ -58,6 +58,9 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// requested, and a child that has not returned within its grace period is
 /// aborted. The outcome says so, and the run returns a
 /// [`FailureCause::Aborted`](crate::FailureCause::Aborted) failure for it.
+/// Tokio aborts a task only at an `.await`: a child that blocks its thread
+/// without awaiting cannot be aborted and holds the shutdown until it
+/// returns (see [the recipe](crate::recipes#work-that-blocks-its-thread)).
 /// A shutdown requested before the manager runs is remembered: the run starts
 /// the children already inserted with shutdown already requested, so they stop
 /// at once.
