@@ -158,6 +158,21 @@ impl fmt::Display for ChildInfo {
 /// │   └── kafka-1: ready, up 5s
 /// └── idle: ready, up 5s
 /// ```
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessManager};
+///
+/// let inner = ProcessManager::builder().name("consumers").child(IdleProcess).build();
+/// let root = ProcessManager::builder().name("root").build();
+/// root.insert(inner)?;
+/// let tree = root.handle().tree();
+/// assert_eq!(tree.path(), "root");
+/// assert_eq!(tree.children().len(), 1);
+/// print!("{tree}"); // drawn like the tree above
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TreeSnapshot {
     pub(crate) path: String,
