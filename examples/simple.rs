@@ -78,6 +78,11 @@ impl Runnable for Worker {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(self.name)
     }
+
+    /// It calls `mark_ready`, so its manager waits for it to be ready.
+    fn reports_ready(&self) -> bool {
+        true
+    }
 }
 
 /// Shuts the tree down after `run_for`, or on Ctrl-C when no signal receiver

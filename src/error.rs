@@ -214,6 +214,28 @@ impl Error for RunError {
 }
 
 /// The failures of one manager run, first one first.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(process_fn("a", async |_ctx| -> procmgr::Result { Err("a broke".into()) }))?;
+/// manager.insert(process_fn("b", async |ctx| -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     Err("b broke while stopping".into())
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let failures = error.failures().expect("children failed");
+/// let paths: Vec<_> = failures.iter().map(|failure| failure.path()).collect();
+/// assert_eq!(paths, ["root/a", "root/b"]);
+/// assert_eq!(error.to_string(), "process root/a failed (and 1 later failure)");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailures {
     first: ChildFailure,
@@ -262,6 +284,35 @@ impl ChildFailures {
 }
 
 /// One child that failed, with its full path in the tree.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, ChildOptions, ProcessManager, Restart, RestartLimit, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let limit = RestartLimit::new(2, Duration::from_secs(60));
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert_with(
+///     process_fn("flaky", async |_ctx| -> procmgr::Result { Err("flaked".into()) }),
+///     ChildOptions::new()
+///         .restart(Restart::OnFailure)
+///         .backoff(Backoff::none())
+///         .restart_limit(limit),
+/// )?;
+/// let error = manager.await.unwrap_err();
+/// let failure = error.failures().expect("a child failed").first();
+/// assert_eq!(failure.path(), "root/flaky");
+/// assert_eq!(failure.exceeded_restart_limit(), Some(&limit));
+/// assert_eq!(
+///     failure.to_string(),
+///     "process root/flaky failed, more often than its restart limit of 2 restarts within 60s",
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailure {
     path: String,
@@ -366,6 +417,35 @@ impl Error for ChildFailure {
 }
 
 /// How a child failed.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{FailureCause, ProcessManager, process_fn};
+///
+/// fn describe(cause: &FailureCause) -> String {
+///     match cause {
+///         FailureCause::Error(error) => format!("returned an error: {error}"),
+///         FailureCause::Panic(message) => format!("panicked: {message}"),
+///         FailureCause::Aborted { grace } => format!("ignored shutdown for {grace:?}"),
+///         FailureCause::StartTimeout { timeout } => format!("not ready within {timeout:?}"),
+///         FailureCause::Wedged { timeout } => format!("no heartbeat for {timeout:?}"),
+///         _ => "failed".to_owned(),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// manager.insert(process_fn("buggy", async |_ctx| -> procmgr::Result {
+///     panic!("index out of bounds")
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let cause = error.failures().expect("a child failed").first().cause();
+/// assert_eq!(describe(cause), "panicked: index out of bounds");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum FailureCause {
@@ -404,6 +484,26 @@ pub enum FailureCause {
 }
 
 /// An insert that was refused; it hands the runnable back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::builder().name("pool").build();
+/// let handle = manager.handle();
+/// handle.request_shutdown()?;
+/// let refused = handle.insert(IdleProcess).unwrap_err();
+/// assert_eq!(refused.kind(), InsertErrorKind::ShuttingDown);
+/// assert_eq!((refused.manager(), refused.child()), ("pool", "idle"));
+/// assert_eq!(
+///     refused.to_string(),
+///     "cannot insert `idle` into process manager `pool`: it is shutting down",
+/// );
+/// // Nothing is lost: the runnable comes back.
+/// let _idle: IdleProcess = refused.into_inner();
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 pub struct InsertError<R> {
     runnable: R,
     reason: InsertErrorKind,
@@ -412,6 +512,25 @@ pub struct InsertError<R> {
 }
 
 /// Why an insert was refused.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::new();
+/// let exact = ChildOptions::new().name("db").exact_name(true);
+/// manager.insert_with(IdleProcess, exact.clone())?;
+/// match manager.insert_with(IdleProcess, exact) {
+///     Ok(_) => unreachable!("the exact name is taken"),
+///     Err(refused) => match refused.kind() {
+///         InsertErrorKind::DuplicateName => println!("pick another name"),
+///         InsertErrorKind::ShuttingDown | InsertErrorKind::Stopped => println!("too late"),
+///         _ => {}
+///     },
+/// }
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InsertErrorKind {
@@ -419,7 +538,9 @@ pub enum InsertErrorKind {
     ShuttingDown,
     /// The manager has stopped.
     Stopped,
-    /// A live sibling already has this name.
+    /// The child asked for an exact name
+    /// ([`ChildOptions::exact_name`](crate::ChildOptions::exact_name)) that
+    /// a live sibling already has.
     DuplicateName,
 }
 
@@ -495,6 +616,20 @@ impl<R> Error for InsertError<R> {}
 /// Why [`ProcessManagerBuilder::try_build`](crate::ProcessManagerBuilder::try_build)
 /// could not build a manager: one of the children given up front was refused
 /// by the rule [`insert`](crate::ManagerHandle::insert) follows.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager};
+///
+/// let error = ProcessManager::builder()
+///     .name("api")
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .try_build()
+///     .unwrap_err();
+/// assert_eq!((error.manager(), error.child()), ("api", "http"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BuildError {
@@ -548,6 +683,22 @@ impl fmt::Display for BuildError {
 impl Error for BuildError {}
 
 /// A control request that could not be delivered.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ControlError, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// assert_eq!(child.request_reload(), Err(ControlError::Ended));
+/// assert_eq!(child.request_shutdown(), Err(ControlError::Ended));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ControlError {
@@ -566,6 +717,22 @@ impl fmt::Display for ControlError {
 impl Error for ControlError {}
 
 /// A custom message that could not be delivered; it hands the message back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// let undelivered = child.send(String::from("hello")).unwrap_err();
+/// assert_eq!(undelivered.into_inner(), "hello");
+/// # Ok(())
+/// # }
+/// ```
 pub struct SendError<T> {
     message: T,
 }

@@ -137,6 +137,7 @@ mod control;
 mod error;
 mod manager;
 mod policy;
+pub mod recipes;
 mod runnable;
 
 pub use builtin::IdleProcess;
@@ -153,7 +154,10 @@ pub use manager::{
     ProcessManager, ProcessManagerBuilder, TreeNode, TreeSnapshot,
 };
 pub use policy::{Backoff, ChildOptions, Jitter, Restart, RestartLimit, Strategy};
-pub use runnable::{BoxError, ProcessFn, Runnable, process_fn};
+pub use runnable::{
+    BoxError, ProcessFn, ProcessFnOnce, Result, Runnable, process_fn, process_fn_once,
+    process_fn_with,
+};
 /// The token type of [`Context::token`] and [`Context::child_token`],
 /// re-exported so that no `tokio-util` dependency of your own is needed.
 pub use tokio_util::sync::CancellationToken;

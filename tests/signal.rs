@@ -56,6 +56,7 @@ fn reporter(name: &'static str, events: mpsc::UnboundedSender<String>) -> impl R
             Ok::<_, std::io::Error>(())
         }
     })
+    .reporting_ready()
 }
 
 async fn graceful_shutdown_on(number: i32, signal: Signal) {

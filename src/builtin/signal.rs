@@ -172,10 +172,15 @@ impl Runnable for SignalReceiver {
         Cow::Borrowed("signals")
     }
 
-    /// A background child that reports readiness: its manager is ready
-    /// only once the signal handlers are installed.
+    /// A background child.
     fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().background(true).reports_ready(true)
+        ChildOptions::new().background(true)
+    }
+
+    /// It reports readiness: its manager is ready only once the signal
+    /// handlers are installed.
+    fn reports_ready(&self) -> bool {
+        true
     }
 }
 

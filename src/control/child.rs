@@ -57,6 +57,10 @@ pub(crate) struct ChildPolicy {
     pub(crate) announce_ready: bool,
     /// Its readiness counts toward its manager's.
     pub(crate) reports_ready: bool,
+    /// Neither reports readiness nor was told not to, and no ordered start
+    /// waits for it: [`Context::mark_ready`](crate::Context::mark_ready) on
+    /// it is a mistake.
+    pub(crate) undeclared_ready: bool,
     /// It is failed when it goes this long without a heartbeat.
     pub(crate) stale_after: Option<Duration>,
 }

@@ -19,6 +19,41 @@ use crate::error::{ControlError, SendError};
 /// period ends is aborted. Its outcome says [`Outcome::Aborted`], but it is
 /// not a failure of its manager: it was asked to stop, and it stopped. (An
 /// abort during the manager's own shutdown is reported as a failure.)
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ControlMessage, Outcome, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let counter = manager.insert(process_fn("counter", async |mut ctx| -> procmgr::Result {
+///     let mut total = 0;
+///     while let Some(message) = ctx.recv().await {
+///         match message {
+///             ControlMessage::Custom(n) => total += n.downcast::<u32>().map_err(|_| "not a u32")?,
+///             ControlMessage::Reload => total = 0,
+///             ControlMessage::Shutdown => break,
+///             _ => {}
+///         }
+///     }
+///     println!("{} counted {total}", ctx.path());
+///     Ok(())
+/// }))?;
+/// let run = tokio::spawn(manager.into_future());
+///
+/// counter.send(2_u32)?;
+/// counter.request_reload()?;
+/// counter.send(3_u32)?;
+/// // Stop this child alone and wait for it; its manager then has no child left.
+/// assert!(matches!(counter.shutdown().await, Outcome::Stopped));
+/// assert!(counter.is_finished());
+/// assert_eq!(counter.send(4_u32).unwrap_err().into_inner(), 4, "it has ended");
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ChildHandle {
     core: Arc<ChildCore>,
@@ -62,7 +97,8 @@ impl ChildHandle {
     }
 
     /// Whether the child has said it is ready with
-    /// [`Context::mark_ready`](crate::Context::mark_ready).
+    /// [`Context::mark_ready`](crate::Context::mark_ready) in its current
+    /// attempt, whether or not its readiness counts toward its manager's.
     pub fn is_ready(&self) -> bool {
         self.core().is_ready()
     }

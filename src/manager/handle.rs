@@ -64,20 +64,53 @@ impl ManagerHandle {
     /// A child inserted while the manager runs starts on the manager's next
     /// turn; its handle works at once.
     ///
+    /// # Names
+    ///
+    /// One rule for every name, whether given here ([`ChildOptions::name`],
+    /// [`process_fn`](crate::process_fn)'s) or the type's default
+    /// ([`Runnable::name`](crate::Runnable::name)): names are unique among
+    /// live siblings, and a child whose name a live sibling has gets its id
+    /// as a suffix (`worker`, `worker-7`), or `worker-7-2` if a sibling has
+    /// that name too, so a suffix never takes a name in use. So inserting
+    /// `process_fn("worker", ..)` a million times needs no `format!` per
+    /// child; [`ChildHandle::name`](crate::ChildHandle::name) says which
+    /// name a child got, and [`child`](ManagerHandle::child) finds it by
+    /// that name. Once a child has ended, its name is free again. A child
+    /// inserted with [`ChildOptions::exact_name`] is refused instead of
+    /// suffixed.
+    ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
-    /// Every insert that succeeds runs its child, and the manager stops that
-    /// child before its run returns.
+    /// Hands the runnable back if the manager is shutting down or has stopped,
+    /// or if the child asks for an [exact name](ChildOptions::exact_name)
+    /// that a live sibling has. Every insert that succeeds runs its child,
+    /// and the manager stops that child before its run returns.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// let manager = ProcessManager::new();
+    /// let handle = manager.handle();
+    /// let first = handle.insert(process_fn("worker", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+    /// let second = handle.insert(process_fn("worker", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+    /// assert_eq!(first.name(), "worker");
+    /// assert_eq!(second.name(), format!("worker-{}", second.id()));
+    /// assert_eq!(handle.child(second.name()).map(|c| c.id()), Some(second.id()));
+    /// # Ok::<_, procmgr::BoxError>(())
+    /// ```
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
 
-    /// Inserts a child with its own settings; see [`insert`](ManagerHandle::insert).
+    /// Inserts a child with its own settings; see [`insert`](ManagerHandle::insert),
+    /// which also says how the child is named.
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,
@@ -118,15 +151,9 @@ impl ManagerHandle {
 
     /// The live child with this name, among this manager's children.
     ///
-    /// Names are unique among live siblings. A name given at the insert
-    /// ([`ChildOptions::name`], or [`process_fn`](crate::process_fn)'s) that
-    /// is taken is refused with
-    /// [`InsertErrorKind::DuplicateName`](crate::InsertErrorKind::DuplicateName).
-    /// A name a type gives all its values (its type name, or its own
-    /// [`Runnable::name`](crate::Runnable::name), as [`IdleProcess`](crate::IdleProcess)'s
-    /// `idle`) is a default: a taken one gets the child's id as a suffix
-    /// (`Worker`, `Worker-3`), and another suffix if the user gave a sibling
-    /// that name.
+    /// Names are unique among live siblings: a child whose name was taken
+    /// when it was inserted has a suffix (see [`insert`](ManagerHandle::insert)),
+    /// and [`ChildHandle::name`] says which.
     pub fn child(&self, name: &str) -> Option<ChildHandle> {
         self.shared.child(name).map(|(child, _)| child)
     }
@@ -200,12 +227,19 @@ impl ManagerHandle {
         self.shared.events.subscribe()
     }
 
-    /// Whether every child that reports readiness
-    /// ([`ChildOptions::reports_ready`]) is ready in its current attempt,
-    /// nested managers counting as ready once their own children are. A
-    /// child that restarts is unready until it says it is ready again; a
-    /// child that has ended no longer counts. The building block for a
-    /// health endpoint or a systemd notification.
+    /// Whether every child that reports readiness is ready in its current
+    /// attempt; a manager with no such child (none that declared
+    /// [`Runnable::reports_ready`], or no child at all) is always ready.
+    ///
+    /// A child reports readiness when it declares it
+    /// ([`Runnable::reports_ready`],
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready)) or
+    /// is inserted with [`ChildOptions::reports_ready`]; nested managers do,
+    /// and count as ready once their own children are. Such a child is
+    /// unready from its insert until it calls
+    /// [`Context::mark_ready`](crate::Context::mark_ready), and again in
+    /// each restart; a child that has ended no longer counts. The building
+    /// block for a health endpoint or a systemd notification.
     pub fn is_ready(&self) -> bool {
         self.shared.unready.load(Ordering::Acquire) == 0
     }
@@ -219,19 +253,19 @@ impl ManagerHandle {
     /// # Example
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessManager, process_fn};
+    /// use procmgr::{ProcessManager, process_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = ProcessManager::new();
-    /// manager.insert_with(
-    ///     process_fn("http", |ctx| async move {
+    /// manager.insert(
+    ///     process_fn("http", async |ctx| -> procmgr::Result {
     ///         // bind the socket, then:
     ///         ctx.mark_ready();
     ///         ctx.shutdown_requested().await;
-    ///         Ok::<_, std::io::Error>(())
-    ///     }),
-    ///     ChildOptions::new().reports_ready(true),
+    ///         Ok(())
+    ///     })
+    ///     .reporting_ready(),
     /// )?;
     /// let handle = manager.handle();
     /// let run = tokio::spawn(manager.into_future());

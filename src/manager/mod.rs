@@ -58,6 +58,9 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// requested, and a child that has not returned within its grace period is
 /// aborted. The outcome says so, and the run returns a
 /// [`FailureCause::Aborted`](crate::FailureCause::Aborted) failure for it.
+/// Tokio aborts a task only at an `.await`: a child that blocks its thread
+/// without awaiting cannot be aborted and holds the shutdown until it
+/// returns (see [the recipe](crate::recipes#work-that-blocks-its-thread)).
 /// A shutdown requested before the manager runs is remembered: the run starts
 /// the children already inserted with shutdown already requested, so they stop
 /// at once.
@@ -112,11 +115,14 @@ impl ProcessManager {
         ManagerHandle::new(Arc::clone(&self.shared))
     }
 
-    /// Inserts a child; the same as [`ManagerHandle::insert`].
+    /// Inserts a child; the same as [`ManagerHandle::insert`], which says
+    /// how the child is named: a name a live sibling has gets a suffix
+    /// (`worker`, `worker-7`).
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
@@ -126,7 +132,8 @@ impl ProcessManager {
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,
@@ -167,16 +174,18 @@ impl IntoFuture for ProcessManager {
 /// Its grace period in the parent defaults to its own grace period plus
 /// [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
 /// report which one it was before its parent would abort it whole. It
-/// reports readiness ([`ChildOptions::reports_ready`]): it is ready once its
+/// reports readiness ([`Runnable::reports_ready`]): it is ready once its
 /// own children that report readiness are.
 impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn child_options(&self) -> ChildOptions {
         let grace = self.shared.settings.grace;
-        ChildOptions::new()
-            .grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
-            .reports_ready(true)
+        ChildOptions::new().grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
+    }
+
+    fn reports_ready(&self) -> bool {
+        true
     }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {

@@ -301,14 +301,13 @@ impl Registry {
     }
 
     /// The key the next admitted child gets, and the name it would have:
-    /// `name`, or for a default name that is taken, the name with a suffix
-    /// that no live sibling has. `is_default` says whether the name is a
-    /// default one; it is asked only for a taken name. `Err` says why the
-    /// child would be refused, and gives the name back.
+    /// `name` if no live sibling has it, else the name with a suffix that no
+    /// live sibling has, or, for an `exact` name, a refusal. `Err` says why
+    /// the child would be refused, and gives the name back.
     pub(crate) fn reserve(
         &self,
         name: Cow<'static, str>,
-        is_default: impl FnOnce() -> bool,
+        exact: bool,
     ) -> Result<(ChildKey, Cow<'static, str>), (InsertErrorKind, Cow<'static, str>)> {
         if let Some(refused) = self.phase.refuses() {
             return Err((refused, name));
@@ -320,10 +319,10 @@ impl Registry {
         if !self.names.contains_key(&name) {
             return Ok((key, name));
         }
-        if !is_default() {
+        if exact {
             return Err((InsertErrorKind::DuplicateName, name));
         }
-        // `Worker-7`, or when the user named a sibling that, `Worker-7-2`:
+        // `worker-7`, or when the user named a sibling that, `worker-7-2`:
         // a suffix never takes a name that is in use.
         let mut candidate = format!("{name}-{}", key.id);
         let mut extra = 1;
@@ -511,7 +510,7 @@ mod tests {
     }
 
     fn admit(registry: &mut Registry, name: String) -> ChildKey {
-        let (key, name) = registry.reserve(name.into(), || false).unwrap();
+        let (key, name) = registry.reserve(name.into(), true).unwrap();
         let policy = ChildPolicy {
             grace: None,
             background: false,
@@ -519,6 +518,7 @@ mod tests {
             escalate: true,
             announce_ready: false,
             reports_ready: false,
+            undeclared_ready: false,
             stale_after: None,
         };
         let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();

@@ -23,7 +23,7 @@ use crate::control::{
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
-use crate::runnable::{Runnable, is_process_fn};
+use crate::runnable::Runnable;
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -102,13 +102,15 @@ impl ManagerShared {
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
-        // A name given at the insert (an option, or `process_fn`'s) is the
-        // child's own; a name a type gives all its values is a default.
-        let given = options.name.is_some();
+        let exact = options.exact_name.unwrap_or(false);
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
-        let reports_ready = options.reports_ready.unwrap_or(false);
+        // What the insert or the process's options say wins over what the
+        // process declares.
+        let reports_ready = options
+            .reports_ready
+            .unwrap_or_else(|| runnable.reports_ready());
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
@@ -134,7 +136,7 @@ impl ManagerShared {
         let reserved = if registry.token().is_cancelled() && !registry.phase().is_stopping() {
             Err((crate::InsertErrorKind::ShuttingDown, name))
         } else {
-            registry.reserve(name, || !given && !is_process_fn::<R>())
+            registry.reserve(name, exact)
         };
         let (key, name) = match reserved {
             Ok(reserved) => reserved,
@@ -149,16 +151,20 @@ impl ManagerShared {
                 };
             }
         };
+        // Only children inserted before the run take part in an ordered
+        // start.
+        let announce_ready =
+            self.settings.ordered_start.is_some() && registry.phase() == Phase::Idle;
         let policy = ChildPolicy {
             grace: options.grace,
             background,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
-            // Only children inserted before the run take part in an ordered
-            // start.
-            announce_ready: self.settings.ordered_start.is_some()
-                && registry.phase() == Phase::Idle,
+            announce_ready,
             reports_ready,
+            // Nobody said whether it reports, and no ordered start waits for
+            // it: a `mark_ready` would be a forgotten declaration.
+            undeclared_ready: !reports_ready && options.reports_ready.is_none() && !announce_ready,
             stale_after: options.heartbeat_timeout,
         };
         if reports_ready {

@@ -299,7 +299,7 @@ impl<'a> Run<'a> {
         if ready != self.told_ready {
             self.told_ready = ready;
             if ready {
-                ctx.mark_ready();
+                ctx.set_ready();
             } else {
                 ctx.mark_unready();
             }
@@ -374,7 +374,7 @@ fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationTo
     for child in &mut spec {
         let previous = &child.core;
         // Every name is free: the run ended every child.
-        let Ok((key, name)) = registry.reserve(previous.name.clone(), || false) else {
+        let Ok((key, name)) = registry.reserve(previous.name.clone(), true) else {
             continue;
         };
         let own_token = previous.policy.background || shared.settings.ordered_stop;
