@@ -64,7 +64,9 @@ use crate::policy::RestartLimit;
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum RunError {
-    /// The manager was run before; a manager runs at most once.
+    /// The manager runs already, or it ran as the root of a tree: a manager
+    /// runs once at a time, and only a nested manager whose run has ended
+    /// runs again (its parent restarts it).
     AlreadyStarted,
     /// At least one child failed. The first failure stopped the tree; the
     /// rest happened while it stopped.

@@ -15,6 +15,11 @@ use crate::error::{ControlError, SendError};
 /// [`wait`](ChildHandle::wait) returns the outcome at once.
 /// Dropping a handle does nothing to the child.
 ///
+/// The handle of a child its manager was built with follows it when that
+/// manager is restarted by its parent (a [restartable
+/// subtree](crate::ProcessManager#a-restartable-subtree)): it then controls
+/// the child of the new run.
+///
 /// A child stopped through its handle that is still running when its grace
 /// period ends is aborted. Its outcome says [`Outcome::Aborted`], but it is
 /// not a failure of its manager: it was asked to stop, and it stopped. (An

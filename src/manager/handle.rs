@@ -317,6 +317,10 @@ impl ManagerHandle {
     /// Asks the manager, and through it every child and every nested
     /// manager's children, to shut down gracefully; returns at once.
     ///
+    /// A nested manager is stopped through its record in its parent, for
+    /// good: its parent does not restart it, also when it is asked while it
+    /// waits for its restart.
+    ///
     /// # Errors
     ///
     /// [`ControlError::Ended`] if the manager has already ended.
@@ -334,12 +338,16 @@ impl ManagerHandle {
         self.shared.broadcast_reload()
     }
 
-    /// Whether the manager's run has ended.
+    /// Whether the manager's run has ended. A nested manager restarted by
+    /// its parent runs again: this is `false` again once its new run has
+    /// started.
     pub fn is_finished(&self) -> bool {
         self.shared.end.is_set()
     }
 
-    /// Waits until the manager's run has ended and returns how.
+    /// Waits until the manager's run has ended and returns how: the run
+    /// under way, or, between two runs of a restartable subtree, the one
+    /// that ended last.
     ///
     /// # Cancel safety
     ///

@@ -106,21 +106,18 @@ impl ChildOptions {
     /// from fresh configuration). A stop through its handle is final: it is
     /// not restarted, even while it waits for a restart.
     ///
-    /// A [`ProcessManager`](crate::ProcessManager) runs once, so restarting
-    /// a nested manager fails with
-    /// [`RunError::AlreadyStarted`](crate::RunError::AlreadyStarted). To
-    /// restart a subtree, build a fresh manager for each attempt:
+    /// A nested [`ProcessManager`](crate::ProcessManager) restarts like any
+    /// child: its new run starts the children it was built with, and the
+    /// handles into it follow (see [a restartable
+    /// subtree](crate::ProcessManager#a-restartable-subtree)):
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessManager, Restart, Runnable, process_fn};
+    /// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart};
     ///
-    /// let subtree = process_fn("consumers", |ctx| async move {
-    ///     let manager = ProcessManager::builder().name("consumers").build();
-    ///     // ... insert this attempt's children ...
-    ///     manager.run(ctx).await
-    /// });
+    /// let consumers = ProcessManager::builder().name("consumers").build();
+    /// consumers.insert(IdleProcess)?;
     /// let root = ProcessManager::new();
-    /// root.insert_with(subtree, ChildOptions::new().restart(Restart::OnFailure))?;
+    /// root.insert_with(consumers, ChildOptions::new().restart(Restart::OnFailure))?;
     /// # Ok::<_, Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
