@@ -321,6 +321,7 @@ pub struct ChildFailure {
     id: u64,
     cause: FailureCause,
     exceeded: Option<RestartLimit>,
+    attempt: u32,
 }
 
 impl ChildFailure {
@@ -330,7 +331,20 @@ impl ChildFailure {
             id,
             cause,
             exceeded: None,
+            attempt: 1,
         }
+    }
+
+    pub(crate) fn in_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// Which attempt of the child failed: 1 for its first run, one more for
+    /// each restart. A restartable subtree's restarts show here, at the
+    /// subtree's path, and in the failure's message (`(attempt 3)`).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
@@ -397,6 +411,9 @@ impl fmt::Display for ChildFailure {
                 "process {} was wedged: no heartbeat for {timeout:?}",
                 self.path
             )?,
+        }
+        if self.attempt > 1 {
+            write!(f, " (attempt {})", self.attempt)?;
         }
         match &self.exceeded {
             Some(limit) => write!(f, ", more often than its restart limit of {limit}"),

@@ -210,7 +210,7 @@ async fn the_restart_limit_trips_at_exactly_r_plus_one_failures_in_the_window() 
     );
     assert_eq!(
         error.to_string(),
-        "process root/flaky failed, more often than its restart limit of 3 restarts within 10s"
+        "process root/flaky failed (attempt 4), more often than its restart limit of 3 restarts within 10s"
     );
     assert!(matches!(child.outcome(), Some(Outcome::Failed(_))));
     assert!(matches!(sibling.outcome(), Some(Outcome::Stopped)));

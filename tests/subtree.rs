@@ -305,3 +305,37 @@ async fn a_subtree_without_a_restart_policy_still_fails_its_parent() {
     assert!(error.to_string().contains("root/sub"), "{error}");
     assert!(sub_handle.is_finished());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subtree_that_keeps_failing_is_given_up_with_its_restarts_in_the_failure() {
+    let root = ProcessManager::builder().name("root").build();
+    let sub = ProcessManager::builder().name("sub").build();
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&runs);
+    sub.insert(process_fn("bad", move |_ctx| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(std::io::Error::other("broke")) }
+    }))
+    .expect("accepted");
+    root.insert_with(
+        sub,
+        ChildOptions::new()
+            .restart(Restart::OnFailure)
+            .backoff(Backoff::none())
+            .restart_limit(procmgr::RestartLimit::new(2, Duration::from_secs(60))),
+    )
+    .expect("accepted");
+    let error = root.await.expect_err("given up");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the first run and two restarts"
+    );
+    let failure = error.failures().expect("a failure").first();
+    assert_eq!(failure.path(), "root/sub");
+    assert_eq!(failure.attempt(), 3);
+    assert_eq!(
+        failure.to_string(),
+        "process root/sub failed (attempt 3), more often than its restart limit of 2 restarts within 60s"
+    );
+}

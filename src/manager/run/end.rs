@@ -162,7 +162,8 @@ impl Run<'_> {
                 }
             }
             None => {
-                let mut failure = ChildFailure::new(self.child_path(&core.name), core.id, cause);
+                let mut failure = ChildFailure::new(self.child_path(&core.name), core.id, cause)
+                    .in_attempt(core.attempt());
                 if let Some(limit) = exceeded {
                     failure = failure.exceeding(limit);
                 }
