@@ -308,9 +308,10 @@ impl ChildFailures {
 /// let failure = error.failures().expect("a child failed").first();
 /// assert_eq!(failure.path(), "root/flaky");
 /// assert_eq!(failure.exceeded_restart_limit(), Some(&limit));
+/// assert_eq!(failure.attempt(), 3, "the first run and two restarts");
 /// assert_eq!(
 ///     failure.to_string(),
-///     "process root/flaky failed, more often than its restart limit of 2 restarts within 60s",
+///     "process root/flaky failed (attempt 3), more often than its restart limit of 2 restarts within 60s",
 /// );
 /// # Ok(())
 /// # }
