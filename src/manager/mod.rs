@@ -4,6 +4,8 @@ mod builder;
 mod events;
 mod exit;
 mod handle;
+#[cfg(feature = "serde")]
+mod json;
 mod registry;
 mod run;
 mod shared;

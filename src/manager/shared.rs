@@ -277,6 +277,9 @@ impl ManagerShared {
                     restarts: core.attempt().saturating_sub(1),
                     uptime,
                     last_error,
+                    slow_polls: 0,
+                    longest_poll: None,
+                    blocking: None,
                 };
                 (info, manager)
             })
