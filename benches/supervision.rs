@@ -30,7 +30,9 @@
 //!   per measurement;
 //! - `restart`: one child that fails N times in a row, restarted each time
 //!   with zero backoff, until its last attempt has ended (reported per
-//!   fail-to-restart cycle).
+//!   fail-to-restart cycle);
+//! - `snapshot` (with `--features serde`, procmgr only): `tree()` of a
+//!   running manager with N idle children, and serializing it to JSON.
 //!
 //! Every child reports through the same counters on both sides, so the two
 //! sides differ only in how they supervise. Each figure is the median of a
@@ -186,6 +188,7 @@ impl<'a> Config<'a> {
                 rows.push(row);
             }
         }
+        self.observability();
         println!();
         println!("| scenario | N | procmgr | baseline | ratio | target |");
         println!("| --- | ---: | ---: | ---: | ---: | --- |");
@@ -216,6 +219,27 @@ impl<'a> Config<'a> {
             }
         }
         (median(procmgr), median(baseline))
+    }
+
+    /// What the observability features cost, on procmgr alone (the baseline
+    /// has no such thing): `snapshot` (feature `serde`) and `slow-poll`.
+    fn observability(&self) {
+        #[cfg(feature = "serde")]
+        if self.wants("snapshot") {
+            let repetitions = if self.quick { 5 } else { 21 };
+            for &n in self.sizes {
+                let (tree, json, bytes) = snapshot_cost(n, repetitions);
+                println!(
+                    "snapshot {:>9}: tree() {} ({} ns/child), to JSON {} ({} ns/child, {} KiB)",
+                    thousands(n),
+                    human_time(tree),
+                    tree.as_nanos() / n as u128,
+                    human_time(json),
+                    json.as_nanos() / n as u128,
+                    bytes / 1024,
+                );
+            }
+        }
     }
 
     /// Peak resident memory growth per idle child, each measurement in a
@@ -673,6 +697,30 @@ async fn procmgr_running_idle(
     let run = tokio::spawn(manager.into_future());
     started.wait().await;
     (handle, run)
+}
+
+/// A running manager with `n` idle children: the median time of `tree()`
+/// and of serializing it to JSON, and the JSON's size.
+#[cfg(feature = "serde")]
+fn snapshot_cost(n: usize, repetitions: usize) -> (Duration, Duration, usize) {
+    on_runtime(async move {
+        let (handle, run) = procmgr_running_idle(n).await;
+        let mut trees = Vec::new();
+        let mut jsons = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..repetitions {
+            let t0 = Instant::now();
+            let tree = handle.tree();
+            trees.push(t0.elapsed());
+            let t0 = Instant::now();
+            let json = serde_json::to_vec(&tree).expect("serializes");
+            jsons.push(t0.elapsed());
+            bytes = json.len();
+        }
+        handle.request_shutdown().expect("running");
+        run.await.expect("joined").expect("clean stop");
+        (median(trees), median(jsons), bytes)
+    })
 }
 
 // ---------------------------------------------------------------------------
