@@ -10,9 +10,25 @@ use std::time::Duration;
 
 use crate::control::{Outcome, ShutdownReason};
 
+/// A child's span, a child of its manager's, so that an event inside the
+/// child carries its whole path in its span ancestry.
 #[cfg(feature = "tracing")]
-pub(crate) fn child_span(parent_path: &str, name: &str, id: u64, attempt: u32) -> tracing::Span {
-    tracing::info_span!("process", name, id, path = %format_args!("{parent_path}/{name}"), attempt)
+pub(crate) fn child_span(
+    manager: &tracing::Span,
+    parent_path: &str,
+    name: &str,
+    id: u64,
+    attempt: u32,
+) -> tracing::Span {
+    tracing::info_span!(
+        parent: manager, "process", name, id, path = %format_args!("{parent_path}/{name}"), attempt
+    )
+}
+
+/// The span a root manager runs in; its children's spans are its children.
+#[cfg(feature = "tracing")]
+pub(crate) fn root_span(name: &str) -> tracing::Span {
+    tracing::info_span!("manager", name, path = name)
 }
 
 pub(crate) fn child_started(parent_path: &str, name: &str, id: u64) {

@@ -160,7 +160,14 @@ impl IntoFuture for ProcessManager {
     type IntoFuture = BoxFuture<'static, Result<Exit, RunError>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { supervise(&self, None).await })
+        // Made here, so that its parent is the span the manager is awaited
+        // in; the children's spans are its children.
+        #[cfg(feature = "tracing")]
+        let span = events::root_span(&self.shared.settings.name);
+        let run = async move { supervise(&self, None).await };
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::instrument(run, span);
+        Box::pin(run)
     }
 }
 

@@ -187,6 +187,10 @@ impl<'a> Run<'a> {
                 reason: Arc::clone(&shared.reason),
                 events: EventHubs::with(parent.map(Context::events), &shared.events),
                 started: Instant::now(),
+                // The span the run is polled in: a nested manager's own
+                // process span, or a root manager's (see `IntoFuture`).
+                #[cfg(feature = "tracing")]
+                span: tracing::Span::current(),
             }),
             own_id: parent.map_or(0, Context::id),
             phase: Phase::Running,

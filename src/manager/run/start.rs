@@ -207,6 +207,7 @@ impl Run<'_> {
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: crate::manager::events::child_span(
+                &self.scope.span,
                 &self.scope.path,
                 &core.name,
                 core.id,
