@@ -110,6 +110,7 @@ pub struct ChildFailure {
     id: u64,
     cause: FailureCause,
     exceeded: Option<RestartLimit>,
+    blocking_poll: Option<Duration>,
 }
 
 impl ChildFailure {
@@ -119,7 +120,22 @@ impl ChildFailure {
             id,
             cause,
             exceeded: None,
+            blocking_poll: None,
         }
+    }
+
+    pub(crate) fn blocked(mut self, blocking_poll: Option<Duration>) -> Self {
+        self.blocking_poll = blocking_poll;
+        self
+    }
+
+    /// When the manager aborted the child (its grace period was over, or it
+    /// was wedged), one poll of its future had blocked its thread for this
+    /// long, over its slow-poll threshold: the child did not yield, so the
+    /// abort had to wait for that poll to return. Known only for children
+    /// with a threshold ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll)).
+    pub fn blocking_poll(&self) -> Option<Duration> {
+        self.blocking_poll
     }
 
     pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
@@ -173,8 +189,14 @@ impl fmt::Display for ChildFailure {
                 self.path
             )?,
         }
-        match &self.exceeded {
-            Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
+        if let Some(limit) = &self.exceeded {
+            write!(f, ", more often than its restart limit of {limit}")?;
+        }
+        match self.blocking_poll {
+            Some(blocked) => write!(
+                f,
+                "; it did not yield: one poll had blocked its thread for {blocked:?}"
+            ),
             None => Ok(()),
         }
     }

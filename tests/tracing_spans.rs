@@ -30,10 +30,12 @@ impl Visit for NameVisitor {
     }
 }
 
-/// Records, for each event, the names of the spans it is in, outermost
-/// first.
+/// An event's message and the names of the spans it is in, outermost first.
+type Seen = (String, Vec<String>);
+
+/// Records what every event saw.
 #[derive(Clone, Default)]
-struct Ancestry(Arc<Mutex<Vec<(String, Vec<String>)>>>);
+struct Ancestry(Arc<Mutex<Vec<Seen>>>);
 
 struct MessageVisitor(String);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ControlMessage, CustomMessage, EndSignal, Outcome, ShutdownReason};
+use super::{ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch, ShutdownReason};
 use crate::error::{ControlError, SendError};
 
 /// A child's address in its manager: the slot of its record and its id. The
@@ -88,6 +88,8 @@ pub(crate) struct ChildCore {
     /// Separate from the token, which the child itself may cancel.
     stop_requested: AtomicBool,
     pub(crate) end: EndSignal,
+    /// Its slow-poll threshold and measurements, if it has one.
+    pub(crate) polls: Option<Box<PollWatch>>,
 }
 
 #[derive(Default)]
@@ -112,6 +114,7 @@ impl ChildCore {
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
+        policy_polls: Option<Duration>,
     ) -> Self {
         ChildCore {
             id: key.id,
@@ -126,6 +129,7 @@ impl ChildCore {
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
+            polls: policy_polls.map(|threshold| Box::new(PollWatch::new(threshold))),
         }
     }
 

@@ -48,6 +48,7 @@ impl ProcessManagerBuilder {
                 ordered_start: None,
                 ordered_stop: false,
                 keep_running: false,
+                slow_poll: None,
             },
             children: Vec::new(),
             #[cfg(feature = "signal")]
@@ -80,6 +81,15 @@ impl ProcessManagerBuilder {
     #[cfg(feature = "signal")]
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.signals = handle;
+        self
+    }
+
+    /// The slow-poll threshold of every child that does not set its own
+    /// ([`ChildOptions::slow_poll`], which says what it does). It applies to
+    /// this manager's children only: a nested manager has its own. Default:
+    /// none, polls are not measured.
+    pub fn slow_poll(mut self, threshold: Duration) -> Self {
+        self.settings.slow_poll = Some(threshold);
         self
     }
 

@@ -86,6 +86,25 @@ pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Dura
     );
 }
 
+/// One poll of a child's future took `took`, over its `threshold`.
+pub(crate) fn slow_poll(
+    parent_path: &str,
+    name: &str,
+    id: u64,
+    took: Duration,
+    threshold: Duration,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %format_args!("{parent_path}/{name}"), id, ?took, ?threshold,
+        "process blocked its thread: one poll took longer than its slow-poll threshold"
+    );
+    #[cfg(feature = "log")]
+    log::warn!(
+        "process {parent_path}/{name} (id {id}) blocked its thread: one poll took {took:?}, over its slow-poll threshold of {threshold:?}"
+    );
+}
+
 pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
     let reason = reason.unwrap_or(&ShutdownReason::Requested);
     #[cfg(feature = "tracing")]

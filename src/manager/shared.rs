@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) ordered_stop: bool,
     /// Run on with no child left, until shutdown is requested.
     pub(crate) keep_running: bool,
+    /// The slow-poll threshold of children that do not set their own.
+    pub(crate) slow_poll: Option<std::time::Duration>,
 }
 
 pub(crate) struct ManagerShared {
@@ -166,7 +168,10 @@ impl ManagerShared {
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
-        let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
+        let slow_poll = options.slow_poll.or(self.settings.slow_poll);
+        let core = Arc::new(ChildCore::new(
+            key, name, policy, token, listener, slow_poll,
+        ));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
@@ -269,6 +274,10 @@ impl ManagerShared {
                     .as_ref()
                     .and_then(error_message)
                     .or_else(|| ended.as_ref().and_then(error_message));
+                let (slow_polls, longest_poll) = core
+                    .polls
+                    .as_ref()
+                    .map_or((0, None), |polls| polls.slow_polls());
                 let info = ChildInfo {
                     id: core.id,
                     name: core.name.to_string(),
@@ -277,9 +286,9 @@ impl ManagerShared {
                     restarts: core.attempt().saturating_sub(1),
                     uptime,
                     last_error,
-                    slow_polls: 0,
-                    longest_poll: None,
-                    blocking: None,
+                    slow_polls,
+                    longest_poll,
+                    blocking: core.polls.as_ref().and_then(|polls| polls.blocking()),
                 };
                 (info, manager)
             })

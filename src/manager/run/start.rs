@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Run;
 use super::stop::AbortCause;
-use super::task::{DynRunnable, Launch};
+use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
@@ -214,6 +214,7 @@ impl Run<'_> {
                 attempt,
             ),
             key,
+            slow_polls: SlowPolls::of(&core, &self.scope),
             ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
         };
         self.to_spawn.push((Arc::clone(&record.runnable), launch));

@@ -270,6 +270,9 @@ impl Run<'_> {
                 .publish(&self.scope.path, Some(&core.name), core.id, || {
                     EventKind::Aborted
                 });
+            if let Some(polls) = &core.polls {
+                polls.note_abort();
+            }
             abort.abort();
             entry.insert((record.key(), cause));
         }

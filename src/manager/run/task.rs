@@ -2,13 +2,15 @@
 //! manager's `JoinSet`, and what the task returns.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::control::{ChildKey, Context};
+use crate::control::{ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
 use crate::manager::{ManagerHandle, ProcessManager, events};
 use crate::runnable::{BoxError, Runnable};
 
@@ -22,6 +24,53 @@ pub(crate) struct Launch {
     pub(super) span: tracing::Span,
     pub(super) key: ChildKey,
     pub(super) ctx: Context,
+    /// For a child with a slow-poll threshold: what its polls are measured
+    /// against and reported to. Boxed, so that a child without one pays a
+    /// word in its task.
+    pub(super) slow_polls: Option<Box<SlowPolls>>,
+}
+
+/// Where a child's slow polls are reported: its event hubs, its log, its
+/// measurements.
+pub(crate) struct SlowPolls {
+    core: Arc<ChildCore>,
+    scope: Arc<Scope>,
+}
+
+impl SlowPolls {
+    /// What a child's task needs to watch its polls, if it has a threshold.
+    pub(super) fn of(core: &Arc<ChildCore>, scope: &Arc<Scope>) -> Option<Box<SlowPolls>> {
+        core.polls.as_ref()?;
+        Some(Box::new(SlowPolls {
+            core: Arc::clone(core),
+            scope: Arc::clone(scope),
+        }))
+    }
+
+    fn report(&self, took: Duration, threshold: Duration) {
+        let (path, core) = (&self.scope.path, &self.core);
+        events::slow_poll(path, &core.name, core.id, took, threshold);
+        self.scope
+            .events
+            .publish(path, Some(&core.name), core.id, || EventKind::SlowPoll {
+                took,
+                threshold,
+            });
+    }
+
+    /// Runs `future`, measuring each of its polls.
+    async fn watch<F: Future>(&self, polls: &PollWatch, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            let began = polls.enter();
+            let poll = future.as_mut().poll(cx);
+            if let Some(took) = polls.leave(began) {
+                self.report(took, polls.threshold());
+            }
+            poll
+        })
+        .await
+    }
 }
 
 /// The object-safe form of [`Runnable`] the manager stores.
@@ -61,6 +110,7 @@ fn spawn_task<R: Runnable>(
         span,
         key,
         ctx,
+        slow_polls,
     } = launch;
     // One async block, not two nested ones: each layer would keep its own
     // copy of what it captures, and the task's size is memory per child.
@@ -70,15 +120,23 @@ fn spawn_task<R: Runnable>(
         // a `run` that panics before its first `.await`, or a panicking
         // subscriber of the start event, fails this child instead of losing
         // it, and the future is stored once, not twice.
-        let result = AssertUnwindSafe(
+        let attempt = AssertUnwindSafe(
             futures::future::lazy(|_| {
                 events::child_started(ctx.parent_path(), ctx.name(), key.id);
                 runnable.run(ctx)
             })
             .flatten(),
         )
-        .catch_unwind()
-        .await
+        .catch_unwind();
+        // The poll is measured only for a child with a threshold, decided
+        // once per attempt rather than on every poll.
+        let result = match slow_polls
+            .as_deref()
+            .and_then(|slow| Some((slow, slow.core.polls.as_deref()?)))
+        {
+            None => attempt.await,
+            Some((slow, polls)) => slow.watch(polls, attempt).await,
+        }
         .map(|ended| ended.map_err(Into::into));
         (key, result)
     };
