@@ -8,7 +8,33 @@
 
 use std::time::Duration;
 
-use crate::control::{Outcome, ShutdownReason};
+use super::shared::ManagerShared;
+use crate::control::{ChildCore, Outcome, ShutdownReason};
+
+/// Why an attempt failed, the `cause` label of `procmgr_failures_total`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cause {
+    Error = 0,
+    Panic = 1,
+    Aborted = 2,
+    Wedged = 3,
+    StartTimeout = 4,
+}
+
+/// An attempt failed (whether or not it is restarted). Its log line is
+/// [`attempt_failed`] or [`child_ended`], which know what follows.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn failure(manager: &ManagerShared, core: &ChildCore, cause: Cause) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.failed(core, cause);
+}
+
+/// The run has returned.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn manager_finished(manager: &ManagerShared) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.finished();
+}
 
 /// A child's span, a child of its manager's, so that an event inside the
 /// child carries its whole path in its span ancestry.
@@ -74,7 +100,23 @@ pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &O
     log::warn!("process {parent_path}/{name} (id {id}) attempt {outcome}");
 }
 
-pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Duration) {
+/// The manager aborts a child; `failure` if that makes its attempt a
+/// failure.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn child_aborting(
+    manager: &ManagerShared,
+    core: &ChildCore,
+    grace: Duration,
+    failure: Option<Cause>,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        manager.metrics.aborted();
+        if let Some(cause) = failure {
+            manager.metrics.failed(core, cause);
+        }
+    }
+    let (parent_path, name, id) = (manager.path(), &core.name, core.id);
     #[cfg(feature = "tracing")]
     tracing::warn!(
         path = %format_args!("{parent_path}/{name}"), id, ?grace,
@@ -105,7 +147,14 @@ pub(crate) fn slow_poll(
     );
 }
 
-pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn manager_stopping(
+    manager: &ManagerShared,
+    path: &str,
+    reason: Option<&ShutdownReason>,
+) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.stop_began();
     let reason = reason.unwrap_or(&ShutdownReason::Requested);
     #[cfg(feature = "tracing")]
     tracing::info!(path, reason = %reason, "process manager shutting down");

@@ -6,6 +6,8 @@ mod exit;
 mod handle;
 #[cfg(feature = "serde")]
 mod json;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod registry;
 mod run;
 mod shared;

@@ -28,6 +28,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "metrics")]
+use super::metrics::{Bucket, ManagerMetrics};
 use super::slab::Slab;
 use crate::control::{ChildCore, ChildKey, Outcome};
 use crate::error::InsertErrorKind;
@@ -138,6 +140,9 @@ pub(crate) struct Record {
     epoch: u32,
     /// Only children with a restart policy have one.
     pub(crate) restart: Option<Box<RestartState>>,
+    /// Told of every stage change, for the `procmgr_children` gauge.
+    #[cfg(feature = "metrics")]
+    metrics: Arc<ManagerMetrics>,
 }
 
 impl Record {
@@ -158,18 +163,29 @@ impl Record {
     #[must_use = "the stage left may hold a user's error: drop it after the registry lock"]
     pub(crate) fn set_stage(&mut self, stage: Stage) -> Stage {
         self.epoch = self.epoch.wrapping_add(1);
-        std::mem::replace(&mut self.stage, stage)
+        let left = std::mem::replace(&mut self.stage, stage);
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .moved(Bucket::of(&left), Bucket::of(&self.stage), &self.core);
+        left
     }
 
     /// Moves the child to the stage `next` makes of the one it leaves, whose
     /// last outcome it takes along.
     pub(crate) fn restage(&mut self, next: impl FnOnce(Option<Box<Outcome>>) -> Stage) {
-        let last = match self.set_stage(Stage::Pending) {
+        self.epoch = self.epoch.wrapping_add(1);
+        let left = std::mem::replace(&mut self.stage, Stage::Pending);
+        #[cfg(feature = "metrics")]
+        let from = Bucket::of(&left);
+        let last = match left {
             Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
             Stage::Running(attempt) => attempt.previous,
             Stage::Pending | Stage::Ended => None,
         };
         self.stage = next(last);
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .moved(from, Bucket::of(&self.stage), &self.core);
     }
 
     /// The token that stops the running attempt, if one runs.
@@ -215,6 +231,8 @@ pub(crate) struct Registry {
     keep_order: bool,
     /// Ends since [`shrink`](Registry::shrink) last looked.
     ends_since_shrink: usize,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<ManagerMetrics>,
 }
 
 /// What an insert brings to the registry, made before the lock is taken.
@@ -224,7 +242,10 @@ pub(crate) struct Admission {
 }
 
 impl Registry {
-    pub(crate) fn new(keep_order: bool) -> Self {
+    pub(crate) fn new(
+        keep_order: bool,
+        #[cfg(feature = "metrics")] metrics: Arc<ManagerMetrics>,
+    ) -> Self {
         Registry {
             phase: Phase::Idle,
             next_id: 0,
@@ -236,6 +257,8 @@ impl Registry {
             order: Vec::new(),
             keep_order,
             ends_since_shrink: 0,
+            #[cfg(feature = "metrics")]
+            metrics,
         }
     }
 
@@ -246,6 +269,8 @@ impl Registry {
     /// Only `Run::enter` calls this.
     pub(crate) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+        #[cfg(feature = "metrics")]
+        self.metrics.set_stopping(phase.is_stopping());
     }
 
     /// The key the next admitted child gets, and the name it would have:
@@ -289,13 +314,18 @@ impl Registry {
         debug_assert_eq!(key.id, self.next_id);
         self.next_id += 1;
         self.names.insert(core.name.clone(), key.slot);
+        #[cfg(feature = "metrics")]
+        self.metrics.moved(None, Some(Bucket::Starting), &core);
         let slot = self.records.insert(Record {
             core,
             runnable: admission.runnable,
             stage: Stage::Pending,
             epoch: 0,
             restart: admission.restart,
+            #[cfg(feature = "metrics")]
+            metrics: Arc::clone(&self.metrics),
         });
+
         debug_assert_eq!(slot, key.slot);
         if self.keep_order {
             self.order.push(key);
@@ -438,6 +468,8 @@ impl Registry {
         self.pending.clear();
         self.names.clear();
         self.order.clear();
+        #[cfg(feature = "metrics")]
+        self.metrics.cleared();
         self.records.drain().collect()
     }
 }

@@ -40,6 +40,9 @@ pub(crate) struct Settings {
     pub(crate) keep_running: bool,
     /// The slow-poll threshold of children that do not set their own.
     pub(crate) slow_poll: Option<std::time::Duration>,
+    /// Label counters with the child's name too.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_per_child: bool,
 }
 
 pub(crate) struct ManagerShared {
@@ -67,11 +70,22 @@ pub(crate) struct ManagerShared {
     /// loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
     pub(crate) end: EndSignal,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<super::metrics::ManagerMetrics>,
 }
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
+        #[cfg(feature = "metrics")]
+        let metrics = Arc::<super::metrics::ManagerMetrics>::default();
         ManagerShared {
+            #[cfg(feature = "metrics")]
+            registry: Mutex::new(Registry::new(
+                settings.strategy != Strategy::OneForOne,
+                Arc::clone(&metrics),
+            )),
+            #[cfg(feature = "metrics")]
+            metrics,
             token: CancellationToken::new(),
             reason: Arc::default(),
             events: Arc::default(),
@@ -79,6 +93,7 @@ impl ManagerShared {
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
             forced: AtomicBool::new(false),
+            #[cfg(not(feature = "metrics"))]
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),

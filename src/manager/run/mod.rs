@@ -54,6 +54,7 @@ use crate::control::{
     ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
 };
 use crate::error::{ChildFailures, RunError};
+use crate::manager::events;
 use crate::policy::Random;
 use group::Group;
 use stop::AbortCause;
@@ -172,6 +173,11 @@ impl<'a> Run<'a> {
                 return None;
             }
             registry.set_phase(Phase::Running);
+            // Under the lock: no stage changes while the gauge is set.
+            #[cfg(feature = "metrics")]
+            shared
+                .metrics
+                .register(&path, shared.settings.metrics_per_child);
             if shared.settings.ordered_start.is_some() {
                 registry.take_pending()
             } else {
@@ -311,6 +317,7 @@ impl<'a> Run<'a> {
             }
             None => Ok(Exit::new(reason)),
         };
+        events::manager_finished(self.shared);
         self.shared.events.close();
         self.shared.end.set(match &result {
             Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,

@@ -214,7 +214,7 @@ impl Run<'_> {
                 attempt,
             ),
             key,
-            slow_polls: SlowPolls::of(&core, &self.scope),
+            slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
             ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
         };
         self.to_spawn.push((Arc::clone(&record.runnable), launch));

@@ -58,7 +58,7 @@ impl Run<'_> {
             ctx.token().cancel();
         }
         let reason = self.shared.reason.get();
-        events::manager_stopping(&self.scope.path, reason.as_ref());
+        events::manager_stopping(self.shared, &self.scope.path, reason.as_ref());
         self.scope
             .events
             .publish(&self.scope.path, None, self.own_id, || {
@@ -264,7 +264,14 @@ impl Run<'_> {
                 | AbortCause::Wedged(grace) => grace,
             };
             let core = &record.core;
-            events::child_aborting(&self.scope.path, &core.name, core.id, grace);
+            let failure = match cause {
+                // Stopped through its own handle, it did what was asked.
+                AbortCause::Grace(_) if core.was_asked_to_stop() => None,
+                AbortCause::Grace(_) => Some(events::Cause::Aborted),
+                AbortCause::StartTimeout(_) => Some(events::Cause::StartTimeout),
+                AbortCause::Wedged(_) => Some(events::Cause::Wedged),
+            };
+            events::child_aborting(self.shared, core, grace, failure);
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || {

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::control::{ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
+use crate::manager::shared::ManagerShared;
 use crate::manager::{ManagerHandle, ProcessManager, events};
 use crate::runnable::{BoxError, Runnable};
 
@@ -35,21 +36,32 @@ pub(crate) struct Launch {
 pub(crate) struct SlowPolls {
     core: Arc<ChildCore>,
     scope: Arc<Scope>,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::manager::metrics::ManagerMetrics>,
 }
 
 impl SlowPolls {
     /// What a child's task needs to watch its polls, if it has a threshold.
-    pub(super) fn of(core: &Arc<ChildCore>, scope: &Arc<Scope>) -> Option<Box<SlowPolls>> {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn of(
+        core: &Arc<ChildCore>,
+        scope: &Arc<Scope>,
+        manager: &ManagerShared,
+    ) -> Option<Box<SlowPolls>> {
         core.polls.as_ref()?;
         Some(Box::new(SlowPolls {
             core: Arc::clone(core),
             scope: Arc::clone(scope),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::clone(&manager.metrics),
         }))
     }
 
     fn report(&self, took: Duration, threshold: Duration) {
         let (path, core) = (&self.scope.path, &self.core);
         events::slow_poll(path, &core.name, core.id, took, threshold);
+        #[cfg(feature = "metrics")]
+        self.metrics.slow_poll(core);
         self.scope
             .events
             .publish(path, Some(&core.name), core.id, || EventKind::SlowPoll {
