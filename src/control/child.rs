@@ -90,6 +90,11 @@ pub(crate) struct ChildCore {
     pub(crate) end: EndSignal,
     /// Its slow-poll threshold and measurements, if it has one.
     pub(crate) polls: Option<Box<PollWatch>>,
+    /// Its manager's metrics, told of each of its stage changes. Here
+    /// rather than in the manager's record, whose storage is allocated in
+    /// chunks of 256 records.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
 }
 
 #[derive(Default)]
@@ -115,6 +120,7 @@ impl ChildCore {
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
         policy_polls: Option<Duration>,
+        #[cfg(feature = "metrics")] metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
     ) -> Self {
         ChildCore {
             id: key.id,
@@ -130,6 +136,8 @@ impl ChildCore {
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
             polls: policy_polls.map(|threshold| Box::new(PollWatch::new(threshold))),
+            #[cfg(feature = "metrics")]
+            metrics,
         }
     }
 

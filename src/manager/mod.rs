@@ -25,6 +25,8 @@ use futures::future::BoxFuture;
 pub use builder::ProcessManagerBuilder;
 pub use exit::Exit;
 pub use handle::ManagerHandle;
+#[cfg(feature = "metrics")]
+pub(crate) use metrics::ManagerMetrics;
 pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
 
 use crate::control::{ChildHandle, Context};

@@ -140,9 +140,6 @@ pub(crate) struct Record {
     epoch: u32,
     /// Only children with a restart policy have one.
     pub(crate) restart: Option<Box<RestartState>>,
-    /// Told of every stage change, for the `procmgr_children` gauge.
-    #[cfg(feature = "metrics")]
-    metrics: Arc<ManagerMetrics>,
 }
 
 impl Record {
@@ -165,7 +162,8 @@ impl Record {
         self.epoch = self.epoch.wrapping_add(1);
         let left = std::mem::replace(&mut self.stage, stage);
         #[cfg(feature = "metrics")]
-        self.metrics
+        self.core
+            .metrics
             .moved(Bucket::of(&left), Bucket::of(&self.stage), &self.core);
         left
     }
@@ -184,7 +182,8 @@ impl Record {
         };
         self.stage = next(last);
         #[cfg(feature = "metrics")]
-        self.metrics
+        self.core
+            .metrics
             .moved(from, Bucket::of(&self.stage), &self.core);
     }
 
@@ -322,8 +321,6 @@ impl Registry {
             stage: Stage::Pending,
             epoch: 0,
             restart: admission.restart,
-            #[cfg(feature = "metrics")]
-            metrics: Arc::clone(&self.metrics),
         });
 
         debug_assert_eq!(slot, key.slot);

@@ -185,7 +185,14 @@ impl ManagerShared {
         }
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
         let core = Arc::new(ChildCore::new(
-            key, name, policy, token, listener, slow_poll,
+            key,
+            name,
+            policy,
+            token,
+            listener,
+            slow_poll,
+            #[cfg(feature = "metrics")]
+            Arc::clone(&self.metrics),
         ));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
