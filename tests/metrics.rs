@@ -66,7 +66,7 @@ impl Seen {
     }
 }
 
-/// The series of manager `m` that every test expects, with their values.
+/// Series and their values, keyed as [`Seen`] keys them.
 fn series(values: &[(&str, f64)]) -> BTreeMap<String, f64> {
     values
         .iter()
@@ -74,7 +74,6 @@ fn series(values: &[(&str, f64)]) -> BTreeMap<String, f64> {
         .collect()
 }
 
-#[allow(clippy::too_many_lines)]
 #[tokio::test(start_paused = true)]
 async fn a_scripted_run_records_exact_names_labels_and_values() {
     let mut seen = Seen::install();

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell,
-    ShutdownReason, StopListener,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, PollWatch,
+    ReasonCell, ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
@@ -296,10 +296,8 @@ impl ManagerShared {
                     .as_ref()
                     .and_then(error_message)
                     .or_else(|| ended.as_ref().and_then(error_message));
-                let (slow_polls, longest_poll) = core
-                    .polls
-                    .as_ref()
-                    .map_or((0, None), |polls| polls.slow_polls());
+                let (slow_polls, longest_poll) =
+                    core.polls().map_or((0, None), PollWatch::slow_polls);
                 let info = ChildInfo {
                     id: core.id,
                     name: core.name.to_string(),
@@ -310,7 +308,7 @@ impl ManagerShared {
                     last_error,
                     slow_polls,
                     longest_poll,
-                    blocking: core.polls.as_ref().and_then(|polls| polls.blocking()),
+                    blocking: core.polls().and_then(PollWatch::blocking),
                 };
                 (info, manager)
             })

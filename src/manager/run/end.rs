@@ -160,7 +160,7 @@ impl Run<'_> {
                 if let Some(limit) = exceeded {
                     failure = failure.exceeding(limit);
                 }
-                if let (Outcome::Aborted, Some(polls)) = (outcome, &core.polls) {
+                if let (Outcome::Aborted, Some(polls)) = (outcome, core.polls()) {
                     failure = failure.blocked(polls.take_blocked_at_abort());
                 }
                 self.record_failure(failure);

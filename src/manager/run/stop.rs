@@ -277,7 +277,7 @@ impl Run<'_> {
                 .publish(&self.scope.path, Some(&core.name), core.id, || {
                     EventKind::Aborted
                 });
-            if let Some(polls) = &core.polls {
+            if let Some(polls) = core.polls() {
                 polls.note_abort();
             }
             abort.abort();

@@ -48,7 +48,7 @@ impl SlowPolls {
         scope: &Arc<Scope>,
         manager: &ManagerShared,
     ) -> Option<Box<SlowPolls>> {
-        core.polls.as_ref()?;
+        core.polls()?;
         Some(Box::new(SlowPolls {
             core: Arc::clone(core),
             scope: Arc::clone(scope),
@@ -71,9 +71,12 @@ impl SlowPolls {
     }
 
     /// Runs `future`, measuring each of its polls.
-    async fn watch<F: Future>(&self, polls: &PollWatch, future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
+    async fn watch<F: Future>(&self, mut future: std::pin::Pin<Box<F>>) -> F::Output {
+        let polls: Option<&PollWatch> = self.core.polls();
         std::future::poll_fn(|cx| {
+            let Some(polls) = polls else {
+                return future.as_mut().poll(cx);
+            };
             let began = polls.enter();
             let poll = future.as_mut().poll(cx);
             if let Some(took) = polls.leave(began) {
@@ -124,37 +127,51 @@ fn spawn_task<R: Runnable>(
         ctx,
         slow_polls,
     } = launch;
-    // One async block, not two nested ones: each layer would keep its own
-    // copy of what it captures, and the task's size is memory per child.
+    // Two tasks, not one with a branch inside: a task keeps every future it
+    // may await side by side, and its size is memory per child, so a child
+    // without a slow-poll threshold must not carry the watched variant.
+    // Each is one async block whose attempt is a temporary awaited at once:
+    // a nested block or a named future would keep its own copy.
+    let Some(slow) = slow_polls else {
+        let task = async move {
+            let result = attempt(&*runnable, ctx, key).await;
+            (key, result.map(|ended| ended.map_err(Into::into)))
+        };
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(task, span);
+        return tasks.spawn(task);
+    };
     let task = async move {
-        // `lazy(..).flatten()` creates the process's future on the first
-        // poll, inside `catch_unwind`, and then holds it in the same place:
-        // a `run` that panics before its first `.await`, or a panicking
-        // subscriber of the start event, fails this child instead of losing
-        // it, and the future is stored once, not twice.
-        let attempt = AssertUnwindSafe(
-            futures::future::lazy(|_| {
-                events::child_started(ctx.parent_path(), ctx.name(), key.id);
-                runnable.run(ctx)
-            })
-            .flatten(),
-        )
-        .catch_unwind();
-        // The poll is measured only for a child with a threshold, decided
-        // once per attempt rather than on every poll.
-        let result = match slow_polls
-            .as_deref()
-            .and_then(|slow| Some((slow, slow.core.polls.as_deref()?)))
-        {
-            None => attempt.await,
-            Some((slow, polls)) => slow.watch(polls, attempt).await,
-        }
-        .map(|ended| ended.map_err(Into::into));
-        (key, result)
+        // Boxed: `watch` holds it across its polls. Only children with a
+        // threshold pay for the allocation.
+        let result = slow.watch(Box::pin(attempt(&*runnable, ctx, key))).await;
+        (key, result.map(|ended| ended.map_err(Into::into)))
     };
     #[cfg(feature = "tracing")]
     let task = tracing::Instrument::instrument(task, span);
     tasks.spawn(task)
+}
+
+/// One attempt of the process, its panic caught.
+///
+/// `lazy(..).flatten()` creates the process's future on the first poll,
+/// inside `catch_unwind`, and then holds it in the same place: a `run` that
+/// panics before its first `.await`, or a panicking subscriber of the start
+/// event, fails this child instead of losing it, and the future is stored
+/// once, not twice.
+fn attempt<R: Runnable>(
+    runnable: &R,
+    ctx: Context,
+    key: ChildKey,
+) -> impl Future<Output = std::thread::Result<Result<(), R::Error>>> + Send + '_ {
+    AssertUnwindSafe(
+        futures::future::lazy(move |_| {
+            events::child_started(ctx.parent_path(), ctx.name(), key.id);
+            runnable.run(ctx)
+        })
+        .flatten(),
+    )
+    .catch_unwind()
 }
 
 /// The message of a panic, from its payload.
