@@ -323,6 +323,7 @@ pub struct ChildFailure {
     cause: FailureCause,
     exceeded: Option<RestartLimit>,
     attempt: u32,
+    blocking_poll: Option<Duration>,
 }
 
 impl ChildFailure {
@@ -333,6 +334,7 @@ impl ChildFailure {
             cause,
             exceeded: None,
             attempt: 1,
+            blocking_poll: None,
         }
     }
 
@@ -346,6 +348,20 @@ impl ChildFailure {
     /// subtree's path, and in the failure's message (`(attempt 3)`).
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    pub(crate) fn blocked(mut self, blocking_poll: Option<Duration>) -> Self {
+        self.blocking_poll = blocking_poll;
+        self
+    }
+
+    /// When the manager aborted the child (its grace period was over, or it
+    /// was wedged), one poll of its future had blocked its thread for this
+    /// long, over its slow-poll threshold: the child did not yield, so the
+    /// abort had to wait for that poll to return. Known only for children
+    /// with a threshold ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll)).
+    pub fn blocking_poll(&self) -> Option<Duration> {
+        self.blocking_poll
     }
 
     pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
@@ -416,8 +432,14 @@ impl fmt::Display for ChildFailure {
         if self.attempt > 1 {
             write!(f, " (attempt {})", self.attempt)?;
         }
-        match &self.exceeded {
-            Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
+        if let Some(limit) = &self.exceeded {
+            write!(f, ", more often than its restart limit of {limit}")?;
+        }
+        match self.blocking_poll {
+            Some(blocked) => write!(
+                f,
+                "; it did not yield: one poll had blocked its thread for {blocked:?}"
+            ),
             None => Ok(()),
         }
     }

@@ -120,15 +120,76 @@
 //!
 //! # Features
 //!
-//! - `tracing`: a span per child (name, id, path) and events when children
-//!   start, end, fail and are aborted.
+//! No feature is on by default, and the default build depends on tokio,
+//! tokio-util and futures only.
+//!
+//! - `tracing`: a span per child (name, id, path, attempt) and events when
+//!   children start, end, fail, block their thread and are aborted. The span
+//!   tree is the process tree: a root manager runs in a `manager` span made
+//!   where it is awaited, and each child's span is a child of its manager's,
+//!   so an event logged inside `root/consumers/kafka-0` has the spans
+//!   `root`, `consumers`, `kafka-0` as its ancestry.
 //! - `log`: the same events as `log` records.
 //! - `signal`: `builtin::SignalReceiver`, which turns operating-system
 //!   signals into shutdown, forced shutdown and reload.
+//! - `serde`: [`TreeSnapshot`] and [`ChildInfo`] implement
+//!   `serde::Serialize`, in the versioned JSON shape [`TreeSnapshot`]
+//!   documents, for an admin endpoint (`examples/admin.rs` serves it):
+//!
+//!   ```
+//!   # #[cfg(feature = "serde")] {
+//!   use procmgr::{IdleProcess, ProcessManager};
+//!
+//!   let manager = ProcessManager::builder().name("root").child(IdleProcess).build();
+//!   let json = serde_json::to_value(manager.handle().tree()).unwrap();
+//!   assert_eq!(json["version"], 1);
+//!   assert_eq!(json["children"][0]["path"], "root/idle");
+//!   # }
+//!   ```
+//! - `metrics`: each manager records its children through the
+//!   [`metrics`](https://docs.rs/metrics) facade, so any exporter works;
+//!   install a recorder (such as `metrics-exporter-prometheus`) before the
+//!   managers start. Every series has a `manager` label, the manager's path:
+//!
+//!   | metric | kind | what it counts |
+//!   | --- | --- | --- |
+//!   | `procmgr_children` | gauge, label `state`: `starting`, `running`, `restarting`, `stopping` | children by state (`stopping`: the running children of a manager that is shutting down) |
+//!   | `procmgr_child_starts_total` | counter | attempts started |
+//!   | `procmgr_restarts_total` | counter | attempts started after the first |
+//!   | `procmgr_failures_total` | counter, label `cause`: `error`, `panic`, `aborted`, `wedged`, `start_timeout` | failed attempts, restarted or not (`aborted`: by the end of a grace period or a forced shutdown, unless the child was stopped through its own handle) |
+//!   | `procmgr_aborts_total` | counter | children the manager aborted, for any reason |
+//!   | `procmgr_slow_polls_total` | counter | polls over a child's slow-poll threshold |
+//!   | `procmgr_shutdown_duration_seconds` | histogram | from the shutdown request until the run returned |
+//!
+//!   The counters are registered at zero when a manager starts. A child's
+//!   name is a label only when asked for, since a pool of short children
+//!   would make a series of each:
+//!
+//!   ```
+//!   # #[cfg(feature = "metrics")] {
+//!   use procmgr::ProcessManager;
+//!
+//!   let pool = ProcessManager::builder().name("jobs").metrics_per_child(true).build();
+//!   # }
+//!   ```
 //!
 //! Without `tracing` and `log` the crate prints and logs nothing. A
-//! subscriber or logger may be called while a manager holds its internal
-//! lock, so it must not call back into procmgr's handles.
+//! subscriber, logger or metrics recorder may be called while a manager
+//! holds its internal lock, so it must not call back into procmgr's
+//! handles.
+//!
+//! # Children that block the runtime
+//!
+//! A child that blocks its thread (no `.await` for a long time) stalls the
+//! tasks that share the thread and cannot be aborted until it yields, so it
+//! can hold a shutdown past its grace period. With a slow-poll threshold
+//! ([`ChildOptions::slow_poll`], or [`ProcessManagerBuilder::slow_poll`] for
+//! every child) the manager measures each poll of the child's future and
+//! reports one that takes longer: [`EventKind::SlowPoll`], a warning with
+//! `tracing` or `log`, `procmgr_slow_polls_total` with `metrics`, and
+//! [`ChildInfo::slow_polls`] and [`ChildInfo::blocking`] in the tree view.
+//! A failure whose abort had to wait for such a poll says so
+//! ([`ChildFailure::blocking_poll`]).
 
 #![forbid(unsafe_code)]
 

@@ -126,6 +126,16 @@ pub enum EventKind {
     Stopped(Outcome),
     /// A manager was asked to shut down, for this reason.
     ShutdownRequested(ShutdownReason),
+    /// One poll of the process's future blocked its thread for longer than
+    /// its slow-poll threshold
+    /// ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll));
+    /// published when the poll returns.
+    SlowPoll {
+        /// How long the poll took.
+        took: Duration,
+        /// The threshold it exceeded.
+        threshold: Duration,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -142,6 +152,9 @@ impl fmt::Display for EventKind {
             }
             EventKind::Stopped(outcome) => write!(f, "ended: {outcome}"),
             EventKind::ShutdownRequested(reason) => write!(f, "shutting down: {reason}"),
+            EventKind::SlowPoll { took, threshold } => {
+                write!(f, "slow poll: {took:?} (threshold {threshold:?})")
+            }
         }
     }
 }

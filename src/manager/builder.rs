@@ -48,6 +48,9 @@ impl ProcessManagerBuilder {
                 ordered_start: None,
                 ordered_stop: false,
                 keep_running: false,
+                slow_poll: None,
+                #[cfg(feature = "metrics")]
+                metrics_per_child: false,
             },
             children: Vec::new(),
             #[cfg(feature = "signal")]
@@ -80,6 +83,29 @@ impl ProcessManagerBuilder {
     #[cfg(feature = "signal")]
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.signals = handle;
+        self
+    }
+
+    /// The slow-poll threshold of every child that does not set its own
+    /// ([`ChildOptions::slow_poll`], which says what it does). It applies to
+    /// this manager's children only: a nested manager has its own. Default:
+    /// none, polls are not measured.
+    pub fn slow_poll(mut self, threshold: Duration) -> Self {
+        self.settings.slow_poll = Some(threshold);
+        self
+    }
+
+    /// Whether the counters of this manager's children
+    /// (`procmgr_child_starts_total`, `procmgr_restarts_total`,
+    /// `procmgr_failures_total`, `procmgr_slow_polls_total`) carry a `child`
+    /// label with the child's name besides `manager`. Off by default: in a
+    /// pool of many short children every name is a series of its own, which
+    /// most metric stores charge for. With it on, those counters appear with
+    /// each child's first event instead of at zero when the manager starts.
+    /// Default: `false`. Requires the `metrics` feature.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_per_child(mut self, per_child: bool) -> Self {
+        self.settings.metrics_per_child = per_child;
         self
     }
 

@@ -4,6 +4,10 @@ mod builder;
 mod events;
 mod exit;
 mod handle;
+#[cfg(feature = "serde")]
+mod json;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod registry;
 mod run;
 mod shared;
@@ -21,6 +25,8 @@ use futures::future::BoxFuture;
 pub use builder::ProcessManagerBuilder;
 pub use exit::Exit;
 pub use handle::ManagerHandle;
+#[cfg(feature = "metrics")]
+pub(crate) use metrics::ManagerMetrics;
 pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
 
 use crate::control::{ChildHandle, Context};
@@ -228,7 +234,14 @@ impl IntoFuture for ProcessManager {
     type IntoFuture = BoxFuture<'static, Result<Exit, RunError>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { supervise(&self, None).await })
+        // Made here, so that its parent is the span the manager is awaited
+        // in; the children's spans are its children.
+        #[cfg(feature = "tracing")]
+        let span = events::root_span(&self.shared.settings.name);
+        let run = async move { supervise(&self, None).await };
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::instrument(run, span);
+        Box::pin(run)
     }
 }
 

@@ -28,6 +28,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "metrics")]
+use super::metrics::{Bucket, ManagerMetrics};
 use super::slab::Slab;
 use crate::control::{ChildCore, ChildKey, Outcome};
 use crate::error::InsertErrorKind;
@@ -158,18 +160,31 @@ impl Record {
     #[must_use = "the stage left may hold a user's error: drop it after the registry lock"]
     pub(crate) fn set_stage(&mut self, stage: Stage) -> Stage {
         self.epoch = self.epoch.wrapping_add(1);
-        std::mem::replace(&mut self.stage, stage)
+        let left = std::mem::replace(&mut self.stage, stage);
+        #[cfg(feature = "metrics")]
+        self.core
+            .metrics
+            .moved(Bucket::of(&left), Bucket::of(&self.stage), &self.core);
+        left
     }
 
     /// Moves the child to the stage `next` makes of the one it leaves, whose
     /// last outcome it takes along.
     pub(crate) fn restage(&mut self, next: impl FnOnce(Option<Box<Outcome>>) -> Stage) {
-        let last = match self.set_stage(Stage::Pending) {
+        self.epoch = self.epoch.wrapping_add(1);
+        let left = std::mem::replace(&mut self.stage, Stage::Pending);
+        #[cfg(feature = "metrics")]
+        let from = Bucket::of(&left);
+        let last = match left {
             Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
             Stage::Running(attempt) => attempt.previous,
             Stage::Pending | Stage::Ended => None,
         };
         self.stage = next(last);
+        #[cfg(feature = "metrics")]
+        self.core
+            .metrics
+            .moved(from, Bucket::of(&self.stage), &self.core);
     }
 
     /// The token that stops the running attempt, if one runs.
@@ -222,6 +237,8 @@ pub(crate) struct Registry {
     keep_order: bool,
     /// Ends since [`shrink`](Registry::shrink) last looked.
     ends_since_shrink: usize,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<ManagerMetrics>,
 }
 
 /// A child of the spec: what is needed to start it again in a later run.
@@ -240,7 +257,10 @@ pub(crate) struct Admission {
 }
 
 impl Registry {
-    pub(crate) fn new(keep_order: bool) -> Self {
+    pub(crate) fn new(
+        keep_order: bool,
+        #[cfg(feature = "metrics")] metrics: Arc<ManagerMetrics>,
+    ) -> Self {
         Registry {
             phase: Phase::Idle,
             token: CancellationToken::new(),
@@ -254,6 +274,8 @@ impl Registry {
             order: Vec::new(),
             keep_order,
             ends_since_shrink: 0,
+            #[cfg(feature = "metrics")]
+            metrics,
         }
     }
 
@@ -264,6 +286,8 @@ impl Registry {
     /// Only `Run::enter` calls this.
     pub(crate) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+        #[cfg(feature = "metrics")]
+        self.metrics.set_stopping(phase.is_stopping());
     }
 
     /// The current run's token (the next run's before it starts).
@@ -340,6 +364,8 @@ impl Registry {
         debug_assert_eq!(key.id, self.next_id);
         self.next_id += 1;
         self.names.insert(core.name.clone(), key.slot);
+        #[cfg(feature = "metrics")]
+        self.metrics.moved(None, Some(Bucket::Starting), &core);
         let slot = self.records.insert(Record {
             core,
             runnable: admission.runnable,
@@ -347,6 +373,7 @@ impl Registry {
             epoch: 0,
             restart: admission.restart,
         });
+
         debug_assert_eq!(slot, key.slot);
         if self.keep_order {
             self.order.push(key);
@@ -489,6 +516,8 @@ impl Registry {
         self.pending.clear();
         self.names.clear();
         self.order.clear();
+        #[cfg(feature = "metrics")]
+        self.metrics.cleared();
         self.records.drain().collect()
     }
 }
@@ -509,6 +538,14 @@ mod tests {
         fn counted_ready(&self, _ready: bool) {}
     }
 
+    fn registry(keep_order: bool) -> Registry {
+        Registry::new(
+            keep_order,
+            #[cfg(feature = "metrics")]
+            Arc::default(),
+        )
+    }
+
     fn admit(registry: &mut Registry, name: String) -> ChildKey {
         let (key, name) = registry.reserve(name.into(), true).unwrap();
         let policy = ChildPolicy {
@@ -522,7 +559,16 @@ mod tests {
             stale_after: None,
         };
         let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
-        let core = ChildCore::new(key, name, policy, CancellationToken::new(), listener);
+        let core = ChildCore::new(
+            key,
+            name,
+            policy,
+            CancellationToken::new(),
+            listener,
+            None,
+            #[cfg(feature = "metrics")]
+            Arc::default(),
+        );
         let admission = Admission {
             runnable: Arc::new(IdleProcess),
             restart: None,
@@ -536,7 +582,7 @@ mod tests {
     /// started before it.
     #[test]
     fn a_rest_for_one_group_is_found_without_looking_at_earlier_children() {
-        let mut registry = Registry::new(true);
+        let mut registry = registry(true);
         let keys: Vec<ChildKey> = (0..100_000)
             .map(|n| admit(&mut registry, format!("c{n}")))
             .collect();
@@ -552,7 +598,7 @@ mod tests {
     /// so it stays bounded by the live children.
     #[test]
     fn the_ordered_list_follows_the_live_children() {
-        let mut registry = Registry::new(true);
+        let mut registry = registry(true);
         let keys: Vec<ChildKey> = (0..10_000)
             .map(|n| admit(&mut registry, format!("c{n}")))
             .collect();
@@ -575,7 +621,7 @@ mod tests {
     /// Without a group strategy no ordered list is kept at all.
     #[test]
     fn one_for_one_keeps_no_ordered_list() {
-        let mut registry = Registry::new(false);
+        let mut registry = registry(false);
         for n in 0..100 {
             admit(&mut registry, format!("c{n}"));
         }

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, ReasonCell, RunEnd,
-    ShutdownReason, StopListener,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, PollWatch, ReasonCell,
+    RunEnd, ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
@@ -38,6 +38,11 @@ pub(crate) struct Settings {
     pub(crate) ordered_stop: bool,
     /// Run on with no child left, until shutdown is requested.
     pub(crate) keep_running: bool,
+    /// The slow-poll threshold of children that do not set their own.
+    pub(crate) slow_poll: Option<std::time::Duration>,
+    /// Label counters with the child's name too.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_per_child: bool,
 }
 
 pub(crate) struct ManagerShared {
@@ -67,17 +72,29 @@ pub(crate) struct ManagerShared {
     /// which a stop asked of this manager's handle stops it for good (its
     /// parent does not restart it).
     pub(crate) in_parent: Mutex<Option<Arc<ChildCore>>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<super::metrics::ManagerMetrics>,
 }
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
+        #[cfg(feature = "metrics")]
+        let metrics = Arc::<super::metrics::ManagerMetrics>::default();
         ManagerShared {
+            #[cfg(feature = "metrics")]
+            registry: Mutex::new(Registry::new(
+                settings.strategy != Strategy::OneForOne,
+                Arc::clone(&metrics),
+            )),
+            #[cfg(feature = "metrics")]
+            metrics,
             reason: Arc::default(),
             events: Arc::default(),
             path: OnceLock::new(),
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
             forced: AtomicBool::new(false),
+            #[cfg(not(feature = "metrics"))]
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
@@ -173,7 +190,17 @@ impl ManagerShared {
         // The run's token is taken under the lock: a manager restarted by
         // its parent has a new one.
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
-        let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
+        let slow_poll = options.slow_poll.or(self.settings.slow_poll);
+        let core = Arc::new(ChildCore::new(
+            key,
+            name,
+            policy,
+            token,
+            listener,
+            slow_poll,
+            #[cfg(feature = "metrics")]
+            Arc::clone(&self.metrics),
+        ));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
@@ -296,6 +323,8 @@ impl ManagerShared {
                     .as_ref()
                     .and_then(error_message)
                     .or_else(|| ended.as_ref().and_then(error_message));
+                let (slow_polls, longest_poll) =
+                    core.polls().map_or((0, None), PollWatch::slow_polls);
                 let info = ChildInfo {
                     id: core.id,
                     name: core.name.to_string(),
@@ -304,6 +333,9 @@ impl ManagerShared {
                     restarts: core.attempt().saturating_sub(1),
                     uptime,
                     last_error,
+                    slow_polls,
+                    longest_poll,
+                    blocking: core.polls().and_then(PollWatch::blocking),
                 };
                 (info, manager)
             })

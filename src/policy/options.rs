@@ -36,6 +36,7 @@ pub struct ChildOptions {
     pub(crate) escalate: Option<bool>,
     pub(crate) reports_ready: Option<bool>,
     pub(crate) heartbeat_timeout: Option<Duration>,
+    pub(crate) slow_poll: Option<Duration>,
 }
 
 impl ChildOptions {
@@ -202,6 +203,42 @@ impl ChildOptions {
         self
     }
 
+    /// Measure each poll of the child's future and report one that takes
+    /// longer than `threshold`: a child that blocks its thread (no
+    /// `.await` for a long time) stalls the other tasks on that thread and
+    /// cannot be aborted until the poll returns.
+    ///
+    /// A slow poll is published as [`EventKind::SlowPoll`](crate::EventKind::SlowPoll),
+    /// logged as a warning (features `tracing`, `log`), counted in
+    /// `procmgr_slow_polls_total` (feature `metrics`), and shown by the
+    /// tree view ([`ChildInfo::slow_polls`](crate::ChildInfo::slow_polls),
+    /// and [`ChildInfo::blocking`](crate::ChildInfo::blocking) while such a
+    /// poll runs). When the manager aborts the child while a poll over the
+    /// threshold holds its thread, as at the end of a grace period, the
+    /// failure says so ([`ChildFailure::blocking_poll`](crate::ChildFailure::blocking_poll)).
+    ///
+    /// The check wraps the future's poll in the child's own task: two
+    /// clock reads per poll, no task of its own (see BENCHMARKS.md for its
+    /// cost). Default: the manager's
+    /// ([`ProcessManagerBuilder::slow_poll`](crate::ProcessManagerBuilder::slow_poll)),
+    /// none unless set there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procmgr::{ChildOptions, IdleProcess, ProcessManager};
+    ///
+    /// let manager = ProcessManager::new();
+    /// manager.insert_with(IdleProcess, ChildOptions::new().slow_poll(Duration::from_millis(10)))?;
+    /// # Ok::<_, procmgr::InsertError<IdleProcess>>(())
+    /// ```
+    #[must_use]
+    pub fn slow_poll(mut self, threshold: Duration) -> Self {
+        self.slow_poll = Some(threshold);
+        self
+    }
+
     /// Fills what `self` leaves unset from `defaults`.
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
@@ -216,6 +253,7 @@ impl ChildOptions {
             escalate: self.escalate.or(defaults.escalate),
             reports_ready: self.reports_ready.or(defaults.reports_ready),
             heartbeat_timeout: self.heartbeat_timeout.or(defaults.heartbeat_timeout),
+            slow_poll: self.slow_poll.or(defaults.slow_poll),
         }
     }
 }

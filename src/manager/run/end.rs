@@ -167,6 +167,9 @@ impl Run<'_> {
                 if let Some(limit) = exceeded {
                     failure = failure.exceeding(limit);
                 }
+                if let (Outcome::Aborted, Some(polls)) = (outcome, core.polls()) {
+                    failure = failure.blocked(polls.take_blocked_at_abort());
+                }
                 self.record_failure(failure);
             }
         }

@@ -52,10 +52,11 @@ use super::exit::Exit;
 use super::registry::{Admission, Phase, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
-    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
-    StopListener,
+    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
+    ShutdownReason, StopListener,
 };
 use crate::error::{ChildFailures, RunError};
+use crate::manager::events;
 use crate::policy::Random;
 use group::Group;
 use stop::AbortCause;
@@ -185,6 +186,12 @@ impl<'a> Run<'a> {
             let token = match (registry.phase(), parent) {
                 (Phase::Idle, _) => {
                     registry.set_phase(Phase::Running);
+                    // Under the lock: no stage changes while the gauge is
+                    // set. Once: a run again keeps counting.
+                    #[cfg(feature = "metrics")]
+                    shared
+                        .metrics
+                        .register(&path, shared.settings.metrics_per_child);
                     if parent.is_some() {
                         registry.keep_spec();
                     }
@@ -215,6 +222,10 @@ impl<'a> Run<'a> {
                 reason: Arc::clone(&shared.reason),
                 events: EventHubs::with(parent.map(Context::events), &shared.events),
                 started: Instant::now(),
+                // The span the run is polled in: a nested manager's own
+                // process span, or a root manager's (see `IntoFuture`).
+                #[cfg(feature = "tracing")]
+                span: tracing::Span::current(),
             }),
             own_id: parent.map_or(0, Context::id),
             nested: parent.is_some(),
@@ -338,6 +349,7 @@ impl<'a> Run<'a> {
             }
             None => Ok(Exit::new(reason)),
         };
+        events::manager_finished(self.shared);
         if !self.nested {
             // A nested manager may run again; its events go on.
             self.shared.events.close();
@@ -389,6 +401,9 @@ fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationTo
             previous.policy,
             token,
             Weak::clone(&listener),
+            previous.polls().map(PollWatch::threshold),
+            #[cfg(feature = "metrics")]
+            Arc::clone(&shared.metrics),
         ));
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {

@@ -55,6 +55,11 @@ impl Run<'_> {
             return;
         };
         if let Some(kind) = failure {
+            let cause = match kind {
+                EventKind::Panicked(_) => events::Cause::Panic,
+                _ => events::Cause::Error,
+            };
+            events::failure(self.shared, &core, cause);
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || kind);

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Run;
 use super::stop::AbortCause;
-use super::task::{DynRunnable, Launch};
+use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
@@ -207,12 +207,14 @@ impl Run<'_> {
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: crate::manager::events::child_span(
+                &self.scope.span,
                 &self.scope.path,
                 &core.name,
                 core.id,
                 attempt,
             ),
             key,
+            slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
             ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
         };
         self.to_spawn.push((Arc::clone(&record.runnable), launch));
