@@ -494,7 +494,7 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Weak;
 
     use super::*;
@@ -509,7 +509,8 @@ mod tests {
         fn counted_ready(&self, _ready: bool) {}
     }
 
-    fn admit(registry: &mut Registry, name: String) -> ChildKey {
+    /// Admits an idle child named `name`.
+    pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
         let (key, name) = registry.reserve(name.into(), true).unwrap();
         let policy = ChildPolicy {
             grace: None,
@@ -581,5 +582,61 @@ mod tests {
         }
         assert!(registry.in_order_after(None).is_empty());
         assert_eq!(registry.order.capacity(), 0);
+    }
+
+    /// Calls `shrink` once per end, as `Run::end_child` does, until it has
+    /// looked.
+    fn look(registry: &mut Registry) {
+        registry.shrink();
+        while registry.ends_since_shrink != 0 {
+            registry.shrink();
+        }
+    }
+
+    #[test]
+    fn the_name_map_is_given_back_after_a_burst_only_below_a_quarter_full() {
+        let mut registry = Registry::new(false);
+        let keys: Vec<ChildKey> = (0..1000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.names.capacity();
+        let (quarter, eighth) = (grown / 4, grown / 8);
+        for &key in &keys[quarter..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        // Removals leave tombstones that count against the capacity, so only
+        // a shrink (to room for twice the live children) halves it.
+        let kept = registry.names.capacity();
+        assert!(kept > grown / 2, "a quarter full: kept, {kept} of {grown}");
+        for &key in &keys[eighth..quarter] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.names.capacity();
+        assert!(
+            (2 * eighth..=grown / 2).contains(&kept),
+            "an eighth full: room for twice the live children kept, {kept} of {grown}"
+        );
+    }
+
+    #[test]
+    fn a_list_is_given_back_after_a_burst_but_room_for_64_is_kept() {
+        let mut registry = Registry::new(false);
+        let key = admit(&mut registry, "c".into());
+        for _ in 0..256 {
+            registry.push_ready(key);
+        }
+        registry.take_ready(None);
+        registry.push_ready(key);
+        look(&mut registry);
+        let kept = registry.ready.capacity();
+        assert!((1..=4).contains(&kept), "{kept}");
+
+        registry.take_ready(None);
+        registry.ready.reserve_exact(64);
+        assert_eq!(registry.ready.capacity(), 64);
+        look(&mut registry);
+        assert_eq!(registry.ready.capacity(), 64);
     }
 }
