@@ -10,7 +10,7 @@ use procmgr::{
     ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 /// Per child: how many times it started, and the reasons its attempts were
 /// stopped for.
@@ -740,6 +740,39 @@ async fn a_sibling_outside_the_group_ending_does_not_release_inserts_held_for_th
     );
     tokio::time::sleep(Duration::from_secs(3)).await; // 7 s
     assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_start_goes_on_when_the_awaited_child_ends_before_it_is_ready() {
+    let (tx, mut starts) = mpsc::unbounded_channel();
+    let manager = ordered(ProcessManager::builder()).build();
+    let brief = manager
+        .insert(process_fn("brief", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager
+        .insert(process_fn("next", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Instant::now()).expect("test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    let started = timeout(Duration::from_secs(60), starts.recv())
+        .await
+        .expect("`next` starts once `brief` has ended")
+        .expect("started");
+    assert_eq!(started - origin, Duration::from_secs(1));
+    assert!(matches!(brief.outcome(), Some(Outcome::Completed)));
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }
