@@ -573,6 +573,33 @@ pub(crate) mod tests {
         assert!(left.len() <= 2 * 10 + 16);
     }
 
+    /// An ended child whose slot a new child took is no less ended: the
+    /// sweep drops it by its id, not only by its slot's stage.
+    #[test]
+    fn the_ordered_list_drops_ended_children_whose_slot_was_reused() {
+        let mut registry = Registry::new(true);
+        let first: Vec<ChildKey> = (0..100)
+            .map(|n| admit(&mut registry, format!("a{n}")))
+            .collect();
+        for &key in &first[..50] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let reusing: Vec<ChildKey> = (0..50)
+            .map(|n| admit(&mut registry, format!("b{n}")))
+            .collect();
+        assert!(reusing.iter().all(|key| key.slot < 50), "slots reused");
+        // Enough ends for the list to be swept.
+        for &key in &first[50..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let left = registry.in_order_after(None);
+        assert!(
+            !left.iter().any(|key| first[..50].contains(key)),
+            "{left:?}"
+        );
+        assert!(left.ends_with(&reusing));
+    }
+
     /// Without a group strategy no ordered list is kept at all.
     #[test]
     fn one_for_one_keeps_no_ordered_list() {
