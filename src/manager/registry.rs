@@ -600,6 +600,24 @@ pub(crate) mod tests {
         assert!(left.ends_with(&reusing));
     }
 
+    #[test]
+    fn the_ordered_list_is_given_back_after_a_burst() {
+        let mut registry = Registry::new(true);
+        let keys: Vec<ChildKey> = (0..300)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.order.capacity();
+        for &key in &keys[..290] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.order.capacity();
+        assert!(
+            (registry.order.len()..grown / 4).contains(&kept),
+            "{kept} of {grown}"
+        );
+    }
+
     /// Without a group strategy no ordered list is kept at all.
     #[test]
     fn one_for_one_keeps_no_ordered_list() {
