@@ -576,5 +576,8 @@ fn a_restart_limit_reports_what_it_was_given() {
     assert_eq!(limit.window(), Duration::from_secs(10));
     assert_eq!(limit.to_string(), "3 restarts within 10s");
     let default = RestartLimit::default();
-    assert_eq!((default.restarts(), default.window()), (5, Duration::from_secs(60)));
+    assert_eq!(
+        (default.restarts(), default.window()),
+        (5, Duration::from_secs(60))
+    );
 }

@@ -778,8 +778,7 @@ async fn ordered_start_goes_on_when_the_awaited_child_ends_before_it_is_ready() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_member_without_a_restart_policy_that_failed_as_its_group_stopped_fails_a_manager_stopped_meanwhile()
- {
+async fn a_held_member_without_a_restart_policy_fails_a_manager_that_stops_meanwhile() {
     let always = || {
         ChildOptions::new()
             .restart(Restart::Always)

@@ -445,7 +445,11 @@ mod tests {
         let mut random = Random(0);
         assert_eq!(
             [random.next(), random.next(), random.next()],
-            [0xe220_a839_7b1d_cdaf, 0x6e78_9e6a_a1b9_65f4, 0x06c4_5d18_8009_454f]
+            [
+                0xe220_a839_7b1d_cdaf,
+                0x6e78_9e6a_a1b9_65f4,
+                0x06c4_5d18_8009_454f
+            ]
         );
     }
 }
