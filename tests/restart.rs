@@ -568,3 +568,16 @@ async fn a_significant_child_stopped_through_its_handle_ends_the_manager_running
     assert_eq!(running, ended, "stopped while running");
     assert_eq!(in_backoff, ended, "stopped while waiting for its restart");
 }
+
+#[test]
+fn a_restart_limit_reports_what_it_was_given() {
+    let limit = RestartLimit::new(3, Duration::from_secs(10));
+    assert_eq!(limit.restarts(), 3);
+    assert_eq!(limit.window(), Duration::from_secs(10));
+    assert_eq!(limit.to_string(), "3 restarts within 10s");
+    let default = RestartLimit::default();
+    assert_eq!(
+        (default.restarts(), default.window()),
+        (5, Duration::from_secs(60))
+    );
+}

@@ -10,7 +10,7 @@ use procmgr::{
     ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 /// Per child: how many times it started, and the reasons its attempts were
 /// stopped for.
@@ -742,4 +742,100 @@ async fn a_sibling_outside_the_group_ending_does_not_release_inserts_held_for_th
     assert!(started.load(std::sync::atomic::Ordering::SeqCst));
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_start_goes_on_when_the_awaited_child_ends_before_it_is_ready() {
+    let (tx, mut starts) = mpsc::unbounded_channel();
+    let manager = ordered(ProcessManager::builder()).build();
+    let brief = manager
+        .insert(process_fn("brief", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager
+        .insert(process_fn("next", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Instant::now()).expect("test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    let started = timeout(Duration::from_secs(60), starts.recv())
+        .await
+        .expect("`next` starts once `brief` has ended")
+        .expect("started");
+    assert_eq!(started - origin, Duration::from_secs(1));
+    assert!(matches!(brief.outcome(), Some(Outcome::Completed)));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_member_without_a_restart_policy_fails_a_manager_that_stops_meanwhile() {
+    let always = || {
+        ChildOptions::new()
+            .restart(Restart::Always)
+            .backoff(Backoff::none())
+    };
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(Strategy::OneForAll)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    manager
+        .insert_with(
+            process_fn("trigger", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("trigger fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            always(),
+        )
+        .expect("accepted");
+    // No restart policy: asked to stop with its group, it fails.
+    let member = manager
+        .insert(process_fn("member", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Err::<(), _>("failed as it stopped")
+        }))
+        .expect("accepted");
+    // Keeps the group restart going for 5 s.
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            always(),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !member.is_finished(),
+        "held for its group, which is still stopping"
+    );
+
+    handle.request_shutdown().expect("running");
+    let error = run.await.expect("joined").expect_err("the member failed");
+    let paths: Vec<_> = error
+        .failures()
+        .expect("child failures")
+        .iter()
+        .map(|failure| failure.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["root/member"]);
+    assert!(matches!(member.outcome(), Some(Outcome::Failed(_))));
 }

@@ -523,7 +523,7 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Weak;
 
     use super::*;
@@ -538,7 +538,7 @@ mod tests {
         fn counted_ready(&self, _ready: bool) {}
     }
 
-    fn registry(keep_order: bool) -> Registry {
+    pub(crate) fn registry(keep_order: bool) -> Registry {
         Registry::new(
             keep_order,
             #[cfg(feature = "metrics")]
@@ -546,7 +546,8 @@ mod tests {
         )
     }
 
-    fn admit(registry: &mut Registry, name: String) -> ChildKey {
+    /// Admits an idle child named `name`.
+    pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
         let (key, name) = registry.reserve(name.into(), true).unwrap();
         let policy = ChildPolicy {
             grace: None,
@@ -618,6 +619,51 @@ mod tests {
         assert!(left.len() <= 2 * 10 + 16);
     }
 
+    /// An ended child whose slot a new child took is no less ended: the
+    /// sweep drops it by its id, not only by its slot's stage.
+    #[test]
+    fn the_ordered_list_drops_ended_children_whose_slot_was_reused() {
+        let mut registry = registry(true);
+        let first: Vec<ChildKey> = (0..100)
+            .map(|n| admit(&mut registry, format!("a{n}")))
+            .collect();
+        for &key in &first[..50] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let reusing: Vec<ChildKey> = (0..50)
+            .map(|n| admit(&mut registry, format!("b{n}")))
+            .collect();
+        assert!(reusing.iter().all(|key| key.slot < 50), "slots reused");
+        // Enough ends for the list to be swept.
+        for &key in &first[50..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let left = registry.in_order_after(None);
+        assert!(
+            !left.iter().any(|key| first[..50].contains(key)),
+            "{left:?}"
+        );
+        assert!(left.ends_with(&reusing));
+    }
+
+    #[test]
+    fn the_ordered_list_is_given_back_after_a_burst() {
+        let mut registry = registry(true);
+        let keys: Vec<ChildKey> = (0..300)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.order.capacity();
+        for &key in &keys[..290] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.order.capacity();
+        assert!(
+            (registry.order.len()..grown / 4).contains(&kept),
+            "{kept} of {grown}"
+        );
+    }
+
     /// Without a group strategy no ordered list is kept at all.
     #[test]
     fn one_for_one_keeps_no_ordered_list() {
@@ -627,5 +673,61 @@ mod tests {
         }
         assert!(registry.in_order_after(None).is_empty());
         assert_eq!(registry.order.capacity(), 0);
+    }
+
+    /// Calls `shrink` once per end, as `Run::end_child` does, until it has
+    /// looked.
+    fn look(registry: &mut Registry) {
+        registry.shrink();
+        while registry.ends_since_shrink != 0 {
+            registry.shrink();
+        }
+    }
+
+    #[test]
+    fn the_name_map_is_given_back_after_a_burst_only_below_a_quarter_full() {
+        let mut registry = registry(false);
+        let keys: Vec<ChildKey> = (0..1000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.names.capacity();
+        let (quarter, eighth) = (grown / 4, grown / 8);
+        for &key in &keys[quarter..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        // Removals leave tombstones that count against the capacity, so only
+        // a shrink (to room for twice the live children) halves it.
+        let kept = registry.names.capacity();
+        assert!(kept > grown / 2, "a quarter full: kept, {kept} of {grown}");
+        for &key in &keys[eighth..quarter] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.names.capacity();
+        assert!(
+            (2 * eighth..=grown / 2).contains(&kept),
+            "an eighth full: room for twice the live children kept, {kept} of {grown}"
+        );
+    }
+
+    #[test]
+    fn a_list_is_given_back_after_a_burst_but_room_for_64_is_kept() {
+        let mut registry = registry(false);
+        let key = admit(&mut registry, "c".into());
+        for _ in 0..256 {
+            registry.push_ready(key);
+        }
+        registry.take_ready(None);
+        registry.push_ready(key);
+        look(&mut registry);
+        let kept = registry.ready.capacity();
+        assert!((1..=4).contains(&kept), "{kept}");
+
+        registry.take_ready(None);
+        registry.ready.reserve_exact(64);
+        assert_eq!(registry.ready.capacity(), 64);
+        look(&mut registry);
+        assert_eq!(registry.ready.capacity(), 64);
     }
 }
