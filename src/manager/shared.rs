@@ -22,7 +22,7 @@ use crate::control::{
     ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
-use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
+use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
 use crate::runnable::{Runnable, is_process_fn};
 
 /// How a manager is set up; fixed when it is built.
@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) ordered_stop: bool,
     /// Run on with no child left, until shutdown is requested.
     pub(crate) keep_running: bool,
+    /// At most this many restarts among all children within its window.
+    pub(crate) restart_limit: Option<RestartLimit>,
 }
 
 pub(crate) struct ManagerShared {
