@@ -553,3 +553,152 @@ async fn a_significant_child_stopped_through_its_handle_ends_the_manager_running
     assert_eq!(running, ended, "stopped while running");
     assert_eq!(in_backoff, ended, "stopped while waiting for its restart");
 }
+
+/// A manager `root` whose strategy is one-for-all, with a significant child
+/// `side` (restarted on failure if `restarts`) that waits for shutdown, and
+/// `w`, which fails once after 1 s and so restarts its group. How `side`
+/// ended (if it did), how many times it started, and whether its manager
+/// still ran 10 s later; then the manager is stopped through its handle and
+/// must end cleanly, as requested.
+async fn a_group_restart_of_a_significant_member(restarts: bool) -> (Option<Outcome>, u32, bool) {
+    let starts = Starts::new();
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .build();
+    let side_starts = starts.clone();
+    let side = process_fn("side", move |ctx| {
+        let starts = side_starts.clone();
+        async move {
+            starts.record(ctx.attempt());
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let mut options = ChildOptions::new().significant(true);
+    if restarts {
+        options = options.restart(Restart::OnFailure).backoff(Backoff::none());
+    }
+    let side = manager.insert_with(side, options).expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let runs_on = !handle.is_shutdown_requested() && !handle.is_finished();
+    let outcome = side.outcome();
+    handle.shutdown().await;
+    let exit = run.await.expect("joined").expect("no failure");
+    assert_eq!(exit.shutdown_reason(), Some(&ShutdownReason::Requested));
+    (outcome, starts.attempts().len() as u32, runs_on)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_for_good_by_its_group_restart_does_not_end_the_manager() {
+    let (outcome, starts, runs_on) = a_group_restart_of_a_significant_member(false).await;
+    assert!(matches!(outcome, Some(Outcome::Stopped)), "{outcome:?}");
+    assert_eq!(starts, 1);
+    assert!(runs_on, "the group stopped it: not an end of its own");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_restarted_with_its_group_does_not_end_the_manager() {
+    let (outcome, starts, runs_on) = a_group_restart_of_a_significant_member(true).await;
+    assert!(outcome.is_none(), "it runs again: {outcome:?}");
+    assert_eq!(starts, 2);
+    assert!(runs_on);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_by_its_managers_stop_keeps_the_stops_reason() {
+    let manager = ProcessManager::builder().name("root").build();
+    let server = manager
+        .insert_with(
+            process_fn("server", |ctx| async move {
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.request_shutdown().expect("it runs");
+    let exit = run.await.expect("joined").expect("no failure");
+    assert!(matches!(server.outcome(), Some(Outcome::Stopped)));
+    assert_eq!(exit.shutdown_reason(), Some(&ShutdownReason::Requested));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_group_member_that_ends_by_itself_ends_the_manager() {
+    // Queued by an ordered stop of its group, it completes before it is
+    // asked: its own end, not the group's doing.
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    let early = manager
+        .insert_with(
+            process_fn("early", |ctx| async move {
+                // Asked last by the ordered stop, which waits 5 s for `slow`.
+                tokio::select! {
+                    () = ctx.shutdown_requested() => {}
+                    () = tokio::time::sleep(Duration::from_secs(3)) => {}
+                }
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let exit = manager.await.expect("no failure");
+    assert!(matches!(early.outcome(), Some(Outcome::Completed)));
+    assert_eq!(
+        exit.shutdown_reason(),
+        Some(&ShutdownReason::ChildEnded {
+            path: "root/early".to_owned()
+        })
+    );
+}

@@ -160,8 +160,7 @@ impl Run<'_> {
             // here, for a child restarted on its own account: a group's
             // members are held above, so a group restart counts once.
             let limit = self.shared.settings.restart_limit;
-            let within = allowed
-                && limit.is_none_or(|limit| self.restarts.allow(limit, now));
+            let within = allowed && limit.is_none_or(|limit| self.restarts.allow(limit, now));
             match state {
                 Some(_) if allowed && !within => Next::End(Ending::Attempt {
                     outcome,
