@@ -693,12 +693,76 @@ async fn a_significant_group_member_that_ends_by_itself_ends_the_manager() {
                 .backoff(Backoff::none()),
         )
         .expect("accepted");
-    let exit = manager.await.expect("no failure");
+    // An hour of paused time: a manager that runs on fails the test.
+    let exit = timeout(Duration::from_secs(3600), manager)
+        .await
+        .expect("its significant child's end ends the manager")
+        .expect("no failure");
     assert!(matches!(early.outcome(), Some(Outcome::Completed)));
     assert_eq!(
         exit.shutdown_reason(),
         Some(&ShutdownReason::ChildEnded {
             path: "root/early".to_owned()
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_through_its_handle_while_held_for_its_group_ends_the_manager()
+{
+    // `w` fails at 1 s; `main` (no restart policy) stops at once and is held
+    // while `slow` takes 5 s; at 3 s `main` is stopped through its handle.
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .build();
+    let main = manager
+        .insert_with(
+            process_fn("main", |ctx| async move {
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let restartable = ChildOptions::new()
+        .restart(Restart::OnFailure)
+        .backoff(Backoff::none());
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            restartable.clone(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            restartable,
+        )
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    main.request_shutdown().expect("held, not ended");
+    let exit = timeout(Duration::from_secs(3600), run)
+        .await
+        .expect("a stop through its handle ends the manager")
+        .expect("joined")
+        .expect("no failure");
+    assert_eq!(
+        exit.shutdown_reason(),
+        Some(&ShutdownReason::ChildEnded {
+            path: "root/main".to_owned()
         })
     );
 }

@@ -111,11 +111,17 @@ impl ProcessManagerBuilder {
 
     /// Which siblings are restarted with a child that is restarted. Default:
     /// [`Strategy::OneForOne`]. Siblings are stopped gracefully, within their
-    /// grace period, and once all have ended they start again together
-    /// after the restarted child's backoff (not in order, and without
-    /// waiting for readiness). Siblings without a restart policy stay
-    /// stopped, and their end is final with all that follows: a failure of
-    /// theirs escalates, a significant one stops the manager. Background
+    /// grace period (one at a time with
+    /// [`ordered_stop`](ProcessManagerBuilder::ordered_stop)), and once all
+    /// have ended they start again after the restarted child's backoff, in
+    /// the order they had started: all at once, or with
+    /// [`ordered_start`](ProcessManagerBuilder::ordered_start) one at a
+    /// time, each once the one before is ready. Siblings without a restart
+    /// policy stay stopped, and their end is final: a failure of theirs
+    /// escalates, but a significant one does not stop the manager, since
+    /// its manager stopped it ([`ChildOptions::significant`]). The group
+    /// restart counts as one restart toward the manager's
+    /// [`restart_limit`](ProcessManagerBuilder::restart_limit). Background
     /// children are never part of a group.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.settings.strategy = strategy;
@@ -127,8 +133,12 @@ impl ProcessManagerBuilder {
     /// ([`Context::mark_ready`](crate::Context::mark_ready)) or has ended. A
     /// child not ready within `timeout` is aborted and fails with
     /// [`FailureCause::StartTimeout`](crate::FailureCause::StartTimeout).
-    /// Children inserted while the manager runs start at once. Default: off,
-    /// every child starts at once.
+    /// Children inserted while the manager runs start at once. A group
+    /// restart ([`strategy`](ProcessManagerBuilder::strategy)) starts its
+    /// members the same way: those of the ordered start one at a time, in
+    /// the order they had started, each within `timeout`; those inserted
+    /// while the manager ran at once. Default: off, every child starts at
+    /// once.
     pub fn ordered_start(mut self, timeout: Duration) -> Self {
         self.settings.ordered_start = Some(timeout);
         self

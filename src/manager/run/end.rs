@@ -110,9 +110,11 @@ impl Run<'_> {
         // was stopped through its own handle; not when its manager stopped
         // it, to stop for good or to restart it with its group (OTP's
         // rule). A group member without a restart policy that stopped as
-        // asked ends as `Stopped` or `Aborted`; one that completed or failed
-        // before it was asked ended by itself.
-        let by_itself = !in_group || !matches!(outcome, Outcome::Stopped | Outcome::Aborted);
+        // its group asked ends as `Stopped` or `Aborted`; one that completed
+        // or failed before it was asked ended by itself.
+        let by_itself = !in_group
+            || core.was_asked_to_stop()
+            || !matches!(outcome, Outcome::Stopped | Outcome::Aborted);
         if core.policy.significant && by_itself && !self.phase.is_stopping() {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
