@@ -839,3 +839,79 @@ async fn a_held_member_without_a_restart_policy_fails_a_manager_that_stops_meanw
     assert_eq!(paths, ["root/member"]);
     assert!(matches!(member.outcome(), Some(Outcome::Failed(_))));
 }
+
+/// One-for-all with ordered start: `a`, `b` and `c` say they are ready 2 s,
+/// 1 s and 3 s after they start; `b`'s first attempt fails 10 s after it is
+/// ready; with `c_stalls`, `c`'s second attempt never says it is ready (and
+/// `c` may not restart on its own). The starts as (what, second), and the
+/// run's result once it is stopped at 60 s (if it still runs).
+async fn ordered_group_restart(
+    c_stalls: bool,
+) -> (Vec<(String, u64)>, Result<(), procmgr::RunError>) {
+    let timeline = Timeline::new();
+    let manager = ordered(ProcessManager::builder().name("root"))
+        .strategy(Strategy::OneForAll)
+        .build();
+    for (name, ready_after) in [("a", 2), ("b", 1), ("c", 3)] {
+        let timeline = timeline.clone();
+        let child = process_fn(name, move |ctx| {
+            let timeline = timeline.clone();
+            async move {
+                timeline.push(format!("start {name}#{}", ctx.attempt()));
+                if !(c_stalls && name == "c" && ctx.attempt() == 2) {
+                    tokio::time::sleep(Duration::from_secs(ready_after)).await;
+                    ctx.mark_ready();
+                }
+                if name == "b" && ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }
+        });
+        let mut options = restartable();
+        if name == "c" {
+            options = options.restart_limit(procmgr::RestartLimit::new(0, Duration::from_secs(60)));
+        }
+        manager.insert_with(child, options).expect("accepted");
+    }
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Ended already after a failure: nothing to ask.
+    let _ = handle.request_shutdown();
+    let result = run.await.expect("joined").map(drop);
+    (timeline.entries(), result)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_restart_with_ordered_start_starts_each_member_once_the_one_before_is_ready() {
+    let (starts, result) = ordered_group_restart(false).await;
+    result.expect("clean stop");
+    // b fails at 13 s; the group starts again at once, one member at a time.
+    assert_eq!(
+        starts,
+        entries(&[
+            ("start a#1", 0),
+            ("start b#1", 2),
+            ("start c#1", 3),
+            ("start a#2", 13),
+            ("start b#2", 15),
+            ("start c#2", 16),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_restarted_with_its_group_under_ordered_start_has_the_start_timeout() {
+    let (starts, result) = ordered_group_restart(true).await;
+    assert_eq!(starts.last(), Some(&("start c#2".to_owned(), 16)));
+    let error = result.expect_err("c was not ready in time");
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/c");
+    assert!(matches!(
+        failure.cause(),
+        FailureCause::StartTimeout { timeout } if *timeout == Duration::from_secs(5)
+    ));
+}

@@ -94,7 +94,9 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 ///   new run; `is_finished` is `true` between two runs and `false` again
 ///   once the parent has started the next.
 /// - a stop through the manager's own handle is for good, like a stop
-///   through a child's handle: the parent does not restart it.
+///   through a child's handle: the parent does not restart it. Between two
+///   runs the handle's requests return `Ended`; the manager's
+///   [`ChildHandle`] in its parent stops it then.
 ///
 /// The restart shows in the parent's events (`Failed`, `Restarting`,
 /// `Started { attempt: 2 }`), in its tree (the manager's restart count and

@@ -22,7 +22,7 @@ use crate::control::{
     RunEnd, ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
-use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
+use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
 use crate::runnable::Runnable;
 
 /// How a manager is set up; fixed when it is built.
@@ -43,6 +43,8 @@ pub(crate) struct Settings {
     /// Label counters with the child's name too.
     #[cfg(feature = "metrics")]
     pub(crate) metrics_per_child: bool,
+    /// At most this many restarts among all children within its window.
+    pub(crate) restart_limit: Option<RestartLimit>,
 }
 
 pub(crate) struct ManagerShared {
@@ -214,9 +216,11 @@ impl ManagerShared {
     }
 
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
+        if self.end.is_set() {
+            return Err(ControlError::Ended);
+        }
         // A nested manager is stopped through its record in its parent, so
-        // that the stop is for good: its parent does not restart it, also
-        // when the request comes while it waits for its restart.
+        // that the stop is for good: its parent does not restart it.
         let in_parent = self
             .in_parent
             .lock()
@@ -228,9 +232,6 @@ impl ManagerShared {
                 self.reason.set(reason);
             }
             return core.request_shutdown();
-        }
-        if self.end.is_set() {
-            return Err(ControlError::Ended);
         }
         // The reason goes first so that every child woken by the token sees
         // it.

@@ -141,9 +141,11 @@ impl ChildOptions {
     /// policy (see [`escalate`](ChildOptions::escalate)). Default:
     /// [`RestartLimit::default`] (5 within 60 seconds).
     ///
-    /// The limit is the child's own, not shared with its siblings (unlike
-    /// OTP's per-supervisor intensity), and restarts a strategy imposes on
-    /// a sibling do not count toward the sibling's. `RestartLimit::new(0, _)`
+    /// The limit is the child's own, not shared with its siblings, and
+    /// restarts a strategy imposes on a sibling do not count toward the
+    /// sibling's. OTP's per-supervisor intensity is
+    /// [`ProcessManagerBuilder::restart_limit`](crate::ProcessManagerBuilder::restart_limit);
+    /// both can be set, and this one is checked first. `RestartLimit::new(0, _)`
     /// never restarts; a zero window never gives up. Under
     /// [`Restart::Always`], clean exits count too: a child past its limit
     /// with a clean exit simply ends (`Completed`), which is a failure only
@@ -156,7 +158,26 @@ impl ChildOptions {
 
     /// Whether the child's end, even with `Ok`, stops the manager when the
     /// child is not restarted: the main server whose exit should end the
-    /// program. Default: `false`.
+    /// program (OTP's `significant` child under `auto_shutdown =>
+    /// any_significant`). Default: `false`.
+    ///
+    /// Which ends count:
+    ///
+    /// - It ends by itself (returns, fails, panics, misses its start or
+    ///   heartbeat timeout) and is not restarted: the manager stops, with
+    ///   [`ShutdownReason::ChildEnded`](crate::ShutdownReason::ChildEnded).
+    /// - Its manager stops it: when the manager stops (for any reason), or
+    ///   when a group restart ([`Strategy::OneForAll`](crate::Strategy::OneForAll),
+    ///   [`Strategy::RestForOne`](crate::Strategy::RestForOne)) stops it,
+    ///   whether the group then restarts it or, without a restart policy,
+    ///   it stays stopped. This does not stop the manager, as in OTP.
+    /// - It is stopped through its own handle
+    ///   ([`ChildHandle::request_shutdown`](crate::ChildHandle::request_shutdown)):
+    ///   that is its end as far as its manager is concerned, so the
+    ///   manager stops, whether the child was running, waiting for its
+    ///   restart or held for its group's. This differs from OTP, where
+    ///   `terminate_child` does not trigger an automatic shutdown; to stop
+    ///   the whole manager, stop it through its own handle instead.
     #[must_use]
     pub fn significant(mut self, significant: bool) -> Self {
         self.significant = Some(significant);

@@ -57,7 +57,7 @@ use crate::control::{
 };
 use crate::error::{ChildFailures, RunError};
 use crate::manager::events;
-use crate::policy::Random;
+use crate::policy::{Random, RestartWindow};
 use group::Group;
 use stop::AbortCause;
 use timers::Timers;
@@ -164,6 +164,8 @@ struct Run<'a> {
     stopping_in_order: Option<ChildKey>,
     /// The start order of the next attempt.
     next_order: u64,
+    /// Restarts among all children, for the manager's restart limit.
+    restarts: RestartWindow,
     /// Whether the parent was last told that this manager is ready.
     told_ready: bool,
     random: Random,
@@ -246,6 +248,7 @@ impl<'a> Run<'a> {
             stop_order: Vec::new(),
             stopping_in_order: None,
             next_order: 0,
+            restarts: RestartWindow::default(),
             told_ready: false,
             random: Random::new(),
         };

@@ -32,7 +32,9 @@ impl Run<'_> {
     /// the ordered start and stop, force.
     pub(super) fn turn(&mut self) {
         let work = self.shared.work.swap(false, Ordering::AcqRel);
-        let starting = self.awaiting_ready.is_some() || !self.start_queue.is_empty();
+        let starting = self.awaiting_ready.is_some()
+            || !self.start_queue.is_empty()
+            || self.has_queued_members();
         if work || starting {
             let now = Instant::now();
             let requests = {
@@ -62,9 +64,14 @@ impl Run<'_> {
                 } else {
                     registry.take_ready(None);
                 }
-                // The ordered start waits for a group restart too.
-                if self.awaiting_ready.is_none() && self.group.is_none() {
-                    self.start_queued(registry, now);
+                // The ordered start waits for a group restart too, whose
+                // members start in order.
+                if self.awaiting_ready.is_none() {
+                    if self.group.is_none() {
+                        self.start_queued(registry, now);
+                    } else {
+                        self.start_next_member(registry, now);
+                    }
                 }
                 requests
             };
