@@ -224,7 +224,7 @@ impl ProcessManagerBuilder {
     ///     Some(&RestartLimit::new(5, Duration::from_secs(60)))
     /// );
     /// assert!(failure.to_string().ends_with(
-    ///     "failed, and restarting it would exceed its manager's restart limit \
+    ///     ", and restarting it would exceed its manager's restart limit \
     ///      of 5 restarts within 60s"
     /// ));
     /// # }
