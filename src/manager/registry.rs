@@ -730,4 +730,36 @@ pub(crate) mod tests {
         look(&mut registry);
         assert_eq!(registry.ready.capacity(), 64);
     }
+
+    /// A list keeps its memory up to four times its length plus room for 64,
+    /// and past that gives back all but twice its length: exactly, for the
+    /// lists of keys (`ready` stands for `pending` and `stop_requests`) and
+    /// the id-ordered list.
+    #[test]
+    fn a_list_shrinks_to_twice_its_length_only_past_four_times_it_plus_64() {
+        for (capacity, kept) in [(150, 150), (184, 184), (185, 60)] {
+            let mut registry = registry(true);
+            let keys: Vec<ChildKey> = (0..30)
+                .map(|n| admit(&mut registry, format!("c{n}")))
+                .collect();
+            registry.ready.reserve_exact(capacity);
+            for &key in &keys {
+                registry.push_ready(key);
+            }
+            registry.order.shrink_to_fit();
+            registry
+                .order
+                .reserve_exact(capacity - registry.order.len());
+            assert_eq!(
+                (registry.ready.capacity(), registry.order.capacity()),
+                (capacity, capacity)
+            );
+            look(&mut registry);
+            assert_eq!(
+                (registry.ready.capacity(), registry.order.capacity()),
+                (kept, kept),
+                "30 entries in room for {capacity}"
+            );
+        }
+    }
 }
