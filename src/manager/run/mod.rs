@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use task::{DynRunnable, Launch, TaskOutput};
 
 use super::exit::Exit;
-use super::registry::{Admission, Phase, Registry};
+use super::registry::{Admission, Phase, Record, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
     ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
@@ -180,6 +180,7 @@ impl<'a> Run<'a> {
         // The children inserted before the run are taken under the lock
         // that starts it: one inserted a moment later is not part of an
         // ordered start.
+        let mut ended_run = Vec::new();
         let (initial, token) = {
             let mut registry = shared.registry();
             let token = match (registry.phase(), parent) {
@@ -190,7 +191,7 @@ impl<'a> Run<'a> {
                     }
                     registry.token().clone()
                 }
-                (Phase::Finished, Some(_)) => rerun(shared, &mut registry),
+                (Phase::Finished, Some(_)) => rerun(shared, &mut registry, &mut ended_run),
                 _ => return None,
             };
             let initial = if shared.settings.ordered_start.is_some() {
@@ -200,6 +201,8 @@ impl<'a> Run<'a> {
             };
             (initial, token)
         };
+        // Dropping them may drop a user's process: not under the lock.
+        drop(ended_run);
         if let Some(ctx) = parent {
             *shared
                 .in_parent
@@ -361,11 +364,17 @@ impl Drop for Run<'_> {
 }
 
 /// Starts a new run of a nested manager whose run has finished (under the
-/// registry lock): the run's state is reset, and the children it was built
-/// with are admitted again, each as the successor of the one before, so
-/// that their handles follow. Returns the new run's token.
-fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationToken {
-    let (token, mut spec) = registry.begin_rerun();
+/// registry lock): the run's state is reset, the records the ended run kept
+/// (auto-cleanup off) go into `ended_run`, to be dropped after the lock, and
+/// the children it was built with are admitted again, each as the successor
+/// of the one before, so that their handles follow. Returns the new run's
+/// token.
+fn rerun(
+    shared: &Arc<ManagerShared>,
+    registry: &mut Registry,
+    ended_run: &mut Vec<Record>,
+) -> CancellationToken {
+    let (token, mut spec) = registry.begin_rerun(ended_run);
     shared.reason.clear();
     shared.forced.store(false, Ordering::Release);
     shared.end.clear();
