@@ -394,3 +394,32 @@ async fn a_restarted_subtree_that_keeps_records_lists_only_its_current_run() {
         "the last run's records stay, ended"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_through_its_own_handle_before_its_first_run_is_for_good() {
+    let root = ProcessManager::builder().name("root").build();
+    let sub = ProcessManager::builder().name("sub").build();
+    let runs = Arc::new(AtomicU32::new(0));
+    sub.insert(counted("w", &runs)).expect("accepted");
+    let sub_handle = sub.handle();
+    let sub_in_root = root
+        .insert_with(sub, ChildOptions::new().restart(Restart::Always))
+        .expect("accepted");
+    // Asked before its parent has started it: its run starts stopping.
+    sub_handle.request_shutdown().expect("accepted");
+    let keep = root
+        .insert(counted("keep", &Arc::new(AtomicU32::new(0))))
+        .expect("accepted");
+    let run = tokio::spawn(root.into_future());
+    settle().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "not restarted");
+    assert_eq!(sub_in_root.restarts(), 0);
+    assert!(matches!(sub_in_root.outcome(), Some(Outcome::Stopped)));
+    assert!(sub_handle.is_finished());
+
+    keep.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}

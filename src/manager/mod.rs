@@ -91,7 +91,8 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 ///   the ended children of the current run only: the records of an ended
 ///   run go when the next one starts.
 /// - a stop through the manager's own handle is for good, like a stop
-///   through a child's handle: the parent does not restart it.
+///   through a child's handle: the parent does not restart it. So is one
+///   asked before the parent first started it.
 ///
 /// The restart shows in the parent's events (`Failed`, `Restarting`,
 /// `Started { attempt: 2 }`), in its tree (the manager's restart count and

@@ -204,10 +204,23 @@ impl<'a> Run<'a> {
         // Dropping them may drop a user's process: not under the lock.
         drop(ended_run);
         if let Some(ctx) = parent {
-            *shared
-                .in_parent
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(ctx.core());
+            // A stop through the manager's handle that came before this
+            // (before its first run) cancelled the token instead of going
+            // through the parent; it is for good all the same, so the parent
+            // hears of it now. The look and the set share the lock that
+            // such a stop holds, so every stop takes one way or the other.
+            let stopped_before = {
+                let mut in_parent = shared
+                    .in_parent
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                *in_parent = Some(ctx.core());
+                token.is_cancelled()
+            };
+            if stopped_before {
+                // Fails only once the record has ended, and it runs.
+                let _ = ctx.core().request_shutdown();
+            }
         }
         // A manager runs once (checked above), so this is the first set.
         let _ = shared.path.set(Arc::clone(&path));
