@@ -50,9 +50,10 @@
 //!   stopping (or, nested, when its manager's run starts), and the model
 //!   takes its start from what it sees then (a probe's clock, or the
 //!   record's uptime in the parent). A child may also wait when a group
-//!   restart began at the very instant of its insert (a sibling's attempt
-//!   ended then, and the loop saw that first); otherwise a child that did
-//!   not wait starts exactly at its insert;
+//!   restart began at the very instant of its insert (a sibling's attempt,
+//!   or a restartable subtree's run, ended then, and the loop saw that
+//!   first); otherwise a child that did not wait starts exactly at its
+//!   insert;
 //! - a failure that is final stops the manager (escalation), a significant
 //!   child's end stops it, and a child does not end for good with restarts
 //!   left unless its manager stops or its handle asked it to;
@@ -962,6 +963,9 @@ struct Runs {
     /// Its current run is stopping: it said so, or a child's end that
     /// stops it came first.
     stopping: bool,
+    /// When its restarts were seen: the events are read at each insert, so
+    /// one seen at the time of an insert came just then.
+    restarts_seen: Vec<Duration>,
 }
 
 struct Child {
@@ -1605,16 +1609,18 @@ impl World<'_> {
         manager.spec.strategy != Strategy::OneForOne
             && manager.children.iter().any(|&c| {
                 let child = &self.children[c];
-                child.nested.is_none()
-                    && !child.spec.background
-                    && child.spec.restart != Restart::Never
-                    && child
+                let ended_then = match child.nested {
+                    None => child
                         .probe
                         .ends
                         .lock()
                         .expect("the probe's lock")
                         .iter()
-                        .any(|&end| end - self.origin == at)
+                        .any(|&end| end - self.origin == at),
+                    // A restartable subtree's run that ended then.
+                    Some(nested) => self.managers[nested].runs.restarts_seen.contains(&at),
+                };
+                !child.spec.background && child.spec.restart != Restart::Never && ended_then
             })
     }
 
@@ -1760,9 +1766,9 @@ impl World<'_> {
             EventKind::Stopped(outcome) => {
                 let spec = &child.spec;
                 let outcome = kind(outcome);
-                let stops_manager = !spec.background
-                    && (spec.significant
-                        || (spec.escalate && matches!(outcome, Kind::Failed | Kind::Panicked)));
+                // A background child's end may stop its manager too.
+                let stops_manager = spec.significant
+                    || (spec.escalate && matches!(outcome, Kind::Failed | Kind::Panicked));
                 let ends_by_itself = match spec.restart {
                     Restart::OnFailure => matches!(outcome, Kind::Failed | Kind::Panicked),
                     Restart::Always => {
@@ -1799,6 +1805,7 @@ impl World<'_> {
     }
 
     fn manager_event(&mut self, index: usize, kind: &EventKind) -> Result<(), String> {
+        let now = self.now();
         let as_child = &self.children[self.managers[index].as_child.expect("a nested manager")];
         let solo = self.managers[as_child.manager].spec.strategy == Strategy::OneForOne;
         let (policy, floor) = (as_child.spec.restart, as_child.spec.backoff_floor);
@@ -1826,6 +1833,7 @@ impl World<'_> {
             }
             EventKind::Aborted => runs.aborted = true,
             EventKind::Restarting { attempt, delay } => {
+                runs.restarts_seen.push(now);
                 let failed = std::mem::take(&mut runs.last_failed);
                 let expected = if failed {
                     runs.failures_in_a_row += 1;
@@ -1896,6 +1904,11 @@ impl World<'_> {
                 child.run = latest;
                 child.id = id;
                 child.first_outcome = None;
+                // A run starts its spec children at once: one that never
+                // started in an earlier run (it waited and was stopped) has
+                // now.
+                child.started.get_or_insert(now);
+                child.start_confirmed = true;
                 self.log(line);
             } else if id != child.id {
                 return Err(format!(
