@@ -384,7 +384,11 @@ async fn a_restarted_subtree_that_keeps_records_lists_only_its_current_run() {
     let children = sub_handle.children();
     assert_eq!(children.len(), 2);
     assert!(children.iter().all(|child| !child.is_finished()));
-    assert!(children.iter().any(|child| child.id() == steady_handle.id()));
+    assert!(
+        children
+            .iter()
+            .any(|child| child.id() == steady_handle.id())
+    );
 
     root_handle.shutdown().await;
     run.await.expect("joined").expect("a clean stop");
