@@ -8,12 +8,13 @@
 //! period, background, significant, escalate, reports-ready), inserts of
 //! nested managers with children of their own, stops, reloads and custom
 //! messages through child handles, reloads, shutdowns and forced shutdowns
-//! through manager handles, and advances of virtual time. About 40 % of the
+//! through manager handles, and advances of virtual time. About 45 % of the
 //! nested managers are restartable subtrees, inserted with `OnFailure` or
 //! `Always` (a limit of 1 to 3, a backoff); most of those get a child that
 //! fails for good, or children that all complete, so that their runs end
-//! by themselves and their parent starts them again. Some plans insert a
-//! nested manager first, so that it has the time to. Some operations
+//! by themselves and their parent starts them again. Two plans in five
+//! insert a nested manager first, more often restartable, so that it has
+//! the time to. Some operations
 //! run back to back without letting the runtime turn in between, so that
 //! the manager sees them in one turn.
 //!
@@ -601,9 +602,20 @@ impl Plan {
         };
         if rng.chance(40) {
             // A subtree from the start has the time to end its runs and be
-            // restarted.
-            let op = Op::insert_manager(&mut rng);
-            plan.steps.insert(0, Step { op, settle: true });
+            // restarted: most of these are restartable.
+            let mut op = Op::insert_manager(&mut rng);
+            if let Op::InsertManager { restart, .. } = &mut op {
+                if restart.restart == Restart::Never && rng.chance(35) {
+                    restart.restart = Restart::OnFailure;
+                }
+            }
+            plan.steps.insert(
+                0,
+                Step {
+                    op: op.provoke_restarts(&mut rng),
+                    settle: true,
+                },
+            );
         }
         plan
     }
