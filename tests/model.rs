@@ -9,7 +9,13 @@
 //! period, background, significant, escalate, reports-ready), inserts of
 //! nested managers with children of their own, stops, reloads and custom
 //! messages through child handles, reloads, shutdowns and forced shutdowns
-//! through manager handles, and advances of virtual time. Some operations
+//! through manager handles, and advances of virtual time. About 45 % of the
+//! nested managers are restartable subtrees, inserted with `OnFailure` or
+//! `Always` (a limit of 1 to 3, a backoff); most of those get a child that
+//! fails for good, or children that all complete, so that their runs end
+//! by themselves and their parent starts them again. Two plans in five
+//! insert a nested manager first, more often restartable, so that it has
+//! the time to. Some operations
 //! run back to back without letting the runtime turn in between, so that
 //! the manager sees them in one turn.
 //!
@@ -52,16 +58,42 @@
 //!   stopping (or, nested, when its manager's run starts), and the model
 //!   takes its start from what it sees then (a probe's clock, or the
 //!   record's uptime in the parent). A child may also wait when a group
-//!   restart began at the very instant of its insert (a sibling's attempt
-//!   ended then, and the loop saw that first); otherwise a child that did
-//!   not wait starts exactly at its insert;
+//!   restart began at the very instant of its insert (a sibling's attempt,
+//!   or a restartable subtree's run, ended then, and the loop saw that
+//!   first); otherwise a child that did not wait starts exactly at its
+//!   insert;
 //! - a failure that is final stops the manager (escalation), a significant
 //!   child's end stops it (unless its group restart stopped it for good),
 //!   and a child does not end for good with restarts left unless its
 //!   manager stops or its handle asked it to;
 //! - handles refuse requests exactly when the process has ended; inserts
 //!   are refused exactly when a manager's shutdown was requested
-//!   (`ShuttingDown`) or its run ended (`Stopped`);
+//!   (`ShuttingDown`) or its run ended (`Stopped`); a stop through a nested
+//!   manager's handle is accepted exactly when it has not ended in its
+//!   parent (between two runs of a restartable subtree too);
+//! - a nested manager's runs are counted from its parent's events (each
+//!   `Started` of it is one). The children inserted before its first run
+//!   (its spec) get a new incarnation in each run: their handle's id changes
+//!   exactly then and their outcome is cleared, and each starts its first
+//!   attempt once per incarnation (an unended one has started in the
+//!   current run, barring a group restart). A child inserted while its
+//!   manager ran never runs again: its id and its outcome stay. "An outcome
+//!   never changes" and the probe checks hold per incarnation; checks that
+//!   read the manager's stop read a run that is over as stopped, and the
+//!   exact timeline of a spec child in a later run starts with its
+//!   incarnation;
+//! - a restartable subtree is restarted like a leaf: its restart count in
+//!   its parent within the limit (summed with its siblings' under a group
+//!   strategy); in a one-for-one parent, a restart only after a failed run
+//!   for `OnFailure`, never for `Never`, after the backoff of its failures
+//!   in a row. A stop through its own `ManagerHandle`, also one before its
+//!   first run, is for good: its parent starts it again only in a new run
+//!   of its own;
+//! - from the events, so that runs that began and ended between two checks
+//!   count too: a foreground child of a one-for-one manager with a restart
+//!   policy does not end for good with restarts left in its run unless its
+//!   handle, something outside its manager, or the manager's own stop
+//!   (announced, or set off by a sibling's end that stops it) explains it;
 //! - a running manager whose foreground children have all ended is
 //!   stopping (its background children); when nothing but that can explain
 //!   its stop (no request from the test or an ancestor, its parent's
@@ -71,14 +103,15 @@
 //!   (a nested manager counting as ready when its run has started and its
 //!   own children are ready, and unready again when one of them is not);
 //! - with auto-cleanup the records a manager keeps are no more than its
-//!   live children;
+//!   live children, and without it no more than its children: a restarted
+//!   subtree drops its ended run's records;
 //! - a manager whose shutdown was seen at `t` has returned by `t` plus the
 //!   bound the model computes from the grace periods (the longest
 //!   foreground grace, or the manager's for an ordered stop, plus the
 //!   longest background grace, whose periods start only when the
 //!   background children are asked; only the background part after a
 //!   forced shutdown); a nested manager asked before its run started
-//!   counts from its start;
+//!   counts from its start, a restarted one from its latest run's;
 //! - once the root's run returned: no child task is alive, every accepted
 //!   child has an outcome that `wait` returns at once, every nested manager
 //!   has one too, the run returned `Err` if a child without a restart policy
@@ -98,20 +131,23 @@
 //!   seeds; `PROCMGR_MODEL_FIRST=<n>` starts at another seed.
 //! - `PROCMGR_MODEL_SEED=<n> cargo test --test model`: replays one seed;
 //!   add `PROCMGR_MODEL_TRACE=1` to fail with its trace even when it
-//!   passes, to see what it does.
+//!   passes, to see what it does, and `PROCMGR_MODEL_EVENTS=1` to see the
+//!   tree's events in the trace.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::IntoFuture;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use futures::FutureExt;
 use procmgr::{
-    Backoff, ChildHandle, ChildOptions, ChildState, Context, ControlMessage, Exit, FailureCause,
-    InsertErrorKind, Jitter, ManagerHandle, NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart,
-    RestartLimit, RunError, Runnable, ShutdownReason, Strategy, process_fn,
+    Backoff, ChildHandle, ChildOptions, ChildState, Context, ControlMessage, EventKind, Events,
+    EventsError, Exit, FailureCause, InsertErrorKind, Jitter, ManagerHandle, NESTED_GRACE_MARGIN,
+    Outcome, ProcessManager, Restart, RestartLimit, RunError, Runnable, ShutdownReason, Strategy,
+    process_fn,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -345,12 +381,12 @@ impl ChildSpec {
     }
 
     /// What a nested manager is as a child, as far as the model cares.
-    fn manager(grace: Duration, significant: bool) -> Self {
+    fn manager(grace: Duration, significant: bool, restart: SubtreeRestart) -> Self {
         ChildSpec {
             script: Vec::new(),
-            restart: Restart::Never,
-            backoff_floor: Duration::ZERO,
-            limit: 0,
+            restart: restart.restart,
+            backoff_floor: restart.backoff_floor,
+            limit: restart.limit,
             grace: Some(grace),
             background: false,
             significant,
@@ -467,6 +503,60 @@ impl fmt::Display for ManagerSpec {
     }
 }
 
+/// How a nested manager's parent restarts it: `Restart::Never` for a
+/// subtree that runs once, else a restartable subtree whose run is started
+/// again, with the children it was built with, after it ended.
+#[derive(Debug, Clone, Copy)]
+struct SubtreeRestart {
+    restart: Restart,
+    limit: u32,
+    backoff_floor: Duration,
+}
+
+impl SubtreeRestart {
+    fn generate(rng: &mut Rng) -> Self {
+        let restart = match rng.below(100) {
+            0..=59 => Restart::Never,
+            60..=84 => Restart::OnFailure,
+            _ => Restart::Always,
+        };
+        SubtreeRestart {
+            restart,
+            limit: 1 + rng.below(3) as u32,
+            backoff_floor: rng.ms(&[0, 10, 50]),
+        }
+    }
+
+    /// The options a parent gets with the subtree: none for one that runs
+    /// once, so that it is inserted as before restartable subtrees.
+    fn options(&self, options: ChildOptions) -> ChildOptions {
+        if self.restart == Restart::Never {
+            return options;
+        }
+        let backoff = Backoff::exponential(self.backoff_floor, BACKOFF_CAP)
+            .jitter(Jitter::None)
+            .reset_after(WINDOW);
+        options
+            .restart(self.restart)
+            .backoff(backoff)
+            .restart_limit(RestartLimit::new(self.limit, WINDOW))
+    }
+}
+
+impl fmt::Display for SubtreeRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.restart)?;
+        if self.restart != Restart::Never {
+            write!(
+                f,
+                " (limit {}, backoff from {:?})",
+                self.limit, self.backoff_floor
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Targets are indexes taken modulo what exists when the step runs, so a
 /// plan stays valid when the shrinker drops steps.
 #[derive(Debug, Clone)]
@@ -482,6 +572,7 @@ enum Op {
         grace: Option<Duration>,
         significant: bool,
         children: Vec<ChildSpec>,
+        restart: SubtreeRestart,
     },
     StopChild(u32),
     ReloadChild(u32),
@@ -521,32 +612,90 @@ impl Plan {
                 settle: !rng.chance(15),
             })
             .collect();
-        Plan {
+        let mut plan = Plan {
             root,
             initial,
             steps,
             force_at_end: rng.chance(25),
+        };
+        if rng.chance(40) {
+            // A subtree from the start has the time to end its runs and be
+            // restarted: most of these are restartable.
+            let mut op = Op::insert_manager(&mut rng);
+            if let Op::InsertManager { restart, .. } = &mut op {
+                if restart.restart == Restart::Never && rng.chance(35) {
+                    restart.restart = Restart::OnFailure;
+                }
+            }
+            plan.steps.insert(
+                0,
+                Step {
+                    op: op.provoke_restarts(&mut rng),
+                    settle: true,
+                },
+            );
         }
+        plan
     }
 }
 
 impl Op {
+    fn insert_manager(rng: &mut Rng) -> Self {
+        Op::InsertManager {
+            parent: rng.index(),
+            spec: ManagerSpec::generate(rng),
+            grace: rng.chance(30).then(|| rng.ms(&[10, 50, 200])),
+            significant: rng.chance(10),
+            children: (0..1 + rng.below(3))
+                .map(|_| ChildSpec::generate(rng))
+                .collect(),
+            restart: SubtreeRestart::generate(rng),
+        }
+        .provoke_restarts(rng)
+    }
+
+    /// Makes most restartable subtrees end their runs by themselves, which
+    /// random children seldom do: a child that fails for good (and
+    /// escalates), or, for `Restart::Always`, children that all complete.
+    fn provoke_restarts(mut self, rng: &mut Rng) -> Self {
+        let Op::InsertManager {
+            children, restart, ..
+        } = &mut self
+        else {
+            return self;
+        };
+        if restart.restart == Restart::Never || rng.chance(20) {
+            return self;
+        }
+        if restart.restart == Restart::Always && rng.chance(40) {
+            for child in children.iter_mut() {
+                child.restart = Restart::Never;
+                child.background = false;
+                child.script[0].end = End::Ok;
+            }
+        } else {
+            // It fails for good at once, or after its own restarts.
+            let index = rng.below(children.len() as u64) as usize;
+            let child = &mut children[index];
+            child.restart = rng.pick(&[Restart::Never, Restart::OnFailure]);
+            child.background = false;
+            child.escalate = true;
+            for attempt in &mut child.script {
+                attempt.end = rng.pick(&[End::Err, End::Err, End::Panic]);
+                attempt.after = rng.ms(&[1, 10, 40]);
+            }
+        }
+        self
+    }
+
     fn generate(rng: &mut Rng) -> Self {
         match rng.below(100) {
             0..=29 => Op::Advance(rng.ms(&[0, 1, 5, 10, 20, 50, 100, 300])),
-            30..=49 => Op::Insert {
+            30..=46 => Op::Insert {
                 manager: rng.index(),
                 child: ChildSpec::generate(rng),
             },
-            50..=55 => Op::InsertManager {
-                parent: rng.index(),
-                spec: ManagerSpec::generate(rng),
-                grace: rng.chance(30).then(|| rng.ms(&[10, 50, 200])),
-                significant: rng.chance(10),
-                children: (0..1 + rng.below(3))
-                    .map(|_| ChildSpec::generate(rng))
-                    .collect(),
-            },
+            47..=55 => Op::insert_manager(rng),
             56..=67 => Op::StopChild(rng.index()),
             68..=75 => Op::ReloadChild(rng.index()),
             76..=83 => Op::SendChild(rng.index()),
@@ -567,14 +716,26 @@ const SCRIPTED_PANIC: &str = "scripted panic";
 struct Probe {
     /// Attempts whose future exists.
     alive: AtomicUsize,
-    /// The highest attempt number that started running.
-    attempts_seen: AtomicU32,
+    /// The incarnations that ran, oldest first: the id the child had in
+    /// each (a spec child of a restarted subtree has a new one per run of
+    /// its manager), with the highest attempt number that started in it and
+    /// how many of its attempts started from the first.
+    incarnations: Mutex<Vec<Incarnation>>,
     /// Two attempts were alive at once.
     overlapped: AtomicBool,
     /// When the first attempt started.
     first_start: Mutex<Option<Instant>>,
     /// When each attempt ended (its future was dropped).
     ends: Mutex<Vec<Instant>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Incarnation {
+    id: u64,
+    /// When its first attempt started.
+    started: Instant,
+    attempts_seen: u32,
+    first_attempts: u32,
 }
 
 /// Held by a running attempt: counts it as alive until its future is dropped.
@@ -584,11 +745,26 @@ struct Alive {
 }
 
 impl Alive {
-    fn enter(probe: Arc<Probe>, manager: Arc<AtomicUsize>, attempt: u32) -> Self {
+    fn enter(probe: Arc<Probe>, manager: Arc<AtomicUsize>, id: u64, attempt: u32) -> Self {
         if probe.alive.fetch_add(1, Ordering::SeqCst) > 0 {
             probe.overlapped.store(true, Ordering::SeqCst);
         }
-        probe.attempts_seen.fetch_max(attempt, Ordering::SeqCst);
+        {
+            let mut incarnations = probe.incarnations.lock().expect("the probe's lock");
+            let first = u32::from(attempt == 1);
+            match incarnations.last_mut() {
+                Some(latest) if latest.id == id => {
+                    latest.attempts_seen = latest.attempts_seen.max(attempt);
+                    latest.first_attempts += first;
+                }
+                _ => incarnations.push(Incarnation {
+                    id,
+                    started: Instant::now(),
+                    attempts_seen: attempt,
+                    first_attempts: first,
+                }),
+            }
+        }
         probe
             .first_start
             .lock()
@@ -619,7 +795,12 @@ fn scripted(
     let probe = Arc::clone(probe);
     let manager = Arc::clone(manager);
     process_fn(name, move |ctx| {
-        let alive = Alive::enter(Arc::clone(&probe), Arc::clone(&manager), ctx.attempt());
+        let alive = Alive::enter(
+            Arc::clone(&probe),
+            Arc::clone(&manager),
+            ctx.id(),
+            ctx.attempt(),
+        );
         let attempt = script.attempt(ctx.attempt() - 1);
         run_attempt(ctx, attempt, alive)
     })
@@ -713,11 +894,7 @@ fn natural(spec: &ChildSpec, start: Duration, at: Duration) -> Natural {
         }
         let delay = if failed {
             failures_in_a_row += 1;
-            let exact = spec
-                .backoff_floor
-                .checked_mul(1 << (failures_in_a_row - 1).min(20))
-                .unwrap_or(BACKOFF_CAP);
-            exact.min(BACKOFF_CAP.max(spec.backoff_floor))
+            backoff(spec.backoff_floor, failures_in_a_row)
         } else {
             failures_in_a_row = 0;
             Duration::ZERO
@@ -790,6 +967,14 @@ fn first_refused(decisions: &[Duration], restarts: u32) -> Option<Duration> {
     None
 }
 
+/// The exponential, jitter-free backoff after `failures_in_a_row` failures.
+fn backoff(floor: Duration, failures_in_a_row: u32) -> Duration {
+    let exact = floor
+        .checked_mul(1 << (failures_in_a_row - 1).min(20))
+        .unwrap_or(BACKOFF_CAP);
+    exact.min(BACKOFF_CAP.max(floor))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Completed,
@@ -835,6 +1020,39 @@ struct Manager {
     forced_at: Option<Duration>,
     /// The test asked it (or forced it) to shut down through its handle.
     requested: bool,
+    /// Its path, as its parent's events name it.
+    path: String,
+    runs: Runs,
+}
+
+/// What the model knows of a manager's runs, from its parent's events: a
+/// nested manager runs again when its parent restarts it (a restartable
+/// subtree), or when its parent runs again and it is one of the children
+/// its parent was built with.
+#[derive(Default)]
+struct Runs {
+    /// Runs started: its attempts in its parent, in all of its parent's
+    /// runs. The root's one run counts from the start.
+    started: u32,
+    /// Runs the model has followed into the children's incarnations.
+    followed: u32,
+    /// When the latest run followed started.
+    latest_start: Option<Duration>,
+    /// Its restart policy's failures in a row, for the backoff, and whether
+    /// the attempt that ended last failed.
+    failures_in_a_row: u32,
+    last_failed: bool,
+    /// A stop through its own handle was accepted: its parent does not
+    /// restart it (until a run of its parent starts it again).
+    for_good: bool,
+    /// Its parent aborted one of its runs.
+    aborted: bool,
+    /// Its current run is stopping: it said so, or a child's end that
+    /// stops it came first.
+    stopping: bool,
+    /// When its restarts were seen: the events are read at each insert, so
+    /// one seen at the time of an insert came just then.
+    restarts_seen: Vec<Duration>,
 }
 
 struct Child {
@@ -857,7 +1075,16 @@ struct Child {
     /// Its start has been seen where the model expected it.
     start_confirmed: bool,
     stopped_at: Option<Duration>,
+    /// The outcome of its current incarnation, once seen.
     first_outcome: Option<String>,
+    /// It was inserted into a nested manager before that manager's first
+    /// run: it is part of the manager's spec, started again in each run.
+    in_spec: bool,
+    /// Which run of its manager the child's handle speaks of: the run it
+    /// was inserted into, or for a spec child its manager's latest.
+    run: u32,
+    /// The id its handle gave in that run.
+    id: u64,
 }
 
 struct Failure {
@@ -893,6 +1120,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 async fn execute(plan: &Plan, trace: &mut Vec<String>) -> Result<(), String> {
+    let root = plan.root.build("m0".to_owned());
     let mut world = World {
         origin: Instant::now(),
         managers: Vec::new(),
@@ -900,8 +1128,10 @@ async fn execute(plan: &Plan, trace: &mut Vec<String>) -> Result<(), String> {
         trace,
         last_check: Duration::ZERO,
         root_result: None,
+        events: root.handle().subscribe(),
+        restarts_in_run: HashMap::new(),
+        log_events: env_u64("PROCMGR_MODEL_EVENTS").is_some(),
     };
-    let root = plan.root.build("m0".to_owned());
     world.trace.push(format!("m0: root, {}", plan.root));
     world.managers.push(Manager {
         spec: plan.root.clone(),
@@ -913,6 +1143,12 @@ async fn execute(plan: &Plan, trace: &mut Vec<String>) -> Result<(), String> {
         stop_seen: None,
         forced_at: None,
         requested: false,
+        path: "m0".to_owned(),
+        runs: Runs {
+            started: 1,
+            followed: 1,
+            ..Runs::default()
+        },
     });
     for spec in &plan.initial {
         world.insert(0, spec)?;
@@ -956,6 +1192,12 @@ struct World<'t> {
     trace: &'t mut Vec<String>,
     last_check: Duration,
     root_result: Option<Result<Exit, RunError>>,
+    /// Every event of the tree, from the root's hub.
+    events: Events,
+    /// Restarts of each child in its current run, from the events.
+    restarts_in_run: HashMap<usize, u32>,
+    /// `PROCMGR_MODEL_EVENTS` is set: the trace shows every event.
+    log_events: bool,
 }
 
 impl World<'_> {
@@ -988,7 +1230,8 @@ impl World<'_> {
                 grace,
                 significant,
                 children,
-            } => self.insert_manager(*parent, spec, *grace, *significant, children)?,
+                restart,
+            } => self.insert_manager(*parent, spec, *grace, *significant, children, *restart)?,
             Op::StopChild(target) => {
                 if let Some(index) = self.target(*target) {
                     let result = self.children[index].handle.request_shutdown();
@@ -1013,12 +1256,12 @@ impl World<'_> {
             Op::ReloadManager(target) => {
                 let index = *target as usize % self.managers.len();
                 let result = self.managers[index].handle.request_reload();
-                self.manager_request("reload", index, result.is_ok())?;
+                self.manager_request("reload", index, result.is_ok(), false)?;
             }
             Op::ShutdownManager(target) => {
                 let index = *target as usize % self.managers.len();
                 let result = self.managers[index].handle.request_shutdown();
-                self.manager_request("shut down", index, result.is_ok())?;
+                self.manager_request("shut down", index, result.is_ok(), true)?;
                 self.managers[index].requested |= result.is_ok();
             }
             Op::ForceManager(target) => {
@@ -1026,7 +1269,7 @@ impl World<'_> {
                 let result = self.managers[index]
                     .handle
                     .force_shutdown(ShutdownReason::Requested);
-                self.manager_request("force", index, result.is_ok())?;
+                self.manager_request("force", index, result.is_ok(), true)?;
                 self.managers[index].requested |= result.is_ok();
                 if result.is_ok() && self.managers[index].forced_at.is_none() {
                     self.managers[index].forced_at = Some(self.now());
@@ -1061,9 +1304,25 @@ impl World<'_> {
         Ok(())
     }
 
-    /// A manager handle accepts a request exactly when its run has not ended.
-    fn manager_request(&mut self, what: &str, index: usize, accepted: bool) -> Result<(), String> {
-        let ended = self.managers[index].handle.outcome();
+    /// A manager handle accepts a request exactly when its run has not
+    /// ended, and a stop of a nested manager exactly when it has not ended
+    /// in its parent: between two runs of a restartable subtree too. Such a
+    /// stop is for good: its parent does not start it again.
+    fn manager_request(
+        &mut self,
+        what: &str,
+        index: usize,
+        accepted: bool,
+        stop: bool,
+    ) -> Result<(), String> {
+        let ended = match (stop, self.managers[index].as_child) {
+            (true, Some(child)) => self.children[child].handle.outcome(),
+            _ => self.managers[index].handle.outcome(),
+        };
+        if stop && accepted && index > 0 {
+            self.drain_events()?;
+            self.managers[index].runs.for_good = true;
+        }
         self.log(format!(
             "{what} m{index}: {}",
             if accepted { "accepted" } else { "refused" }
@@ -1083,6 +1342,9 @@ impl World<'_> {
         let probe = Arc::new(Probe::default());
         let runnable = scripted(name.clone(), spec, &probe, &self.managers[manager].live);
         let waits = self.would_wait(manager);
+        let in_spec = self.not_started(manager);
+        self.drain_events()?;
+        let run = self.managers[manager].runs.started.max(1);
         let handle = &self.managers[manager].handle;
         let closed = handle.is_shutdown_requested() || handle.outcome().is_some();
         match handle.insert_with(runnable, spec.options(name.clone())) {
@@ -1097,6 +1359,7 @@ impl World<'_> {
                     ));
                 }
                 let grace = spec.grace.unwrap_or(self.managers[manager].spec.grace);
+                let id = handle.id();
                 self.children.push(Child {
                     name,
                     manager,
@@ -1111,6 +1374,9 @@ impl World<'_> {
                     start_confirmed: false,
                     stopped_at: None,
                     first_outcome: None,
+                    in_spec,
+                    run,
+                    id,
                 });
                 self.managers[manager].children.push(index);
             }
@@ -1189,6 +1455,7 @@ impl World<'_> {
         grace: Option<Duration>,
         significant: bool,
         children: &[ChildSpec],
+        restart: SubtreeRestart,
     ) -> Result<(), String> {
         let parents: Vec<usize> = (0..self.managers.len())
             .filter(|&m| self.managers[m].depth < 2)
@@ -1198,7 +1465,7 @@ impl World<'_> {
         let name = format!("m{index}");
         let manager = spec.build(name.clone());
         let handle = manager.handle();
-        let mut options = ChildOptions::new().significant(significant);
+        let mut options = restart.options(ChildOptions::new().significant(significant));
         if let Some(grace) = grace {
             options = options.grace_period(grace);
         }
@@ -1215,7 +1482,7 @@ impl World<'_> {
             }
         };
         self.log(format!(
-            "insert {name} into m{parent}: {spec}{}{}{}",
+            "insert {name} into m{parent}: {spec}, {restart}{}{}{}",
             grace.map_or(String::new(), |g| format!(", grace {g:?} in parent")),
             if significant { ", significant" } else { "" },
             if waits { " (waits)" } else { "" },
@@ -1227,10 +1494,13 @@ impl World<'_> {
         }
         let as_child = self.children.len();
         let grace = grace.unwrap_or(spec.grace + NESTED_GRACE_MARGIN);
+        self.drain_events()?;
+        let path = format!("{}/{name}", self.managers[parent].path);
+        let (in_spec, id) = (self.not_started(parent), child.id());
         self.children.push(Child {
             name,
             manager: parent,
-            spec: ChildSpec::manager(grace, significant),
+            spec: ChildSpec::manager(grace, significant, restart),
             nested: Some(index),
             probe: Arc::default(),
             handle: child,
@@ -1241,6 +1511,9 @@ impl World<'_> {
             start_confirmed: false,
             stopped_at: None,
             first_outcome: None,
+            in_spec,
+            run: self.managers[parent].runs.started.max(1),
+            id,
         });
         self.managers[parent].children.push(as_child);
         self.managers.push(Manager {
@@ -1253,6 +1526,8 @@ impl World<'_> {
             stop_seen: None,
             forced_at: None,
             requested: false,
+            path,
+            runs: Runs::default(),
         });
         for child in children {
             self.insert(index, child)?;
@@ -1298,7 +1573,10 @@ impl World<'_> {
     /// its parent, or dropped without finishing its run.
     fn ancestor_aborted(&self, manager: usize) -> bool {
         self.chain(manager).iter().any(|&m| {
-            matches!(self.managers[m].handle.outcome(), Some(Outcome::Aborted))
+            // An aborted run of a manager that ran again shows only in the
+            // events.
+            self.managers[m].runs.aborted
+                || matches!(self.managers[m].handle.outcome(), Some(Outcome::Aborted))
                 || self.managers[m].as_child.is_some_and(|child| {
                     matches!(
                         self.children[child].handle.outcome(),
@@ -1385,9 +1663,10 @@ impl World<'_> {
                     first.map(|at| Some(at - self.origin))
                 }
                 // Its run started with its attempt; an attempt that is over
-                // shows no uptime.
-                Some(_) => self.record(index).and_then(|info| match info.state() {
+                // shows no uptime, nor does a later one the first's.
+                Some(nested) => self.record(index).and_then(|info| match info.state() {
                     ChildState::Starting => None,
+                    _ if self.managers[nested].runs.started > 1 => Some(None),
                     _ => Some(info.uptime().map(|uptime| now - uptime)),
                 }),
             };
@@ -1451,16 +1730,18 @@ impl World<'_> {
         manager.spec.strategy != Strategy::OneForOne
             && manager.children.iter().any(|&c| {
                 let child = &self.children[c];
-                child.nested.is_none()
-                    && !child.spec.background
-                    && child.spec.restart != Restart::Never
-                    && child
+                let ended_then = match child.nested {
+                    None => child
                         .probe
                         .ends
                         .lock()
                         .expect("the probe's lock")
                         .iter()
-                        .any(|&end| end - self.origin == at)
+                        .any(|&end| end - self.origin == at),
+                    // A restartable subtree's run that ended then.
+                    Some(nested) => self.managers[nested].runs.restarts_seen.contains(&at),
+                };
+                !child.spec.background && child.spec.restart != Restart::Never && ended_then
             })
     }
 
@@ -1470,14 +1751,6 @@ impl World<'_> {
     /// failing for good or aborted, or a significant child ending.
     fn asked_to_stop(&self, index: usize) -> bool {
         let manager = &self.managers[index];
-        let by_parent = manager.as_child.is_some_and(|c| {
-            let child = &self.children[c];
-            let parent = &self.managers[child.manager];
-            child.stopped_at.is_some() || parent.spec.strategy != Strategy::OneForOne
-        });
-        let above = self.chain(index)[1..]
-            .iter()
-            .any(|&m| self.managers[m].handle.is_shutdown_requested());
         let by_child = manager.children.iter().any(|&c| {
             let child = &self.children[c];
             child.handle.outcome().is_some_and(|outcome| {
@@ -1492,7 +1765,23 @@ impl World<'_> {
                     )
             })
         });
-        manager.requested || by_parent || above || by_child
+        self.asked_from_outside(index) || by_child
+    }
+
+    /// Whether the test, an ancestor stopping, its parent restarting it
+    /// with a group, or its handle in its parent may have asked the manager
+    /// to stop.
+    fn asked_from_outside(&self, index: usize) -> bool {
+        let manager = &self.managers[index];
+        let by_parent = manager.as_child.is_some_and(|c| {
+            let child = &self.children[c];
+            let parent = &self.managers[child.manager];
+            child.stopped_at.is_some() || parent.spec.strategy != Strategy::OneForOne
+        });
+        let above = self.chain(index)[1..]
+            .iter()
+            .any(|&m| self.managers[m].handle.is_shutdown_requested());
+        manager.requested || by_parent || above
     }
 
     /// The longest a manager may take from its shutdown to its return.
@@ -1547,8 +1836,277 @@ impl World<'_> {
         sequence + MARGIN >= manager.spec.grace
     }
 
+    /// Reads the tree's events so far. A nested manager's `Started` in its
+    /// parent is a run of it; its failures and restarts there are checked
+    /// against its restart policy, like a leaf's: a restart only after a
+    /// failed run for `OnFailure`, none for `Never`, after the backoff of its
+    /// failures in a row, and none after a stop through its own handle.
+    fn drain_events(&mut self) -> Result<(), String> {
+        loop {
+            // Unconstrained: tokio's budget would make a queued event look
+            // like none.
+            let event = match tokio::task::unconstrained(self.events.recv()).now_or_never() {
+                None | Some(Err(EventsError::Ended)) => return Ok(()),
+                Some(Ok(event)) => event,
+                Some(Err(error)) => return Err(format!("the root's events: {error}")),
+            };
+            if self.log_events {
+                self.log(format!("event {event}"));
+            }
+            let path = event.path();
+            if let Some(index) = (0..self.managers.len()).find(|&m| self.managers[m].path == path) {
+                if matches!(event.kind(), EventKind::ShutdownRequested(_)) {
+                    self.managers[index].runs.stopping = true;
+                }
+                if let Some(as_child) = self.managers[index].as_child {
+                    self.child_event(as_child, event.kind())?;
+                    self.manager_event(index, event.kind())?;
+                }
+            } else if let Some(index) = path
+                .rsplit('/')
+                .next()
+                .and_then(|name| self.children.iter().position(|c| c.name == name))
+            {
+                self.child_event(index, event.kind())?;
+            }
+        }
+    }
+
+    /// A foreground child of a one-for-one manager with a restart policy
+    /// ends for good with restarts left in its run only when something
+    /// stops it or its manager: its handle, something outside the manager,
+    /// or the manager's own stop, which it announces, or which a sibling's
+    /// end that stops it set off just before. The events show this also
+    /// for runs that began and ended between two checks.
+    fn child_event(&mut self, index: usize, event: &EventKind) -> Result<(), String> {
+        let child = &self.children[index];
+        let manager = child.manager;
+        match event {
+            EventKind::Started { attempt: 1 } => {
+                self.restarts_in_run.insert(index, 0);
+            }
+            EventKind::Restarting { .. } => {
+                *self.restarts_in_run.entry(index).or_default() += 1;
+            }
+            EventKind::Stopped(outcome) => {
+                let spec = &child.spec;
+                let outcome = kind(outcome);
+                // A background child's end may stop its manager too.
+                let stops_manager = spec.significant
+                    || (spec.escalate && matches!(outcome, Kind::Failed | Kind::Panicked));
+                let ends_by_itself = match spec.restart {
+                    Restart::OnFailure => matches!(outcome, Kind::Failed | Kind::Panicked),
+                    Restart::Always => {
+                        matches!(outcome, Kind::Completed | Kind::Failed | Kind::Panicked)
+                    }
+                    _ => false,
+                };
+                let restarts = self.restarts_in_run.get(&index).copied().unwrap_or(0);
+                let runs = &self.managers[manager].runs;
+                if ends_by_itself
+                    && !spec.background
+                    && self.managers[manager].spec.strategy == Strategy::OneForOne
+                    // A manager-wide limit may refuse the restart first.
+                    && self.managers[manager].spec.restart_limit.is_none()
+                    && restarts < spec.limit
+                    && !runs.stopping
+                    && !self.asked_from_outside(manager)
+                    && child.stopped_at.is_none()
+                    && !(child
+                        .nested
+                        .is_some_and(|nested| self.managers[nested].requested))
+                {
+                    return Err(format!(
+                        "{} (in m{manager}) ended for good ({outcome:?}) after {restarts} of {} \
+                         restarts in its run, and nothing stopped it or its manager",
+                        child.name, spec.limit
+                    ));
+                }
+                if stops_manager {
+                    self.managers[manager].runs.stopping = true;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn manager_event(&mut self, index: usize, kind: &EventKind) -> Result<(), String> {
+        let now = self.now();
+        let as_child = &self.children[self.managers[index].as_child.expect("a nested manager")];
+        let solo = self.managers[as_child.manager].spec.strategy == Strategy::OneForOne;
+        let (policy, floor) = (as_child.spec.restart, as_child.spec.backoff_floor);
+        let runs = &mut self.managers[index].runs;
+        match kind {
+            EventKind::Started { attempt } => {
+                runs.started += 1;
+                runs.last_failed = false;
+                runs.stopping = false;
+                if *attempt == 1 {
+                    // A new run of its parent, with a fresh restart policy.
+                    runs.failures_in_a_row = 0;
+                    if runs.started > 1 {
+                        runs.for_good = false;
+                    }
+                } else if runs.for_good {
+                    return Err(format!(
+                        "m{index} was restarted by its parent (attempt {attempt}) after a stop \
+                         through its own handle"
+                    ));
+                }
+            }
+            EventKind::Failed(_) | EventKind::Panicked(_) => {
+                runs.last_failed = true;
+            }
+            EventKind::Aborted => runs.aborted = true,
+            EventKind::Restarting { attempt, delay } => {
+                runs.restarts_seen.push(now);
+                let failed = std::mem::take(&mut runs.last_failed);
+                let expected = if failed {
+                    runs.failures_in_a_row += 1;
+                    backoff(floor, runs.failures_in_a_row)
+                } else {
+                    runs.failures_in_a_row = 0;
+                    Duration::ZERO
+                };
+                // Under a group strategy a sibling's restart takes it along.
+                let wrong = match policy {
+                    Restart::Never => true,
+                    Restart::OnFailure => !failed,
+                    _ => false,
+                };
+                if solo && (wrong || *delay != expected) {
+                    return Err(format!(
+                        "m{index} ({policy:?}, backoff from {floor:?}) restarts as attempt \
+                         {attempt} in {delay:?} after a run that {}; expected {expected:?}",
+                        if failed { "failed" } else { "did not fail" }
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Follows the nested managers' new runs into the handles of their spec
+    /// children: each run gives every spec child a new incarnation, with a
+    /// new id and no outcome yet. Nothing else changes a child's id, and a
+    /// child inserted while its manager ran never comes back.
+    fn follow_runs(&mut self, now: Duration) -> Result<(), String> {
+        self.drain_events()?;
+        for index in 1..self.managers.len() {
+            let runs = &self.managers[index].runs;
+            if runs.started == runs.followed {
+                continue;
+            }
+            let (first, latest) = (runs.followed == 0, runs.started);
+            let as_child = self.managers[index].as_child.expect("a nested manager");
+            let start = self
+                .record(as_child)
+                .and_then(|info| info.uptime())
+                .map(|uptime| now - uptime);
+            let manager = &mut self.managers[index];
+            manager.runs.followed = latest;
+            if !first {
+                // The stop seen before was the end of an earlier run.
+                manager.runs.latest_start = Some(start.unwrap_or(now));
+                manager.stop_seen = None;
+                self.log(format!("m{index} runs again (run {latest})"));
+            }
+        }
+        for index in 0..self.children.len() {
+            let child = &self.children[index];
+            let latest = self.managers[child.manager].runs.followed.max(1);
+            let id = child.handle.id();
+            if child.in_spec && latest > child.run {
+                if id == child.id {
+                    return Err(format!(
+                        "{} (in m{}) keeps id {id} in its manager's run {latest}: its handle \
+                         does not follow it",
+                        child.name, child.manager
+                    ));
+                }
+                let line = format!("{} follows into run {latest}", child.name);
+                let child = &mut self.children[index];
+                child.run = latest;
+                child.id = id;
+                child.first_outcome = None;
+                // A run starts its spec children at once: one that never
+                // started in an earlier run (it waited and was stopped) has
+                // now.
+                child.started.get_or_insert(now);
+                child.start_confirmed = true;
+                self.log(line);
+            } else if id != child.id {
+                return Err(format!(
+                    "{} (in m{})'s id changed from {} to {id} without a new run of its manager{}",
+                    child.name,
+                    child.manager,
+                    child.id,
+                    if child.in_spec {
+                        ""
+                    } else {
+                        " (inserted while it ran)"
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest attempt of the child's current incarnation that ran, 0
+    /// if none has. A child runs its first attempt at most once per
+    /// incarnation, and has at most one incarnation per run of its manager
+    /// if it is a spec child, one if it was inserted while its manager ran.
+    fn attempts_seen(&self, index: usize) -> Result<u32, String> {
+        let child = &self.children[index];
+        let most = if child.in_spec { child.run } else { 1 };
+        let incarnations = child.probe.incarnations.lock().expect("the probe's lock");
+        let fail = |what: String| {
+            Err(format!(
+                "{} (in m{}{}) {what}",
+                child.name,
+                child.manager,
+                if child.in_spec {
+                    ""
+                } else {
+                    ", inserted while it ran"
+                }
+            ))
+        };
+        if incarnations.len() as u32 > most {
+            return fail(format!(
+                "ran as {} children (ids {:?}) in {most} run(s) of its manager",
+                incarnations.len(),
+                incarnations.iter().map(|i| i.id).collect::<Vec<_>>()
+            ));
+        }
+        if let Some(twice) = incarnations.iter().find(|i| i.first_attempts > 1) {
+            return fail(format!(
+                "ran its first attempt {} times as child {}",
+                twice.first_attempts, twice.id
+            ));
+        }
+        Ok(incarnations
+            .last()
+            .filter(|latest| latest.id == child.id)
+            .map_or(0, |latest| latest.attempts_seen))
+    }
+
+    /// When the child's current incarnation started, from its probe's
+    /// clock, if it has.
+    fn incarnation_start(&self, index: usize) -> Option<Duration> {
+        let child = &self.children[index];
+        let incarnations = child.probe.incarnations.lock().expect("the probe's lock");
+        incarnations
+            .last()
+            .filter(|latest| latest.id == child.id)
+            .map(|latest| latest.started - self.origin)
+    }
+
     fn check(&mut self) -> Result<(), String> {
         let now = self.now();
+        self.follow_runs(now)?;
         for manager in &mut self.managers {
             if manager.stop_seen.is_none() && manager.handle.is_shutdown_requested() {
                 manager.stop_seen = Some((self.last_check, now));
@@ -1597,7 +2155,7 @@ impl World<'_> {
         let fail = |what: String| Err(format!("{who} (in m{}): {what}", child.manager));
 
         if child.nested.is_none() {
-            let seen = child.probe.attempts_seen.load(Ordering::SeqCst);
+            let seen = self.attempts_seen(index)?;
             let alive = child.probe.alive.load(Ordering::SeqCst);
             if child.probe.overlapped.load(Ordering::SeqCst) {
                 return fail("two of its attempts were alive at once".into());
@@ -1638,7 +2196,7 @@ impl World<'_> {
                 "restarted {restarts} times, more than the {budget} its limits allow"
             ));
         }
-        if solo && spec.restart == Restart::OnFailure {
+        if solo && spec.restart == Restart::OnFailure && child.nested.is_none() {
             if let Some(a) =
                 (0..restarts).find(|&a| matches!(spec.attempt(a).end, End::Ok | End::Hang))
             {
@@ -1650,16 +2208,24 @@ impl World<'_> {
             }
         }
 
-        // Exactly, while nothing has disturbed its timeline.
+        // Exactly, while nothing has disturbed its timeline: from its
+        // start, or for a spec child in a later run of its manager from the
+        // run's.
         let exact = child.nested.is_none()
             && !spec.background
-            && manager.spec.strategy == Strategy::OneForOne;
+            && manager.spec.strategy == Strategy::OneForOne
+            && child.run == manager.runs.followed.max(1);
         // Until its manager's limit trips: then the child whose restart was
         // refused ends, and the manager stops.
         let tripped = self
             .limit_trips(child.manager, now)
             .is_some_and(|(at, _)| at <= now);
-        if let (true, false, Some(start)) = (exact, tripped, child.started) {
+        let start = if child.in_spec && child.run > 1 {
+            self.incarnation_start(index)
+        } else {
+            child.started
+        };
+        if let (true, false, Some(start)) = (exact, tripped, start) {
             if self.interference(index).is_none_or(|at| now < at) {
                 let expected = natural(spec, start, now);
                 let expected_kind = expected.end.map(|(_, end)| natural_kind(end));
@@ -1695,18 +2261,37 @@ impl World<'_> {
                 ));
             }
         }
+        // A spec child starts again with each run of its manager.
+        if child.in_spec
+            && child.run > 1
+            && child.nested.is_none()
+            && outcome.is_none()
+            && self.attempts_seen(index)? == 0
+            && !self.group_in_flight(child.manager)
+        {
+            return fail(format!(
+                "has not started in its manager's run {} as child {}",
+                child.run, child.id
+            ));
+        }
 
         let Some(outcome) = outcome else {
             return Ok(());
         };
         let outcome_kind = kind(&outcome);
-        let asked = child.stopped_at.is_some();
-        let manager_stopping = manager.handle.is_shutdown_requested();
+        // A nested manager is also stopped through its own handle.
+        let asked = child.stopped_at.is_some()
+            || child
+                .nested
+                .is_some_and(|nested| self.managers[nested].requested);
+        // A run of its manager that is over has stopped (or ended) too.
+        let manager_stopping =
+            manager.handle.is_shutdown_requested() || child.run < manager.runs.followed;
         let forced = self.forced(child.manager);
         let ancestor_aborted = self.ancestor_aborted(child.manager);
         match child.nested {
             None => {
-                let seen = child.probe.attempts_seen.load(Ordering::SeqCst);
+                let seen = self.attempts_seen(index)?;
                 if seen == restarts {
                     if outcome_kind != Kind::Aborted || !(forced || ancestor_aborted) {
                         return fail(format!(
@@ -1934,12 +2519,18 @@ impl World<'_> {
                 }
             }
             // A manager whose run had not started when its shutdown came
-            // begins its stop when it starts.
+            // begins its stop when it starts; a stop before a restarted
+            // manager's latest run was one of an earlier run.
+            let latest = manager.runs.latest_start;
+            let start = latest.unwrap_or(start);
             for (since, forced) in [
                 (manager.stop_seen.map(|(_, seen)| seen), false),
                 (manager.forced_at, true),
             ] {
-                let Some(since) = since.map(|since| since.max(start)) else {
+                let Some(since) = since
+                    .filter(|&since| latest.is_none_or(|latest| since >= latest))
+                    .map(|since| since.max(start))
+                else {
                     continue;
                 };
                 let bound = self.stop_bound(index, forced);

@@ -339,3 +339,91 @@ async fn a_subtree_that_keeps_failing_is_given_up_with_its_restarts_in_the_failu
         "process root/sub failed (attempt 3), more often than its restart limit of 2 restarts within 60s"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_subtree_that_keeps_records_lists_only_its_current_run() {
+    let root = ProcessManager::builder().name("root").build();
+    let sub = ProcessManager::builder()
+        .name("sub")
+        .auto_cleanup(false)
+        .build();
+    let (steady, flaky, late) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicU32::new(0)),
+    );
+    let trigger = Arc::new(Notify::new());
+    let steady_handle = sub.insert(counted("steady", &steady)).expect("accepted");
+    sub.insert(fails_once_on("flaky", &flaky, &trigger))
+        .expect("accepted");
+    let sub_handle = sub.handle();
+    root.insert_with(sub, restarted_on_failure())
+        .expect("accepted");
+    let root_handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    settle().await;
+    sub_handle.insert(counted("late", &late)).expect("accepted");
+    settle().await;
+    assert_eq!(sub_handle.children().len(), 3);
+
+    trigger.notify_one();
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    settle().await;
+    assert_eq!(steady.load(Ordering::SeqCst), 2, "the subtree ran again");
+
+    // The ended run's records are gone: each spec child once, as the new
+    // run's child, and no record of the runtime child.
+    let mut names: Vec<String> = sub_handle
+        .snapshot()
+        .iter()
+        .map(|info| info.name().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["flaky", "steady"]);
+    let children = sub_handle.children();
+    assert_eq!(children.len(), 2);
+    assert!(children.iter().all(|child| !child.is_finished()));
+    assert!(
+        children
+            .iter()
+            .any(|child| child.id() == steady_handle.id())
+    );
+
+    root_handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+    assert_eq!(
+        sub_handle.children().len(),
+        2,
+        "the last run's records stay, ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_through_its_own_handle_before_its_first_run_is_for_good() {
+    let root = ProcessManager::builder().name("root").build();
+    let sub = ProcessManager::builder().name("sub").build();
+    let runs = Arc::new(AtomicU32::new(0));
+    sub.insert(counted("w", &runs)).expect("accepted");
+    let sub_handle = sub.handle();
+    let sub_in_root = root
+        .insert_with(sub, ChildOptions::new().restart(Restart::Always))
+        .expect("accepted");
+    // Asked before its parent has started it: its run starts stopping.
+    sub_handle.request_shutdown().expect("accepted");
+    let keep = root
+        .insert(counted("keep", &Arc::new(AtomicU32::new(0))))
+        .expect("accepted");
+    let run = tokio::spawn(root.into_future());
+    settle().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "not restarted");
+    assert_eq!(sub_in_root.restarts(), 0);
+    assert!(matches!(sub_in_root.outcome(), Some(Outcome::Stopped)));
+    assert!(sub_handle.is_finished());
+
+    keep.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}

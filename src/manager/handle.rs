@@ -318,10 +318,9 @@ impl ManagerHandle {
     /// manager's children, to shut down gracefully; returns at once.
     ///
     /// A nested manager is stopped through its record in its parent, for
-    /// good: its parent does not restart it. Between two runs of a
-    /// restartable subtree the manager has ended (this returns
-    /// [`ControlError::Ended`]); stop it then through its
-    /// [`ChildHandle`](crate::ChildHandle) in its parent.
+    /// good: its parent does not restart it, also when it is asked between
+    /// two runs of a restartable subtree, while the manager waits for its
+    /// restart.
     ///
     /// # Errors
     ///

@@ -90,13 +90,15 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 ///   with the old run ended: a `wait` that began before the restart returns
 ///   the old child's outcome, one that begins after it waits for the new
 ///   child.
-/// - the [`ManagerHandle`] inserts into, looks up in, reloads and stops the
-///   new run; `is_finished` is `true` between two runs and `false` again
-///   once the parent has started the next.
+/// - the [`ManagerHandle`] inserts into, looks up in, lists, reloads and
+///   stops the new run; `is_finished` is `true` between two runs and
+///   `false` again once the parent has started the next. Built with
+///   [`auto_cleanup(false)`](ProcessManagerBuilder::auto_cleanup), it keeps
+///   the ended children of the current run only: the records of an ended
+///   run go when the next one starts.
 /// - a stop through the manager's own handle is for good, like a stop
-///   through a child's handle: the parent does not restart it. Between two
-///   runs the handle's requests return `Ended`; the manager's
-///   [`ChildHandle`] in its parent stops it then.
+///   through a child's handle: the parent does not restart it. So is one
+///   asked before the parent first started it.
 ///
 /// The restart shows in the parent's events (`Failed`, `Restarting`,
 /// `Started { attempt: 2 }`), in its tree (the manager's restart count and

@@ -311,9 +311,16 @@ impl Registry {
     }
 
     /// Starts a new run of a manager whose run has finished: a new token,
-    /// and the spec's children taken out, to be admitted again.
-    pub(crate) fn begin_rerun(&mut self) -> (CancellationToken, Vec<Spec>) {
+    /// and the spec's children taken out, to be admitted again. The ended
+    /// run's records, kept with auto-cleanup off, go into `ended_run`: the
+    /// new run lists only its own children, and a subtree that restarts
+    /// often does not pile up one record per spec child and run.
+    pub(crate) fn begin_rerun(
+        &mut self,
+        ended_run: &mut Vec<Record>,
+    ) -> (CancellationToken, Vec<Spec>) {
         debug_assert_eq!(self.phase, Phase::Finished);
+        ended_run.extend(self.drain());
         self.phase = Phase::Running;
         self.token = CancellationToken::new();
         (self.token.clone(), std::mem::take(&mut self.spec))

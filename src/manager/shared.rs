@@ -216,22 +216,26 @@ impl ManagerShared {
     }
 
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
-        if self.end.is_set() {
-            return Err(ControlError::Ended);
-        }
         // A nested manager is stopped through its record in its parent, so
-        // that the stop is for good: its parent does not restart it.
+        // that the stop is for good: its parent does not restart it, also
+        // when the request comes while it waits for its restart. Before its
+        // first run it has no record to go through: the lock is held while
+        // the token is cancelled, and the run passes the stop on to the
+        // parent as it starts (`Run::new`).
         let in_parent = self
             .in_parent
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(core) = in_parent {
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(core) = in_parent.clone() {
+            drop(in_parent);
             let core = core.current();
             if !core.is_finished() {
                 self.reason.set(reason);
             }
             return core.request_shutdown();
+        }
+        if self.end.is_set() {
+            return Err(ControlError::Ended);
         }
         // The reason goes first so that every child woken by the token sees
         // it.

@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use task::{DynRunnable, Launch, TaskOutput};
 
 use super::exit::Exit;
-use super::registry::{Admission, Phase, Registry};
+use super::registry::{Admission, Phase, Record, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
     ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
@@ -183,6 +183,7 @@ impl<'a> Run<'a> {
         // The children inserted before the run are taken under the lock
         // that starts it: one inserted a moment later is not part of an
         // ordered start.
+        let mut ended_run = Vec::new();
         let (initial, token) = {
             let mut registry = shared.registry();
             let token = match (registry.phase(), parent) {
@@ -199,7 +200,7 @@ impl<'a> Run<'a> {
                     }
                     registry.token().clone()
                 }
-                (Phase::Finished, Some(_)) => rerun(shared, &mut registry),
+                (Phase::Finished, Some(_)) => rerun(shared, &mut registry, &mut ended_run),
                 _ => return None,
             };
             let initial = if shared.settings.ordered_start.is_some() {
@@ -209,11 +210,26 @@ impl<'a> Run<'a> {
             };
             (initial, token)
         };
+        // Dropping them may drop a user's process: not under the lock.
+        drop(ended_run);
         if let Some(ctx) = parent {
-            *shared
-                .in_parent
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(ctx.core());
+            // A stop through the manager's handle that came before this
+            // (before its first run) cancelled the token instead of going
+            // through the parent; it is for good all the same, so the parent
+            // hears of it now. The look and the set share the lock that
+            // such a stop holds, so every stop takes one way or the other.
+            let stopped_before = {
+                let mut in_parent = shared
+                    .in_parent
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                *in_parent = Some(ctx.core());
+                token.is_cancelled()
+            };
+            if stopped_before {
+                // Fails only once the record has ended, and it runs.
+                let _ = ctx.core().request_shutdown();
+            }
         }
         // A manager runs once (checked above), so this is the first set.
         let _ = shared.path.set(Arc::clone(&path));
@@ -376,11 +392,17 @@ impl Drop for Run<'_> {
 }
 
 /// Starts a new run of a nested manager whose run has finished (under the
-/// registry lock): the run's state is reset, and the children it was built
-/// with are admitted again, each as the successor of the one before, so
-/// that their handles follow. Returns the new run's token.
-fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationToken {
-    let (token, mut spec) = registry.begin_rerun();
+/// registry lock): the run's state is reset, the records the ended run kept
+/// (auto-cleanup off) go into `ended_run`, to be dropped after the lock, and
+/// the children it was built with are admitted again, each as the successor
+/// of the one before, so that their handles follow. Returns the new run's
+/// token.
+fn rerun(
+    shared: &Arc<ManagerShared>,
+    registry: &mut Registry,
+    ended_run: &mut Vec<Record>,
+) -> CancellationToken {
+    let (token, mut spec) = registry.begin_rerun(ended_run);
     shared.reason.clear();
     shared.forced.store(false, Ordering::Release);
     shared.end.clear();
