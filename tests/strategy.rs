@@ -915,3 +915,85 @@ async fn a_member_restarted_with_its_group_under_ordered_start_has_the_start_tim
         FailureCause::StartTimeout { timeout } if *timeout == Duration::from_secs(5)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_background_childs_own_restarts_do_not_end_the_wait_for_a_group_restart() {
+    // One-for-all: `a` fails at 1 s and its group waits 10 s for the
+    // restart. Meanwhile the background child `bg`, which restarts alone,
+    // fails and restarts each second until 3 s; an insert at 5 s must still
+    // wait for the group, until 11 s.
+    let group_restart = || {
+        ChildOptions::new().restart(Restart::OnFailure).backoff(
+            Backoff::exponential(Duration::from_secs(10), Duration::from_secs(10))
+                .jitter(Jitter::None),
+        )
+    };
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(Strategy::OneForAll)
+        .build();
+    manager
+        .insert_with(
+            process_fn("a", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("a fails once");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            group_restart(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("b", |ctx| async move {
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            group_restart(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("bg", |ctx| async move {
+                if ctx.attempt() <= 3 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("bg fails three times");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .background(true)
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (tx, mut started) = mpsc::unbounded_channel();
+    handle
+        .insert(process_fn("late", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Instant::now()).expect("the test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let at = timeout(Duration::from_secs(60), started.recv())
+        .await
+        .expect("late starts")
+        .expect("started");
+    assert_eq!(
+        at - origin,
+        Duration::from_secs(11),
+        "after the group restarted"
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}
