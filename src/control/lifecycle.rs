@@ -76,6 +76,15 @@ pub enum EventKind {
     Stopped(Outcome),
     /// A manager was asked to shut down, for this reason.
     ShutdownRequested(ShutdownReason),
+    /// A manager with a [drain period](crate::ProcessManagerBuilder::drain_period)
+    /// was asked to shut down: it reports unready for `period`, then its
+    /// [`ShutdownRequested`](EventKind::ShutdownRequested) follows.
+    Draining {
+        /// How long the drain lasts, unless something cuts it short.
+        period: Duration,
+        /// Why shutdown was requested.
+        reason: ShutdownReason,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -92,6 +101,9 @@ impl fmt::Display for EventKind {
             }
             EventKind::Stopped(outcome) => write!(f, "ended: {outcome}"),
             EventKind::ShutdownRequested(reason) => write!(f, "shutting down: {reason}"),
+            EventKind::Draining { period, reason } => {
+                write!(f, "draining for {period:?}: {reason}")
+            }
         }
     }
 }

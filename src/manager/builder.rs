@@ -48,6 +48,7 @@ impl ProcessManagerBuilder {
                 ordered_start: None,
                 ordered_stop: false,
                 keep_running: false,
+                drain: Duration::ZERO,
             },
             children: Vec::new(),
             #[cfg(feature = "signal")]
@@ -96,6 +97,58 @@ impl ProcessManagerBuilder {
     /// (5 seconds).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.settings.grace = grace;
+        self
+    }
+
+    /// How long the manager keeps running, reporting itself not ready,
+    /// after a graceful shutdown is requested and before it asks its
+    /// children to stop: time for a load balancer to see a failing
+    /// readiness probe and send no new traffic. Default: zero, no drain.
+    ///
+    /// During the drain:
+    ///
+    /// - [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready) is
+    ///   `false` (and stays so until the run ends), and a nested manager
+    ///   that drains makes its parents unready too;
+    /// - [`ManagerHandle::is_shutdown_requested`](crate::ManagerHandle::is_shutdown_requested)
+    ///   is `true`, but the children's own contexts do not see the request
+    ///   yet: they run, restart and accept inserts as before;
+    /// - a [forced shutdown](crate::ManagerHandle::force_shutdown) (a second
+    ///   signal) cuts the drain short and aborts the children at once;
+    /// - a failure that stops the tree, the end of a
+    ///   [`significant`](crate::ChildOptions::significant) child, or the end
+    ///   of the last child cut it short too: the stop begins at once, since
+    ///   there is nothing left worth draining for.
+    ///
+    /// A graceful request from any side drains: a handle, a signal, or the
+    /// parent of a nested manager (whose grace period in its parent grows by
+    /// its drain period). The drain starts an
+    /// [`EventKind::Draining`](crate::EventKind::Draining) event.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder()
+    ///     .drain_period(Duration::from_secs(5))
+    ///     .build();
+    /// manager.insert(process_fn("http", |ctx| async move {
+    ///     ctx.shutdown_requested().await; // 5 seconds after the request
+    ///     Ok::<_, std::io::Error>(())
+    /// }))?;
+    /// let handle = manager.handle();
+    /// let run = tokio::spawn(manager.into_future());
+    /// handle.request_shutdown()?;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn drain_period(mut self, drain: Duration) -> Self {
+        self.settings.drain = drain;
         self
     }
 

@@ -78,6 +78,14 @@ pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
     log::info!("process manager {path} shutting down: {reason}");
 }
 
+pub(crate) fn manager_draining(path: &str, drain: Duration, reason: Option<&ShutdownReason>) {
+    let reason = reason.unwrap_or(&ShutdownReason::Requested);
+    #[cfg(feature = "tracing")]
+    tracing::info!(path, reason = %reason, drain = ?drain, "process manager draining");
+    #[cfg(feature = "log")]
+    log::info!("process manager {path} draining for {drain:?}: {reason}");
+}
+
 pub(crate) fn child_restarting(
     parent_path: &str,
     name: &str,

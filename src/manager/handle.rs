@@ -9,6 +9,7 @@ use crate::control::{ChildHandle, Events, Outcome, ProcessControlHandler, Shutdo
 use crate::error::{ControlError, InsertError};
 use crate::policy::ChildOptions;
 use crate::runnable::Runnable;
+use tokio_util::sync::WaitForCancellationFuture;
 
 /// A handle to a [`ProcessManager`](crate::ProcessManager): insert children,
 /// and stop, reload or wait for the whole subtree.
@@ -324,9 +325,22 @@ impl ManagerHandle {
         self.wait().await
     }
 
-    /// Whether shutdown of the manager has been requested.
+    /// Completes when shutdown of the manager has been requested, or it
+    /// began to stop on its own (a failure, or no child left), including
+    /// the start of a [drain](crate::ProcessManagerBuilder::drain_period).
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
+        self.shared.requested.cancelled()
+    }
+
+    /// Whether shutdown of the manager has been requested; `true` during a
+    /// [drain](crate::ProcessManagerBuilder::drain_period) too, while the
+    /// children's contexts do not see it yet.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.shared.token.is_cancelled()
+        self.shared.requested.is_cancelled()
     }
 
     /// Why shutdown of the manager was requested, or `None` while it has not

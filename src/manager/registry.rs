@@ -44,6 +44,10 @@ pub(crate) enum Phase {
     /// Running; the children inserted before the run start one by one
     /// (ordered start) or all at once.
     Running,
+    /// A graceful shutdown was requested and the manager has a drain
+    /// period: it reports unready and runs on as before until `until`, then
+    /// stops.
+    Draining { until: Instant },
     /// Shutdown was requested: the children other than background ones
     /// stop.
     Stopping {
@@ -63,7 +67,9 @@ impl Phase {
     /// Whether an insert is refused now, and why.
     fn refuses(self) -> Option<InsertErrorKind> {
         match self {
-            Phase::Idle | Phase::Running => None,
+            // Children still serve while draining; one inserted for a new
+            // connection is welcome.
+            Phase::Idle | Phase::Running | Phase::Draining { .. } => None,
             Phase::Stopping { .. } | Phase::StoppingBackground => {
                 Some(InsertErrorKind::ShuttingDown)
             }
@@ -73,7 +79,7 @@ impl Phase {
 
     /// Whether the manager is stopping or has stopped.
     pub(crate) fn is_stopping(self) -> bool {
-        !matches!(self, Phase::Idle | Phase::Running)
+        !matches!(self, Phase::Idle | Phase::Running | Phase::Draining { .. })
     }
 }
 

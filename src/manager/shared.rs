@@ -38,6 +38,9 @@ pub(crate) struct Settings {
     pub(crate) ordered_stop: bool,
     /// Run on with no child left, until shutdown is requested.
     pub(crate) keep_running: bool,
+    /// How long the tree reports unready after a graceful shutdown request
+    /// before it asks its children to stop.
+    pub(crate) drain: Duration,
 }
 
 pub(crate) struct ManagerShared {
@@ -45,6 +48,9 @@ pub(crate) struct ManagerShared {
     /// Cancelled when this manager stops; every child's token is a child of
     /// it, except for background children, which the loop stops last.
     pub(crate) token: CancellationToken,
+    /// Cancelled when shutdown is requested, before the drain (a child of
+    /// `token`, so every way of stopping cancels it too).
+    pub(crate) requested: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: Arc<EventHub>,
     /// Set when the manager runs: its path in the tree.
@@ -69,8 +75,10 @@ pub(crate) struct ManagerShared {
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
+        let token = CancellationToken::new();
         ManagerShared {
-            token: CancellationToken::new(),
+            requested: token.child_token(),
+            token,
             reason: Arc::default(),
             events: Arc::default(),
             path: OnceLock::new(),
@@ -181,12 +189,27 @@ impl ManagerShared {
         // The reason goes first so that every child woken by the token sees
         // it.
         self.reason.set(reason);
-        self.token.cancel();
+        self.begin_shutdown();
         Ok(())
     }
 
+    /// Starts a graceful shutdown: the drain, if the manager has one (the
+    /// loop asks the children to stop when it is over), or the stop.
+    pub(crate) fn begin_shutdown(&self) {
+        if self.settings.drain.is_zero() {
+            self.token.cancel();
+        } else {
+            self.requested.cancel();
+        }
+    }
+
     pub(crate) fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
-        self.request_shutdown(reason)?;
+        if self.end.get().is_some() {
+            return Err(ControlError::Ended);
+        }
+        self.reason.set(reason);
+        // A force cuts a drain short.
+        self.token.cancel();
         self.forced.store(true, Ordering::Release);
         self.wake.notify_one();
         Ok(())

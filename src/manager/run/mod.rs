@@ -20,14 +20,16 @@
 //!
 //! ```text
 //! Idle ──run──▶ Running ──shutdown requested──▶ Stopping ──┐
-//!                  │                                        │ no foreground child left
+//!                  │  │                            ▲        │ no foreground child left
+//!                  │  └─ requested, with a drain ─▶ Draining ─┤ (drain over, forced, failure)
 //!                  └──────── no foreground child left ──────┤
 //!                                                           ▼
 //!                          Finished ◀── none left ── StoppingBackground
 //! ```
 //!
 //! (`Stopping` and `StoppingBackground` are skipped when there is nothing to
-//! stop.) The loop holds the registry lock only between `.await`s, and runs
+//! stop. `Draining` is `Running` that reports unready and ends at a
+//! deadline, which cancels the manager's token.) The loop holds the registry lock only between `.await`s, and runs
 //! no user code under it.
 
 mod end;
@@ -83,7 +85,7 @@ pub(crate) async fn supervise(
         if next_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             // Due already (a restart without backoff): tokio's timer would
             // round the wait up to its next millisecond tick.
-            run.timers_due();
+            run.timers_due(parent.as_ref());
             continue;
         }
         if next_deadline != armed {
@@ -96,11 +98,14 @@ pub(crate) async fn supervise(
         tokio::select! {
             biased;
             () = shared.token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
-            message = recv_parent(&mut parent), if !stopping => run.on_parent_message(message, parent.as_ref()),
+            () = shared.requested.cancelled(), if run.phase == Phase::Running => run.begin_drain(),
+            // Not while draining either: the parent's shutdown has been
+            // taken, and `recv` would return `None` at once from then on.
+            message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
             Some(joined) = run.tasks.join_next() => run.reap(joined),
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
-                run.timers_due();
+                run.timers_due(parent.as_ref());
             }
             () = shared.wake.notified() => {}
         }
@@ -153,6 +158,9 @@ struct Run<'a> {
     next_order: u64,
     /// Whether the parent was last told that this manager is ready.
     told_ready: bool,
+    /// Whether a drain holds the manager's readiness back, until the run
+    /// ends.
+    drained: bool,
     random: Random,
 }
 
@@ -205,6 +213,7 @@ impl<'a> Run<'a> {
             stopping_in_order: None,
             next_order: 0,
             told_ready: false,
+            drained: false,
             random: Random::new(),
         };
         run.queue_initial(initial);
@@ -284,7 +293,7 @@ impl<'a> Run<'a> {
                 self.shared
                     .reason
                     .set(ShutdownReason::Parent(Box::new(parents)));
-                self.shared.token.cancel();
+                self.shared.begin_shutdown();
             }
             Some(ControlMessage::Reload) => {
                 // Fails only once this manager has finished, and it runs.
@@ -307,6 +316,11 @@ impl<'a> Run<'a> {
             }
             None => Ok(Exit::new(reason)),
         };
+        if self.drained {
+            // The drain's hold ends with the run: `ready()` waiters return,
+            // as they do when every child has ended.
+            self.shared.readiness_changed(true);
+        }
         self.shared.events.close();
         self.shared.end.set(match &result {
             Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,
