@@ -48,6 +48,10 @@
 //! - `log`: the same events as `log` records.
 //! - `signal`: `builtin::SignalReceiver`, which turns operating-system
 //!   signals into shutdown, forced shutdown and reload.
+//! - `systemd`: `builtin::SystemdNotifier` and
+//!   `ProcessManagerBuilder::notify_systemd`, which tell systemd
+//!   (`Type=notify`) when the tree is ready, reloading or stopping, and
+//!   keep its watchdog fed while no heartbeat is stale.
 //!
 //! Without `tracing` and `log` the crate prints and logs nothing. A
 //! subscriber or logger may be called while a manager holds its internal

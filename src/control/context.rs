@@ -86,6 +86,12 @@ impl Context {
         self.core.mark_unready(self.attempt);
     }
 
+    /// Says that the reload this process (a nested manager) took has been
+    /// taken by its own children too.
+    pub(crate) fn reload_taken(&self) {
+        self.core.reload_taken();
+    }
+
     /// Where this process's lifecycle events go.
     pub(crate) fn events(&self) -> &EventHubs {
         &self.scope.events

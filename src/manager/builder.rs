@@ -35,6 +35,8 @@ pub struct ProcessManagerBuilder {
     children: Vec<InsertUpFront>,
     #[cfg(feature = "signal")]
     signals: bool,
+    #[cfg(feature = "systemd")]
+    systemd: bool,
 }
 
 impl ProcessManagerBuilder {
@@ -53,6 +55,8 @@ impl ProcessManagerBuilder {
             children: Vec::new(),
             #[cfg(feature = "signal")]
             signals: false,
+            #[cfg(feature = "systemd")]
+            systemd: false,
         }
     }
 
@@ -81,6 +85,35 @@ impl ProcessManagerBuilder {
     #[cfg(feature = "signal")]
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.signals = handle;
+        self
+    }
+
+    /// Whether the manager tells systemd how its tree is doing: a
+    /// [`SystemdNotifier`](crate::builtin::SystemdNotifier) is among its
+    /// first children (`READY=1` once the tree is ready, `RELOADING=1` and
+    /// `READY=1` around a reload, `STOPPING=1` when shutdown starts,
+    /// `WATCHDOG=1` while no heartbeat is stale, `STATUS=`). It sends
+    /// nothing where `NOTIFY_SOCKET` is not set. Default: `false`. Requires
+    /// the `systemd` feature.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use procmgr::{IdleProcess, ProcessManager};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder()
+    ///     .notify_systemd(true)
+    ///     .child(IdleProcess)
+    ///     .build();
+    /// manager.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "systemd")]
+    pub fn notify_systemd(mut self, notify: bool) -> Self {
+        self.systemd = notify;
         self
     }
 
@@ -291,6 +324,17 @@ impl ProcessManagerBuilder {
                 crate::builtin::SignalReceiver::new(super::ManagerHandle::new(Arc::clone(&shared)));
             shared
                 .insert(receiver, ChildOptions::new())
+                .map_err(|refused| {
+                    BuildError::new(name.clone(), refused.child().to_owned(), refused.kind())
+                })?;
+        }
+        #[cfg(feature = "systemd")]
+        if self.systemd {
+            let notifier = crate::builtin::SystemdNotifier::new(super::ManagerHandle::new(
+                Arc::clone(&shared),
+            ));
+            shared
+                .insert(notifier, ChildOptions::new())
                 .map_err(|refused| {
                     BuildError::new(name.clone(), refused.child().to_owned(), refused.kind())
                 })?;

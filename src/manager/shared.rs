@@ -60,6 +60,14 @@ pub(crate) struct ManagerShared {
     pub(crate) unready: AtomicUsize,
     /// Woken whenever `unready` reaches zero.
     pub(crate) readiness: Notify,
+    /// Children with a reload they have not taken yet (a nested manager
+    /// counts until its own children have taken it).
+    pub(crate) reloading: AtomicUsize,
+    /// Woken whenever `reloading` reaches zero.
+    pub(crate) reloaded: Notify,
+    /// When the run began: the clock its children's heartbeats are stamped
+    /// on.
+    pub(crate) started: OnceLock<Instant>,
     /// A forced shutdown was requested: abort every child now.
     pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
@@ -84,6 +92,9 @@ impl ManagerShared {
             path: OnceLock::new(),
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
+            reloading: AtomicUsize::new(0),
+            reloaded: Notify::new(),
+            started: OnceLock::new(),
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
@@ -169,6 +180,7 @@ impl ManagerShared {
             announce_ready: self.settings.ordered_start.is_some()
                 && registry.phase() == Phase::Idle,
             reports_ready,
+            passes_reloads_on: crate::manager::run::DynRunnable::as_manager(&*runnable).is_some(),
             stale_after: options.heartbeat_timeout,
         };
         if reports_ready {
@@ -361,6 +373,55 @@ impl ManagerShared {
         }
     }
 
+    /// Waits until no child has a reload it has not taken.
+    pub(crate) async fn reloaded(&self) {
+        loop {
+            let notified = self.reloaded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.reloading.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The paths of the running children, nested managers' included, whose
+    /// last heartbeat is older than their heartbeat timeout. A child asked
+    /// to stop is left out: its grace period bounds it instead.
+    pub(crate) fn stale_children(&self, out: &mut Vec<String>) {
+        let Some(&started) = self.started.get() else {
+            return;
+        };
+        let mut nested = Vec::new();
+        let mut stale = Vec::new();
+        {
+            let registry = self.registry();
+            for record in registry.records() {
+                if !matches!(record.stage(), Stage::Running(_)) {
+                    continue;
+                }
+                if let Some(manager) = record.runnable.as_manager() {
+                    nested.push(manager);
+                }
+                let Some(stale_after) = record.core.policy.stale_after else {
+                    continue;
+                };
+                let asked_to_stop = record
+                    .attempt_token()
+                    .is_some_and(CancellationToken::is_cancelled);
+                if !asked_to_stop && record.core.since_beat(started) >= stale_after {
+                    stale.push(Arc::clone(&record.core));
+                }
+            }
+        }
+        let path = self.path();
+        out.extend(stale.iter().map(|core| format!("{path}/{}", core.name)));
+        for manager in nested {
+            manager.shared().stale_children(out);
+        }
+    }
+
     /// Waits until no child whose readiness counts is unready.
     pub(crate) async fn ready(&self) {
         loop {
@@ -416,6 +477,19 @@ impl StopListener for ManagerShared {
 
     fn counted_ready(&self, ready: bool) {
         self.readiness_changed(ready);
+    }
+
+    fn reload_pending(&self, pending: bool) {
+        if pending {
+            self.reloading.fetch_add(1, Ordering::AcqRel);
+        } else if self.reloading.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Every decrement pairs with an earlier increment for the same
+            // child (its inbox flag decides), so this is the last one.
+            self.reloaded.notify_waiters();
+            // A nested manager tells its parent from its loop.
+            self.work.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
     }
 
     fn child_ready(&self, key: ChildKey) {

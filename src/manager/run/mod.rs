@@ -158,6 +158,9 @@ struct Run<'a> {
     next_order: u64,
     /// Whether the parent was last told that this manager is ready.
     told_ready: bool,
+    /// A reload from the parent was passed on to the children; the parent
+    /// is told it was taken once they have all taken it.
+    reload_owed: bool,
     /// Whether a drain holds the manager's readiness back, until the run
     /// ends.
     drained: bool,
@@ -186,15 +189,17 @@ impl<'a> Run<'a> {
                 Vec::new()
             }
         };
-        // A manager runs once (checked above), so this is the first set.
+        // A manager runs once (checked above), so these are the first sets.
         let _ = shared.path.set(Arc::clone(&path));
+        let started = Instant::now();
+        let _ = shared.started.set(started);
         let mut run = Run {
             shared,
             scope: Arc::new(Scope {
                 path,
                 reason: Arc::clone(&shared.reason),
                 events: EventHubs::with(parent.map(Context::events), &shared.events),
-                started: Instant::now(),
+                started,
             }),
             own_id: parent.map_or(0, Context::id),
             phase: Phase::Running,
@@ -213,6 +218,7 @@ impl<'a> Run<'a> {
             stopping_in_order: None,
             next_order: 0,
             told_ready: false,
+            reload_owed: false,
             drained: false,
             random: Random::new(),
         };
@@ -268,11 +274,16 @@ impl<'a> Run<'a> {
         true
     }
 
-    /// A nested manager is ready in its parent while its own children are.
+    /// A nested manager is ready in its parent while its own children are,
+    /// and has taken a reload once they have.
     fn tell_parent(&mut self, parent: Option<&Context>) {
         let Some(ctx) = parent else {
             return;
         };
+        if self.reload_owed && self.shared.reloading.load(Ordering::Acquire) == 0 {
+            self.reload_owed = false;
+            ctx.reload_taken();
+        }
         let ready = self.shared.unready.load(Ordering::Acquire) == 0;
         if ready != self.told_ready {
             self.told_ready = ready;
@@ -298,6 +309,7 @@ impl<'a> Run<'a> {
             Some(ControlMessage::Reload) => {
                 // Fails only once this manager has finished, and it runs.
                 let _ = self.shared.broadcast_reload();
+                self.reload_owed = true;
             }
             // A manager has no use for custom messages.
             Some(ControlMessage::Custom(_)) | None => {}
