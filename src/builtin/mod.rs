@@ -10,4 +10,4 @@ pub use idle::IdleProcess;
 #[cfg(feature = "signal")]
 pub use signal::SignalReceiver;
 #[cfg(feature = "systemd")]
-pub use systemd::{STOP_TIMEOUT_MARGIN, SystemdNotifier};
+pub use systemd::{DEFAULT_RELOAD_TIMEOUT, STOP_TIMEOUT_MARGIN, SystemdNotifier};

@@ -19,6 +19,10 @@ use crate::{ChildOptions, ChildState, Context, ControlMessage, ManagerHandle, Ou
 /// which stop last, and for the process to exit.
 pub const STOP_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long [`SystemdNotifier`] waits, by default, for every child to take
+/// a reload before it tells systemd `READY=1` all the same.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A process that tells systemd how its manager's tree is doing, for a
 /// service with `Type=notify` (or `Type=notify-reload`).
 ///
@@ -26,7 +30,7 @@ pub const STOP_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// | --- | --- |
 /// | the tree is ready ([`ManagerHandle::ready`]) | `READY=1`, `STATUS=` |
 /// | a reload reaches it (the whole tree's, such as on `SIGHUP`) | `RELOADING=1`, `MONOTONIC_USEC=`, `STATUS=`, in one message |
-/// | every child has taken that reload ([`ManagerHandle::reloaded`]) and the tree is ready | `READY=1`, `STATUS=` |
+/// | every child has taken that reload ([`ManagerHandle::reloaded`]) and the tree is ready, or the [reload timeout](SystemdNotifier::reload_timeout) is over | `READY=1`, `STATUS=` |
 /// | shutdown starts, drain included ([`ManagerHandle::shutdown_requested`]) | `STOPPING=1`, `STATUS=`; then `EXTEND_TIMEOUT_USEC=` with the drain and grace periods plus [`STOP_TIMEOUT_MARGIN`] |
 /// | every half `WATCHDOG_USEC`, while no heartbeat is stale ([`ManagerHandle::is_live`]) | `WATCHDOG=1` |
 /// | a heartbeat goes stale, and when none is any more | `STATUS=` naming the stale children, then the summary again |
@@ -35,6 +39,13 @@ pub const STOP_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// `reloading`, `stopping`, `wedged`) and how many processes run, wait for a
 /// restart, and have failed (ended children are listed only with
 /// auto-cleanup off), such as `ready: 3 running, 1 restarting, 0 failed`.
+///
+/// A child takes a reload when its [`Context`] hands it
+/// [`ControlMessage::Reload`] (through [`recv`](Context::recv) or
+/// [`try_recv`](Context::try_recv)). A child that never looks at its
+/// messages (one that only awaits
+/// [`shutdown_requested`](Context::shutdown_requested)) never takes one, and
+/// holds the `READY=1` after a reload back until the reload timeout.
 ///
 /// Without `NOTIFY_SOCKET` (the service does not run under systemd, or not
 /// with `Type=notify`) it sends nothing, and nothing fails. It reads
@@ -69,6 +80,7 @@ pub struct SystemdNotifier {
     manager: ManagerHandle,
     socket: Option<OsString>,
     watchdog: Option<Duration>,
+    reload_timeout: Duration,
 }
 
 impl SystemdNotifier {
@@ -80,7 +92,17 @@ impl SystemdNotifier {
             manager,
             socket: std::env::var_os("NOTIFY_SOCKET").filter(|socket| !socket.is_empty()),
             watchdog: platform::watchdog_from_env(),
+            reload_timeout: DEFAULT_RELOAD_TIMEOUT,
         }
+    }
+
+    /// How long to wait after a reload for every child to take it before
+    /// telling systemd `READY=1` all the same. Default:
+    /// [`DEFAULT_RELOAD_TIMEOUT`] (30 seconds).
+    #[must_use]
+    pub fn reload_timeout(mut self, timeout: Duration) -> Self {
+        self.reload_timeout = timeout;
+        self
     }
 
     /// The socket to notify instead of `NOTIFY_SOCKET`'s: a path, or
@@ -114,11 +136,19 @@ impl Runnable for SystemdNotifier {
 
     async fn run(&self, mut ctx: Context) -> Result<(), Infallible> {
         let Some(socket) = self.socket.as_deref().and_then(platform::Socket::open) else {
-            ctx.shutdown_requested().await;
+            // Takes reloads all the same, so that it never holds one back.
+            while let Some(message) = ctx.recv().await {
+                if let ControlMessage::Shutdown = message {
+                    break;
+                }
+            }
             return Ok(());
         };
         let manager = &self.manager;
         let mut told = Told::Starting;
+        // When the READY=1 after a reload is due at the latest.
+        let reload_deadline = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(reload_deadline);
         let mut wedged = false;
         let mut watchdog = self.watchdog.map(|period| {
             let mut interval = tokio::time::interval(period / 2);
@@ -142,6 +172,9 @@ impl Runnable for SystemdNotifier {
                     // A reload before the first READY=1 only delays it.
                     Some(ControlMessage::Reload) if told == Told::Ready => {
                         told = Told::Reloading;
+                        reload_deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + self.reload_timeout);
                         let mut message = String::from("RELOADING=1\n");
                         if let Some(usec) = platform::monotonic_usec() {
                             message.push_str(&format!("MONOTONIC_USEC={usec}\n"));
@@ -156,6 +189,13 @@ impl Runnable for SystemdNotifier {
                 () = settled(manager), if matches!(told, Told::Starting | Told::Reloading) => {
                     told = Told::Ready;
                     socket.send(&format!("READY=1\nSTATUS={}", summary(manager, "ready")));
+                }
+                () = &mut reload_deadline, if told == Told::Reloading => {
+                    told = Told::Ready;
+                    socket.send(&format!(
+                        "READY=1\nSTATUS={}",
+                        summary(manager, "ready (a child did not take the reload)")
+                    ));
                 }
                 _ = tick(watchdog.as_mut()), if watchdog.is_some() => {
                     let stale = manager.stale_children();
