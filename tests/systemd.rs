@@ -73,7 +73,7 @@ fn slow_to_reload(taken: Arc<Mutex<Vec<Instant>>>) -> impl procmgr::Runnable {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 match ctx.try_recv() {
                     Some(ControlMessage::Reload) => {
-                        taken.lock().expect("lock").push(Instant::now())
+                        taken.lock().expect("lock").push(Instant::now());
                     }
                     Some(ControlMessage::Shutdown) => return Ok::<_, std::io::Error>(()),
                     _ => {}
