@@ -293,6 +293,8 @@ fn takes_when_told(
                 ctx.shutdown_requested().await;
                 return Ok::<_, std::io::Error>(());
             };
+            // A first look, so that reloads wait for this child.
+            let _ = tx.send(ctx.try_recv().map(|m| matches!(m, ControlMessage::Reload)));
             while pokes.recv().await.is_some() {
                 let message = ctx.try_recv();
                 let _ = tx.send(message.map(|m| matches!(m, ControlMessage::Reload)));
@@ -317,7 +319,8 @@ async fn a_reload_is_taken_once_every_child_of_the_tree_has_taken_it() {
     root.insert(outer_child).expect("accepted");
     let handle = root.handle();
     let run = tokio::spawn(root.into_future());
-    tokio::task::yield_now().await;
+    assert_eq!(outer_took.recv().await, Some(None));
+    assert_eq!(inner_took.recv().await, Some(None));
     assert!(!handle.is_reloading());
 
     handle.request_reload().expect("running");
@@ -348,16 +351,19 @@ async fn a_reload_is_taken_once_every_child_of_the_tree_has_taken_it() {
 async fn a_child_that_ends_or_restarts_no_longer_holds_a_reload() {
     let manager = ProcessManager::builder().name("root").build();
     let handle = manager.handle();
+    // Each looks at its messages once, then never again.
     let deaf = manager
-        .insert(process_fn("deaf", |ctx| async move {
+        .insert(process_fn("deaf", |mut ctx| async move {
+            let _ = ctx.try_recv();
             ctx.shutdown_requested().await;
             Ok::<_, std::io::Error>(())
         }))
         .expect("accepted");
-    // Never looks at its messages; its first attempt fails after a second.
+    // Its first attempt fails after a second.
     let flaky = manager
         .insert_with(
-            process_fn("flaky", |ctx| async move {
+            process_fn("flaky", |mut ctx| async move {
+                let _ = ctx.try_recv();
                 if ctx.attempt() == 1 {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     return Err(std::io::Error::other("broke"));

@@ -4,6 +4,8 @@
 //! holds back.
 #![cfg(all(feature = "systemd", unix))]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,22 +63,28 @@ impl Drop for FakeSystemd {
     }
 }
 
-/// A child that reports ready after a second and looks at its inbox only
-/// every three seconds, recording when it took a reload.
+/// A child that looks at its inbox when it starts, reports ready after a
+/// second, and then looks only every three seconds, recording when it took
+/// a reload.
 fn slow_to_reload(taken: Arc<Mutex<Vec<Instant>>>) -> impl procmgr::Runnable {
     process_fn("config", move |mut ctx| {
         let taken = Arc::clone(&taken);
         async move {
+            let look = |ctx: &mut procmgr::Context| match ctx.try_recv() {
+                Some(ControlMessage::Reload) => {
+                    taken.lock().expect("lock").push(Instant::now());
+                    false
+                }
+                Some(ControlMessage::Shutdown) => true,
+                _ => false,
+            };
+            look(&mut ctx);
             tokio::time::sleep(Duration::from_secs(1)).await;
             ctx.mark_ready();
             loop {
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                match ctx.try_recv() {
-                    Some(ControlMessage::Reload) => {
-                        taken.lock().expect("lock").push(Instant::now());
-                    }
-                    Some(ControlMessage::Shutdown) => return Ok::<_, std::io::Error>(()),
-                    _ => {}
+                if look(&mut ctx) {
+                    return Ok::<_, std::io::Error>(());
                 }
             }
         }
@@ -245,12 +253,40 @@ async fn ready_follows_a_reload_after_the_timeout_when_a_child_never_takes_it() 
     assert!(!handle.is_reloading(), "an ended child no longer holds it");
 }
 
-/// Waits for shutdown and never looks at its messages.
+/// Looks at its messages once, then only waits for shutdown.
 fn deaf_child() -> impl procmgr::Runnable {
-    process_fn("deaf", |ctx| async move {
+    process_fn("deaf", |mut ctx| async move {
+        let _ = ctx.try_recv();
         ctx.shutdown_requested().await;
         Ok::<_, std::io::Error>(())
     })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_never_reads_its_messages_does_not_hold_a_reload_back() {
+    let systemd = FakeSystemd::bind();
+    let manager = ProcessManager::builder().name("root").build();
+    let handle = manager.handle();
+    manager
+        .insert(common::stops_when_asked("never-reads"))
+        .expect("accepted");
+    manager
+        .insert(systemd.notifier(handle.clone()))
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    assert!(systemd.next().await.starts_with("READY=1\n"));
+    handle.request_reload().expect("running");
+    let reloaded = Instant::now();
+    assert!(systemd.next().await.starts_with("RELOADING=1\n"));
+    assert_eq!(
+        systemd.next().await,
+        "READY=1\nSTATUS=ready: 2 running, 0 restarting, 0 failed"
+    );
+    assert_eq!(reloaded.elapsed(), Duration::ZERO);
+    handle.request_shutdown().expect("running");
+    assert!(systemd.next().await.starts_with("STOPPING=1\n"));
+    assert!(systemd.next().await.starts_with("EXTEND_TIMEOUT_USEC="));
+    run.await.expect("joined").expect("graceful");
 }
 
 #[cfg(target_os = "linux")]

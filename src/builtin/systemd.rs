@@ -42,10 +42,11 @@ pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// A child takes a reload when its [`Context`] hands it
 /// [`ControlMessage::Reload`] (through [`recv`](Context::recv) or
-/// [`try_recv`](Context::try_recv)). A child that never looks at its
-/// messages (one that only awaits
-/// [`shutdown_requested`](Context::shutdown_requested)) never takes one, and
-/// holds the `READY=1` after a reload back until the reload timeout.
+/// [`try_recv`](Context::try_recv)). Only children that have looked at
+/// their messages before are waited for (see
+/// [`ManagerHandle::is_reloading`]); one that looks but is slow to look
+/// again holds the `READY=1` after a reload back, at most until the reload
+/// timeout.
 ///
 /// Without `NOTIFY_SOCKET` (the service does not run under systemd, or not
 /// with `Type=notify`) it sends nothing, and nothing fails. It reads

@@ -106,6 +106,9 @@ struct Inbox {
     /// `reloading`; every change of it is reported to the listener, so the
     /// count is exact.
     reload_pending: bool,
+    /// The process has looked at its messages at least once; one that never
+    /// does (it only waits for shutdown) would hold every reload pending.
+    listening: bool,
     /// Boxed on first use: most children never get a custom message, and a
     /// box is a quarter of an empty `VecDeque`'s size.
     #[allow(clippy::box_collection)]
@@ -200,7 +203,7 @@ impl ChildCore {
                 return Err(ControlError::Ended);
             }
             inbox.reloads += 1;
-            !std::mem::replace(&mut inbox.reload_pending, true)
+            inbox.listening && !std::mem::replace(&mut inbox.reload_pending, true)
         };
         if newly_pending {
             self.tell_reload_pending(true);
@@ -255,6 +258,7 @@ impl ChildCore {
     pub(crate) fn take_message(&self, seen_reloads: &mut u64) -> Option<ControlMessage> {
         let taken = {
             let mut inbox = self.inbox();
+            inbox.listening = true;
             if inbox.reloads == *seen_reloads {
                 return inbox
                     .messages

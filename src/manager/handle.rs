@@ -251,7 +251,12 @@ impl ManagerHandle {
     /// child takes a reload when its [`Context`](crate::Context) hands it
     /// [`ControlMessage::Reload`](crate::ControlMessage::Reload); a nested
     /// manager has taken it once its own children have; a child that
-    /// restarts or ends before it looks no longer counts.
+    /// restarts or ends before it looks no longer counts. Only children
+    /// that have looked at their messages before
+    /// ([`recv`](crate::Context::recv) or
+    /// [`try_recv`](crate::Context::try_recv)) count: one that only waits
+    /// for shutdown would hold every reload forever, and one that has not
+    /// looked yet gets the reload at its first look.
     pub fn is_reloading(&self) -> bool {
         self.shared.reloading.load(Ordering::Acquire) > 0
     }
