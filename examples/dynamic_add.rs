@@ -61,9 +61,10 @@ async fn control(manager: ManagerHandle) -> Result<(), BoxError> {
     let mut workers: Vec<ChildHandle> = Vec::new();
     for n in 1..=3 {
         let ready = ready_tx.clone();
-        let child = manager.insert(process_fn(format!("worker-{n}"), move |ctx| {
-            worker(ctx, ready.clone())
-        }))?;
+        let child = manager.insert(
+            process_fn(format!("worker-{n}"), move |ctx| worker(ctx, ready.clone()))
+                .reporting_ready(),
+        )?;
         println!("controller: inserted {} (id {})", child.name(), child.id());
         workers.push(child);
     }

@@ -20,11 +20,16 @@
 //!
 //! Options: `--run-for SECONDS` (default 3), and `--stubborn`, which makes
 //! `worker-2` ignore shutdown so that a second Ctrl-C has something to force.
+//!
+//! It ends like a service's `main` should: exit status 0 after a graceful
+//! stop, and on a failure a report on standard error with status 1, or 3
+//! when a second signal forced the shutdown.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use procmgr::{
@@ -73,6 +78,11 @@ impl Runnable for Worker {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(self.name)
     }
+
+    /// It calls `mark_ready`, so its manager waits for it to be ready.
+    fn reports_ready(&self) -> bool {
+        true
+    }
 }
 
 /// Shuts the tree down after `run_for`, or on Ctrl-C when no signal receiver
@@ -109,7 +119,7 @@ async fn ctrl_c() -> std::io::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<ExitCode, BoxError> {
     let mut run_for = Duration::from_secs(3);
     let mut stubborn = false;
     let mut args = std::env::args().skip(1);
@@ -146,18 +156,19 @@ async fn main() -> Result<(), BoxError> {
         stopper(ctx, handle.clone(), run_for)
     }))?;
 
-    // Runs until every child has ended; the first child failure, if any,
-    // comes back as the error with the child's path.
+    // Runs until every child has ended. A failure prints as a report (the
+    // child's path, its error and causes, later failures) and sets the exit
+    // status: 1 for a failed child, 3 for a forced shutdown.
     let exit = match manager.await {
         Ok(exit) => exit,
         Err(error) => {
-            println!("simple: {error}");
-            return Err(error.into());
+            eprintln!("Error: {error:?}");
+            return Ok(error.exit_code());
         }
     };
     match exit.shutdown_reason() {
         Some(reason) => println!("simple: every process has stopped ({reason})"),
         None => println!("simple: every process has stopped"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

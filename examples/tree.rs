@@ -27,27 +27,34 @@ async fn main() -> Result<(), BoxError> {
             ctx.mark_ready();
             ctx.shutdown_requested().await;
             Ok(())
-        }),
+        })
+        .reporting_ready(),
         ChildOptions::new().restart(Restart::OnFailure).backoff(
             Backoff::exponential(Duration::from_millis(400), Duration::from_secs(2))
                 .jitter(Jitter::None),
         ),
     )?;
-    consumers.insert(process_fn("kafka-1", |ctx| async move {
-        ctx.mark_ready();
-        ctx.shutdown_requested().await;
-        Ok::<_, std::io::Error>(())
-    }))?;
+    consumers.insert(
+        process_fn("kafka-1", |ctx| async move {
+            ctx.mark_ready();
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        })
+        .reporting_ready(),
+    )?;
 
     let root = ProcessManager::builder().name("service").build();
-    root.insert(process_fn("http", |ctx| async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ctx.mark_ready();
-        ctx.shutdown_requested().await;
-        // Draining takes a moment, so the view shows it stopping.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok::<_, std::io::Error>(())
-    }))?;
+    root.insert(
+        process_fn("http", |ctx| async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ctx.mark_ready();
+            ctx.shutdown_requested().await;
+            // Draining takes a moment, so the view shows it stopping.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, std::io::Error>(())
+        })
+        .reporting_ready(),
+    )?;
     root.insert(consumers)?;
     root.insert(IdleProcess)?;
 

@@ -3,17 +3,70 @@
 
 use std::error::Error;
 use std::fmt;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::ShutdownReason;
+use crate::control::{ShutdownReason, Signal};
 use crate::policy::RestartLimit;
 
 /// Why a [`ProcessManager`](crate::ProcessManager) run did not end cleanly.
-#[derive(Debug, Clone)]
+///
+/// # Reporting
+///
+/// Its `Debug` output is a report for people, the way `anyhow` prints its
+/// errors, so that a `main` returning `Result<_, RunError>` or
+/// `Result<_, BoxError>` prints something readable when it ends on a
+/// failure: the first failure with the child's path, the chain of its
+/// causes (`Caused by:`), then every later failure on one line each. The
+/// alternate form, `{:#?}`, is the usual structural dump. `Display` is one
+/// line, with the causes in [`source`](Error::source).
+///
+/// ```text
+/// Error: process service/ingest failed (and 1 later failure)
+///
+/// Caused by:
+///     0: cannot reach the queue
+///     1: connection refused
+///
+/// Later failures:
+///     process service/report was aborted: SIGINT forced the shutdown
+/// ```
+///
+/// # Exit status
+///
+/// [`exit_code`](RunError::exit_code) turns it into the process's exit
+/// status: 1 for a failure, 3 for a forced shutdown (a run that returns
+/// `Ok` exits with 0).
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = ProcessManager::builder().name("service").build();
+/// manager.insert(process_fn("ingest", |_ctx| async {
+///     Err::<(), _>(std::io::Error::other("connection refused"))
+/// }))?;
+/// let error = manager.await.expect_err("ingest failed");
+/// let failure = error.failures().expect("a child failed").first();
+/// assert_eq!(failure.path(), "service/ingest");
+/// assert_eq!(
+///     format!("{error:?}"),
+///     "process service/ingest failed\n\nCaused by:\n    connection refused"
+/// );
+/// assert_eq!(error.exit_code(), std::process::ExitCode::FAILURE);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum RunError {
-    /// The manager was run before; a manager runs at most once.
+    /// The manager runs already, or it ran as the root of a tree: a manager
+    /// runs once at a time, and only a nested manager whose run has ended
+    /// runs again (its parent restarts it).
     AlreadyStarted,
     /// At least one child failed. The first failure stopped the tree; the
     /// rest happened while it stopped.
@@ -28,6 +81,113 @@ impl RunError {
             RunError::AlreadyStarted => None,
         }
     }
+
+    /// The process exit status for this error, for a `main` that returns
+    /// [`ExitCode`]:
+    ///
+    /// | the run | status |
+    /// | --- | --- |
+    /// | returned `Ok`: every child completed, or stopped within its grace period after a request or a signal | 0 (no `RunError`) |
+    /// | a child failed (returned `Err`, panicked, was aborted after its grace period, timed out or wedged), or the manager was started twice | 1 |
+    /// | a forced shutdown aborted a child ([`FailureCause::Forced`]), such as a second `SIGINT` during a slow shutdown | 3 |
+    ///
+    /// The first failure decides: a child that fails, after which a forced
+    /// shutdown aborts its slow siblings, exits with 1. Status 2 is left to
+    /// command-line usage errors, which clap and LSB init scripts give it.
+    /// A `main` that returns `Err(RunError)` instead exits with 1 whatever
+    /// the failure, which is the standard library's rule.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    /// use procmgr::ProcessManager;
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> ExitCode {
+    ///     let manager = ProcessManager::builder().name("service").build();
+    ///     // ... insert the service's processes ...
+    ///     match manager.await {
+    ///         Ok(_) => ExitCode::SUCCESS,
+    ///         Err(error) => {
+    ///             eprintln!("Error: {error:?}");
+    ///             error.exit_code()
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::ChildFailed(failures)
+                if matches!(failures.first().cause(), FailureCause::Forced { .. }) =>
+            {
+                ExitCode::from(3)
+            }
+            RunError::ChildFailed(_) | RunError::AlreadyStarted => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The report described under [Reporting](RunError#reporting); `{:#?}`
+/// gives the structure instead.
+impl fmt::Debug for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return match self {
+                RunError::AlreadyStarted => f.write_str("AlreadyStarted"),
+                RunError::ChildFailed(failures) => {
+                    f.debug_tuple("ChildFailed").field(failures).finish()
+                }
+            };
+        }
+        write!(f, "{self}")?;
+        let Some(failures) = self.failures() else {
+            return Ok(());
+        };
+        let first: Vec<&dyn Error> = causes(failures.first()).collect();
+        if !first.is_empty() {
+            f.write_str("\n\nCaused by:")?;
+            for (n, cause) in first.iter().enumerate() {
+                f.write_str("\n    ")?;
+                let indent = if first.len() > 1 {
+                    write!(f, "{n}: ")?;
+                    "       "
+                } else {
+                    "    "
+                };
+                write_indented(f, &cause.to_string(), indent)?;
+            }
+        }
+        if !failures.later().is_empty() {
+            f.write_str("\n\nLater failures:")?;
+            for failure in failures.later() {
+                f.write_str("\n    ")?;
+                let mut line = failure.to_string();
+                for cause in causes(failure) {
+                    line.push_str(": ");
+                    line.push_str(&cause.to_string());
+                }
+                write_indented(f, &line, "    ")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chain of errors under a failure, nearest first.
+fn causes(failure: &ChildFailure) -> impl Iterator<Item = &(dyn Error + 'static)> {
+    std::iter::successors(failure.source(), |&error| error.source())
+}
+
+/// Writes `text`, its lines after the first indented by `indent`.
+fn write_indented(f: &mut fmt::Formatter<'_>, text: &str, indent: &str) -> fmt::Result {
+    for (n, line) in text.lines().enumerate() {
+        if n > 0 {
+            write!(f, "\n{indent}")?;
+        }
+        f.write_str(line)?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for RunError {
@@ -56,6 +216,28 @@ impl Error for RunError {
 }
 
 /// The failures of one manager run, first one first.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(process_fn("a", async |_ctx| -> procmgr::Result { Err("a broke".into()) }))?;
+/// manager.insert(process_fn("b", async |ctx| -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     Err("b broke while stopping".into())
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let failures = error.failures().expect("children failed");
+/// let paths: Vec<_> = failures.iter().map(|failure| failure.path()).collect();
+/// assert_eq!(paths, ["root/a", "root/b"]);
+/// assert_eq!(error.to_string(), "process root/a failed (and 1 later failure)");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailures {
     first: ChildFailure,
@@ -104,12 +286,43 @@ impl ChildFailures {
 }
 
 /// One child that failed, with its full path in the tree.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, ChildOptions, ProcessManager, Restart, RestartLimit, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let limit = RestartLimit::new(2, Duration::from_secs(60));
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert_with(
+///     process_fn("flaky", async |_ctx| -> procmgr::Result { Err("flaked".into()) }),
+///     ChildOptions::new()
+///         .restart(Restart::OnFailure)
+///         .backoff(Backoff::none())
+///         .restart_limit(limit),
+/// )?;
+/// let error = manager.await.unwrap_err();
+/// let failure = error.failures().expect("a child failed").first();
+/// assert_eq!(failure.path(), "root/flaky");
+/// assert_eq!(failure.exceeded_restart_limit(), Some(&limit));
+/// assert_eq!(failure.attempt(), 3, "the first run and two restarts");
+/// assert_eq!(
+///     failure.to_string(),
+///     "process root/flaky failed (attempt 3), more often than its restart limit of 2 restarts within 60s",
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildFailure {
     path: String,
     id: u64,
     cause: FailureCause,
     exceeded: Option<RestartLimit>,
+    attempt: u32,
 }
 
 impl ChildFailure {
@@ -119,7 +332,20 @@ impl ChildFailure {
             id,
             cause,
             exceeded: None,
+            attempt: 1,
         }
+    }
+
+    pub(crate) fn in_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// Which attempt of the child failed: 1 for its first run, one more for
+    /// each restart. A restartable subtree's restarts show here, at the
+    /// subtree's path, and in the failure's message (`(attempt 3)`).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
@@ -162,6 +388,20 @@ impl fmt::Display for ChildFailure {
                 "process {} was aborted after a grace period of {grace:?}",
                 self.path
             )?,
+            FailureCause::Forced {
+                signal: Some(signal),
+            } => write!(
+                f,
+                "process {} was aborted: {signal} forced the shutdown",
+                self.path
+            )?,
+            FailureCause::Forced { signal: None } => {
+                write!(
+                    f,
+                    "process {} was aborted: the shutdown was forced",
+                    self.path
+                )?;
+            }
             FailureCause::StartTimeout { timeout } => write!(
                 f,
                 "process {} was not ready within its start timeout of {timeout:?}",
@@ -172,6 +412,9 @@ impl fmt::Display for ChildFailure {
                 "process {} was wedged: no heartbeat for {timeout:?}",
                 self.path
             )?,
+        }
+        if self.attempt > 1 {
+            write!(f, " (attempt {})", self.attempt)?;
         }
         match &self.exceeded {
             Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
@@ -186,6 +429,7 @@ impl Error for ChildFailure {
             FailureCause::Error(error) => Some(&**error),
             FailureCause::Panic(_)
             | FailureCause::Aborted { .. }
+            | FailureCause::Forced { .. }
             | FailureCause::StartTimeout { .. }
             | FailureCause::Wedged { .. } => None,
         }
@@ -193,6 +437,35 @@ impl Error for ChildFailure {
 }
 
 /// How a child failed.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{FailureCause, ProcessManager, process_fn};
+///
+/// fn describe(cause: &FailureCause) -> String {
+///     match cause {
+///         FailureCause::Error(error) => format!("returned an error: {error}"),
+///         FailureCause::Panic(message) => format!("panicked: {message}"),
+///         FailureCause::Aborted { grace } => format!("ignored shutdown for {grace:?}"),
+///         FailureCause::StartTimeout { timeout } => format!("not ready within {timeout:?}"),
+///         FailureCause::Wedged { timeout } => format!("no heartbeat for {timeout:?}"),
+///         _ => "failed".to_owned(),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// manager.insert(process_fn("buggy", async |_ctx| -> procmgr::Result {
+///     panic!("index out of bounds")
+/// }))?;
+/// let error = manager.await.unwrap_err();
+/// let cause = error.failures().expect("a child failed").first().cause();
+/// assert_eq!(describe(cause), "panicked: index out of bounds");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum FailureCause {
@@ -204,6 +477,17 @@ pub enum FailureCause {
     Aborted {
         /// The grace period it was given.
         grace: Duration,
+    },
+    /// It was still running when the shutdown was forced, and was aborted
+    /// without waiting for its grace period: by
+    /// [`ManagerHandle::force_shutdown`](crate::ManagerHandle::force_shutdown),
+    /// or by a `SignalReceiver` (feature `signal`) that heard a second
+    /// signal. A run whose first failure is this one exits with
+    /// status 3 (see [`RunError::exit_code`]).
+    Forced {
+        /// The signal that forced the shutdown, or `None` if it was forced
+        /// through a handle for another reason.
+        signal: Option<Signal>,
     },
     /// It did not say it was ready within the manager's start timeout
     /// (ordered start) and was aborted.
@@ -220,6 +504,26 @@ pub enum FailureCause {
 }
 
 /// An insert that was refused; it hands the runnable back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::builder().name("pool").build();
+/// let handle = manager.handle();
+/// handle.request_shutdown()?;
+/// let refused = handle.insert(IdleProcess).unwrap_err();
+/// assert_eq!(refused.kind(), InsertErrorKind::ShuttingDown);
+/// assert_eq!((refused.manager(), refused.child()), ("pool", "idle"));
+/// assert_eq!(
+///     refused.to_string(),
+///     "cannot insert `idle` into process manager `pool`: it is shutting down",
+/// );
+/// // Nothing is lost: the runnable comes back.
+/// let _idle: IdleProcess = refused.into_inner();
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 pub struct InsertError<R> {
     runnable: R,
     reason: InsertErrorKind,
@@ -228,6 +532,25 @@ pub struct InsertError<R> {
 }
 
 /// Why an insert was refused.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, InsertErrorKind, ProcessManager};
+///
+/// let manager = ProcessManager::new();
+/// let exact = ChildOptions::new().name("db").exact_name(true);
+/// manager.insert_with(IdleProcess, exact.clone())?;
+/// match manager.insert_with(IdleProcess, exact) {
+///     Ok(_) => unreachable!("the exact name is taken"),
+///     Err(refused) => match refused.kind() {
+///         InsertErrorKind::DuplicateName => println!("pick another name"),
+///         InsertErrorKind::ShuttingDown | InsertErrorKind::Stopped => println!("too late"),
+///         _ => {}
+///     },
+/// }
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InsertErrorKind {
@@ -235,7 +558,9 @@ pub enum InsertErrorKind {
     ShuttingDown,
     /// The manager has stopped.
     Stopped,
-    /// A live sibling already has this name.
+    /// The child asked for an exact name
+    /// ([`ChildOptions::exact_name`](crate::ChildOptions::exact_name)) that
+    /// a live sibling already has.
     DuplicateName,
 }
 
@@ -311,6 +636,20 @@ impl<R> Error for InsertError<R> {}
 /// Why [`ProcessManagerBuilder::try_build`](crate::ProcessManagerBuilder::try_build)
 /// could not build a manager: one of the children given up front was refused
 /// by the rule [`insert`](crate::ManagerHandle::insert) follows.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager};
+///
+/// let error = ProcessManager::builder()
+///     .name("api")
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
+///     .try_build()
+///     .unwrap_err();
+/// assert_eq!((error.manager(), error.child()), ("api", "http"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BuildError {
@@ -364,6 +703,22 @@ impl fmt::Display for BuildError {
 impl Error for BuildError {}
 
 /// A control request that could not be delivered.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ControlError, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// assert_eq!(child.request_reload(), Err(ControlError::Ended));
+/// assert_eq!(child.request_shutdown(), Err(ControlError::Ended));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ControlError {
@@ -382,6 +737,22 @@ impl fmt::Display for ControlError {
 impl Error for ControlError {}
 
 /// A custom message that could not be delivered; it hands the message back.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let child = manager.insert(process_fn("once", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// let undelivered = child.send(String::from("hello")).unwrap_err();
+/// assert_eq!(undelivered.into_inner(), "hello");
+/// # Ok(())
+/// # }
+/// ```
 pub struct SendError<T> {
     message: T,
 }

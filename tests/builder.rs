@@ -48,12 +48,12 @@ fn the_builder_keeps_repeated_children_under_their_types_default_name() {
 }
 
 #[test]
-fn two_children_with_the_same_given_name_make_try_build_fail_naming_both_ends() {
+fn a_taken_exact_name_makes_try_build_fail_naming_both_ends() {
     use procmgr::{ChildOptions, InsertErrorKind};
     let refused = ProcessManager::builder()
         .name("api")
         .child_with(IdleProcess, ChildOptions::new().name("http"))
-        .child_with(Worker, ChildOptions::new().name("http"))
+        .child_with(Worker, ChildOptions::new().name("http").exact_name(true))
         .try_build()
         .expect_err("insert would refuse the second `http`");
     assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
@@ -71,6 +71,6 @@ fn build_panics_where_try_build_would_fail() {
     let _ = ProcessManager::builder()
         .name("api")
         .child_with(IdleProcess, ChildOptions::new().name("http"))
-        .child_with(Worker, ChildOptions::new().name("http"))
+        .child_with(Worker, ChildOptions::new().name("http").exact_name(true))
         .build();
 }

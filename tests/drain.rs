@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// A child that reports ready at once, then sends the instant it was asked
+/// A child that reports readiness, is ready at once, then sends the instant it was asked
 /// to stop.
 fn ready_then_stops(name: &'static str, asked: oneshot::Sender<Instant>) -> impl procmgr::Runnable {
     let asked = std::sync::Mutex::new(Some(asked));
@@ -32,6 +32,7 @@ fn ready_then_stops(name: &'static str, asked: oneshot::Sender<Instant>) -> impl
             Ok::<_, std::io::Error>(())
         }
     })
+    .reporting_ready()
 }
 
 /// Waits for the manager's drain event.

@@ -55,6 +55,7 @@ fn listener(
             Ok::<_, std::io::Error>(())
         }
     })
+    .reporting_ready()
 }
 
 #[tokio::test(start_paused = true)]

@@ -38,10 +38,13 @@ async fn a_fail_restart_stop_cycle_arrives_in_order() {
                 }
                 Ok(())
             }),
-            ChildOptions::new().restart(Restart::OnFailure).backoff(
-                Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))
-                    .jitter(procmgr::Jitter::None),
-            ),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .reports_ready(true)
+                .backoff(
+                    Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))
+                        .jitter(procmgr::Jitter::None),
+                ),
         )
         .expect("accepted");
     let handle = manager.handle();

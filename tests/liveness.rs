@@ -114,7 +114,9 @@ async fn a_ready_child_that_keeps_beating_keeps_running() {
                     }
                 }
             }),
-            ChildOptions::new().heartbeat_timeout(Duration::from_secs(1)),
+            ChildOptions::new()
+                .heartbeat_timeout(Duration::from_secs(1))
+                .reports_ready(true),
         )
         .expect("accepted");
     let handle = manager.handle();

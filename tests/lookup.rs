@@ -1,5 +1,6 @@
-//! Lookup by name and by path, and the uniqueness of given names among live
-//! siblings.
+//! Lookup by name and by path, and the one naming rule: names are unique
+//! among live siblings, a taken one gets a suffix, and only an exact name
+//! is refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,7 @@ async fn children_are_found_by_name_and_by_path_through_nested_managers() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
+async fn a_second_live_child_with_an_exact_name_is_refused_and_handed_back() {
     let manager = ProcessManager::builder().child(IdleProcess).build();
     let first = manager
         .insert(process_fn("api", |ctx| async move {
@@ -78,7 +79,10 @@ async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
         }))
         .expect("accepted");
     let refused = manager
-        .insert_with(IdleProcess, ChildOptions::new().name("api"))
+        .insert_with(
+            IdleProcess,
+            ChildOptions::new().name("api").exact_name(true),
+        )
         .expect_err("the name is taken");
     assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
     assert_eq!(
@@ -106,7 +110,10 @@ async fn a_second_live_child_with_a_given_name_is_refused_and_handed_back() {
     // Once the first has ended, its name is free again.
     first.shutdown().await;
     handle
-        .insert_with(IdleProcess, ChildOptions::new().name("api"))
+        .insert_with(
+            IdleProcess,
+            ChildOptions::new().name("api").exact_name(true),
+        )
         .expect("the name is free");
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
@@ -141,4 +148,68 @@ fn a_default_name_suffix_never_collides_with_a_name_the_user_chose() {
     assert!(second.name().starts_with("Worker-"), "{}", second.name());
     assert_ne!(second.name(), chosen.name());
     assert_eq!(manager.handle().children().len(), 3);
+}
+
+/// A child that waits for shutdown, named at the insert.
+fn named(name: impl Into<std::borrow::Cow<'static, str>>) -> impl Runnable {
+    process_fn(name, async |ctx| -> procmgr::Result {
+        ctx.shutdown_requested().await;
+        Ok(())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn names_given_at_the_insert_follow_the_same_suffix_rule_as_default_names() {
+    let manager = ProcessManager::new();
+    let handle = manager.handle();
+    let first = handle.insert(named("worker")).expect("accepted");
+    let second = handle
+        .insert(named("worker"))
+        .expect("a taken name is no refusal");
+    let third = handle
+        .insert_with(Worker, ChildOptions::new().name("worker"))
+        .expect("nor through the options");
+    assert_eq!(first.name(), "worker");
+    assert_eq!(second.name(), format!("worker-{}", second.id()));
+    assert_eq!(third.name(), format!("worker-{}", third.id()));
+    for child in [&first, &second, &third] {
+        assert_eq!(handle.child(child.name()).map(|c| c.id()), Some(child.id()));
+    }
+
+    let run = tokio::spawn(manager.into_future());
+    // Once the holder of the plain name has ended, the next child gets it.
+    first.shutdown().await;
+    let fourth = handle.insert(named("worker")).expect("accepted");
+    assert_eq!(fourth.name(), "worker");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[test]
+fn a_suffixed_given_name_never_takes_a_name_a_live_sibling_chose() {
+    let manager = ProcessManager::new();
+    let handle = manager.handle();
+    let first = handle.insert(named("worker")).expect("accepted");
+    // Ids are handed out in insert order.
+    let id = |n: u64| first.id() + n;
+    // The child after next would be suffixed `worker-{id(2)}`: a sibling
+    // chooses that name first.
+    let chosen = handle
+        .insert(named(format!("worker-{}", id(2))))
+        .expect("accepted");
+    assert_eq!(chosen.id(), id(1));
+    let next = handle.insert(named("worker")).expect("accepted");
+    assert_eq!(next.id(), id(2));
+    assert_eq!(next.name(), format!("worker-{}-2", id(2)));
+    assert_eq!(
+        handle.child(chosen.name()).map(|c| c.id()),
+        Some(chosen.id()),
+        "the chosen name still finds the sibling that chose it"
+    );
+    let names: std::collections::HashSet<_> = handle
+        .children()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "every live name is unique: {names:?}");
 }

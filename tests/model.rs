@@ -101,9 +101,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use procmgr::{
-    Backoff, ChildHandle, ChildOptions, ChildState, Context, ControlMessage, Exit, InsertErrorKind,
-    Jitter, ManagerHandle, NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart, RestartLimit,
-    RunError, Runnable, ShutdownReason, Strategy, process_fn,
+    Backoff, ChildHandle, ChildOptions, ChildState, Context, ControlMessage, Exit, FailureCause,
+    InsertErrorKind, Jitter, ManagerHandle, NESTED_GRACE_MARGIN, Outcome, ProcessManager, Restart,
+    RestartLimit, RunError, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -1887,6 +1887,20 @@ impl World<'_> {
                     return Err(format!(
                         "the root returned {error} but no child failed or was aborted"
                     ));
+                }
+                // The plan forces through handles only, never by a signal.
+                let forced = error
+                    .failures()
+                    .into_iter()
+                    .flat_map(|failures| failures.iter())
+                    .find(|failure| matches!(failure.cause(), FailureCause::Forced { .. }));
+                if let Some(failure) = forced {
+                    if !self.managers.iter().any(|m| m.forced_at.is_some()) {
+                        return Err(format!("{failure} although no manager was forced"));
+                    }
+                    if !matches!(failure.cause(), FailureCause::Forced { signal: None }) {
+                        return Err(format!("{failure} names a signal nobody sent"));
+                    }
                 }
             }
         }

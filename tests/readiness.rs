@@ -40,7 +40,7 @@ async fn the_manager_is_ready_once_every_reporting_child_is() {
     manager
         .insert_with(readies("http", Duration::from_secs(3), false), counted())
         .expect("accepted");
-    // Does not report readiness, so it does not count.
+    // Reports readiness, and is ready as soon as it starts.
     manager.insert(IdleProcess).expect("accepted");
     let handle = manager.handle();
     assert!(!handle.is_ready());
@@ -365,4 +365,113 @@ async fn an_ordered_start_waits_for_the_awaited_child_even_when_another_child_en
     assert!(started.load(Ordering::SeqCst), "`first` is ready at 5 s");
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
+}
+
+/// A process that declares, next to its `mark_ready`, that it reports
+/// readiness.
+struct Declares;
+
+impl Runnable for Declares {
+    type Error = std::convert::Infallible;
+
+    async fn run(&self, ctx: procmgr::Context) -> Result<(), Self::Error> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ctx.mark_ready();
+        ctx.shutdown_requested().await;
+        Ok(())
+    }
+
+    fn reports_ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_declares_it_reports_readiness_is_waited_for_without_options() {
+    let manager = ProcessManager::new();
+    manager.insert(Declares).expect("accepted");
+    manager
+        .insert(
+            process_fn("closure", async |ctx| -> procmgr::Result {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ctx.mark_ready();
+                ctx.shutdown_requested().await;
+                Ok(())
+            })
+            .reporting_ready(),
+        )
+        .expect("accepted");
+    // `Arc` passes the declaration on.
+    manager.insert(Arc::new(Declares)).expect("accepted");
+    let handle = manager.handle();
+    assert!(!handle.is_ready(), "nobody is ready before the run");
+    let started = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    handle.ready().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_insert_option_overrides_what_the_process_declares() {
+    let manager = ProcessManager::new();
+    let declares = manager
+        .insert_with(Declares, ChildOptions::new().reports_ready(false))
+        .expect("accepted");
+    let handle = manager.handle();
+    assert!(handle.is_ready(), "its readiness does not count");
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        declares.is_ready(),
+        "its mark_ready still shows on its handle"
+    );
+    handle.shutdown().await;
+    run.await
+        .expect("joined")
+        .expect("an opted-out mark_ready is no mistake");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manager_run_by_a_process_fn_that_does_not_report_readiness_runs_fine() {
+    let root = ProcessManager::new();
+    root.insert(process_fn("wrapper", async |ctx| -> procmgr::Result {
+        let inner = ProcessManager::builder().name("inner").build();
+        inner.insert(IdleProcess)?;
+        // The nested manager tells its context when it is ready, which is
+        // no mistake even though the wrapper does not report readiness.
+        Ok(inner.run(ctx).await?)
+    }))
+    .expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[cfg(debug_assertions)]
+#[tokio::test(start_paused = true)]
+async fn mark_ready_in_a_process_that_does_not_report_readiness_fails_it_in_debug_builds() {
+    let manager = ProcessManager::builder().name("root").build();
+    manager
+        .insert(readies("forgetful", Duration::from_secs(1), false))
+        .expect("accepted");
+    let handle = manager.handle();
+    assert!(handle.is_ready(), "nothing declared, nothing to wait for");
+    let error = manager
+        .await
+        .expect_err("the forgotten declaration is caught");
+    let failure = error.failures().expect("a child failed").first();
+    assert_eq!(failure.path(), "root/forgetful");
+    let procmgr::FailureCause::Panic(message) = failure.cause() else {
+        panic!("not a panic: {failure}");
+    };
+    assert!(
+        message.contains(
+            "`root/forgetful` called `Context::mark_ready` but does not report readiness"
+        ),
+        "{message}"
+    );
 }

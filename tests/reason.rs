@@ -268,7 +268,9 @@ async fn a_forced_shutdown_aborts_at_once_and_says_so() {
     assert_eq!(failures.first().path(), "root/stubborn");
     assert!(matches!(
         failures.first().cause(),
-        FailureCause::Aborted { .. }
+        FailureCause::Forced {
+            signal: Some(Signal::Interrupt)
+        }
     ));
     assert_eq!(
         failures.shutdown_reason(),

@@ -310,7 +310,7 @@ async fn a_forced_shutdown_before_the_run_still_runs_the_stop() {
     let failures = result.expect_err("the stubborn child was aborted");
     assert!(matches!(
         failures.failures().map(|f| f.first().cause()),
-        Some(FailureCause::Aborted { .. })
+        Some(FailureCause::Forced { signal: None })
     ));
     assert!(matches!(worker.outcome(), Some(Outcome::Aborted)));
     // The stop announced itself, as every stop does.

@@ -56,6 +56,7 @@ fn reporter(name: &'static str, events: mpsc::UnboundedSender<String>) -> impl R
             Ok::<_, std::io::Error>(())
         }
     })
+    .reporting_ready()
 }
 
 async fn graceful_shutdown_on(number: i32, signal: Signal) {
@@ -175,7 +176,9 @@ async fn a_second_sigint_during_a_slow_shutdown_forces_it() {
     assert_eq!(failures.first().path(), "root/stubborn");
     assert!(matches!(
         failures.first().cause(),
-        FailureCause::Aborted { .. }
+        FailureCause::Forced {
+            signal: Some(Signal::Interrupt)
+        }
     ));
     assert_eq!(
         failures.shutdown_reason(),

@@ -315,6 +315,7 @@ async fn r7_restarted_attempt_sees_a_stale_reload() {
             }),
             ChildOptions::new()
                 .restart(Restart::OnFailure)
+                .reports_ready(true)
                 .backoff(Backoff::none()),
         )
         .unwrap();

@@ -27,18 +27,24 @@ async fn a_three_level_tree_draws_like_pstree() {
         )
         .expect("accepted");
     consumers
-        .insert(process_fn("kafka-1", |ctx| async move {
+        .insert(
+            process_fn("kafka-1", |ctx| async move {
+                ctx.mark_ready();
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            })
+            .reporting_ready(),
+        )
+        .expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    root.insert(
+        process_fn("http", |ctx| async move {
             ctx.mark_ready();
             ctx.shutdown_requested().await;
             Ok::<_, std::io::Error>(())
-        }))
-        .expect("accepted");
-    let root = ProcessManager::builder().name("root").build();
-    root.insert(process_fn("http", |ctx| async move {
-        ctx.mark_ready();
-        ctx.shutdown_requested().await;
-        Ok::<_, std::io::Error>(())
-    }))
+        })
+        .reporting_ready(),
+    )
     .expect("accepted");
     root.insert(consumers).expect("accepted");
     root.insert(IdleProcess).expect("accepted");
@@ -83,7 +89,8 @@ async fn a_snapshot_follows_a_child_through_its_states() {
                 // Takes its time to stop.
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 Ok(())
-            }),
+            })
+            .reporting_ready(),
             ChildOptions::new().restart(Restart::OnFailure).backoff(
                 Backoff::exponential(Duration::from_secs(3), Duration::from_secs(3))
                     .jitter(Jitter::None),

@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-use crate::{ChildOptions, Context, ControlMessage, Runnable};
+use crate::{Context, ControlMessage, Runnable};
 
 /// A process that does nothing until shutdown is requested; it takes the
 /// reloads it is sent and ignores them.
@@ -37,8 +37,8 @@ impl Runnable for IdleProcess {
         Ok(())
     }
 
-    fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().reports_ready(true)
+    fn reports_ready(&self) -> bool {
+        true
     }
 
     fn name(&self) -> Cow<'static, str> {

@@ -22,7 +22,7 @@ use crate::{
 /// | signal | action |
 /// | --- | --- |
 /// | `SIGINT`, `SIGTERM`, `SIGQUIT` | graceful shutdown; the manager returns `Ok` if every child stops in time |
-/// | `SIGINT`, `SIGTERM` while a shutdown runs (a second signal, or the first during a shutdown for another reason, such as a failed child) | forced shutdown: every child still running is aborted at once |
+/// | `SIGINT`, `SIGTERM` while a shutdown runs (a second signal, or the first during a shutdown for another reason, such as a failed child) | forced shutdown: every child still running is aborted at once and reported as [`FailureCause::Forced`](crate::FailureCause::Forced) with the signal (exit status 3, see [`RunError::exit_code`](crate::RunError::exit_code)) |
 /// | `SIGHUP` | reload: every child receives [`ControlMessage::Reload`](crate::ControlMessage::Reload) |
 ///
 /// On Windows, Ctrl-C, Ctrl-Break, closing the console and system shutdown
@@ -179,10 +179,15 @@ impl Runnable for SignalReceiver {
         Cow::Borrowed("signals")
     }
 
-    /// A background child that reports readiness: its manager is ready
-    /// only once the signal handlers are installed.
+    /// A background child.
     fn child_options(&self) -> ChildOptions {
-        ChildOptions::new().background(true).reports_ready(true)
+        ChildOptions::new().background(true)
+    }
+
+    /// It reports readiness: its manager is ready only once the signal
+    /// handlers are installed.
+    fn reports_ready(&self) -> bool {
+        true
     }
 }
 

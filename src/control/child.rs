@@ -2,7 +2,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,10 @@ pub(crate) struct ChildPolicy {
     /// It is a manager: it has taken a reload only once its own children
     /// have, and says so itself.
     pub(crate) passes_reloads_on: bool,
+    /// Neither reports readiness nor was told not to, and no ordered start
+    /// waits for it: [`Context::mark_ready`](crate::Context::mark_ready) on
+    /// it is a mistake.
+    pub(crate) undeclared_ready: bool,
     /// It is failed when it goes this long without a heartbeat.
     pub(crate) stale_after: Option<Duration>,
 }
@@ -95,6 +99,11 @@ pub(crate) struct ChildCore {
     /// Separate from the token, which the child itself may cancel.
     stop_requested: AtomicBool,
     pub(crate) end: EndSignal,
+    /// The same child in the next run of its manager, once a manager that
+    /// ended was restarted by its parent (a restartable subtree): handles
+    /// follow it, so a handle taken before the restart controls the child
+    /// that runs now. Set once, after this child's end.
+    successor: OnceLock<Arc<ChildCore>>,
 }
 
 #[derive(Default)]
@@ -140,7 +149,24 @@ impl ChildCore {
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
+            successor: OnceLock::new(),
         }
+    }
+
+    /// The child as it is now: this core, or the latest of its successors
+    /// in later runs of its manager.
+    pub(crate) fn current(&self) -> &ChildCore {
+        let mut core = self;
+        while let Some(next) = core.successor.get() {
+            core = next;
+        }
+        core
+    }
+
+    /// Makes `next` this child in its manager's next run.
+    pub(crate) fn set_successor(&self, next: Arc<ChildCore>) {
+        debug_assert!(self.is_finished(), "only an ended child has a successor");
+        let _ = self.successor.set(next);
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
@@ -355,7 +381,10 @@ impl ChildCore {
     /// one; `base` is when the manager's run began.
     pub(crate) fn beat(&self, attempt: u32, base: tokio::time::Instant) {
         let now = self.progress.load(Ordering::Acquire);
-        if now >> STATE_BITS == u64::from(attempt) && now & STATE_MASK != CLOSED {
+        if self.policy.stale_after.is_some()
+            && now >> STATE_BITS == u64::from(attempt)
+            && now & STATE_MASK != CLOSED
+        {
             self.last_beat.store(nanos_since(base), Ordering::Release);
         }
     }
@@ -379,7 +408,11 @@ impl ChildCore {
         if attempt > 1 {
             self.inbox().restart_reason = None;
         }
-        self.last_beat.store(nanos_since(base), Ordering::Release);
+        // Only a child with a heartbeat timeout is ever asked how long ago
+        // its last sign of life was: reading the clock is skipped otherwise.
+        if self.policy.stale_after.is_some() {
+            self.last_beat.store(nanos_since(base), Ordering::Release);
+        }
         self.progress
             .store(progress(attempt, UNREADY), Ordering::Release);
         attempt

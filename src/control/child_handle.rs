@@ -15,10 +15,50 @@ use crate::error::{ControlError, SendError};
 /// [`wait`](ChildHandle::wait) returns the outcome at once.
 /// Dropping a handle does nothing to the child.
 ///
+/// The handle of a child its manager was built with follows it when that
+/// manager is restarted by its parent (a [restartable
+/// subtree](crate::ProcessManager#a-restartable-subtree)): it then controls
+/// the child of the new run.
+///
 /// A child stopped through its handle that is still running when its grace
 /// period ends is aborted. Its outcome says [`Outcome::Aborted`], but it is
 /// not a failure of its manager: it was asked to stop, and it stopped. (An
 /// abort during the manager's own shutdown is reported as a failure.)
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ControlMessage, Outcome, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let counter = manager.insert(process_fn("counter", async |mut ctx| -> procmgr::Result {
+///     let mut total = 0;
+///     while let Some(message) = ctx.recv().await {
+///         match message {
+///             ControlMessage::Custom(n) => total += n.downcast::<u32>().map_err(|_| "not a u32")?,
+///             ControlMessage::Reload => total = 0,
+///             ControlMessage::Shutdown => break,
+///             _ => {}
+///         }
+///     }
+///     println!("{} counted {total}", ctx.path());
+///     Ok(())
+/// }))?;
+/// let run = tokio::spawn(manager.into_future());
+///
+/// counter.send(2_u32)?;
+/// counter.request_reload()?;
+/// counter.send(3_u32)?;
+/// // Stop this child alone and wait for it; its manager then has no child left.
+/// assert!(matches!(counter.shutdown().await, Outcome::Stopped));
+/// assert!(counter.is_finished());
+/// assert_eq!(counter.send(4_u32).unwrap_err().into_inner(), 4, "it has ended");
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ChildHandle {
     core: Arc<ChildCore>,
@@ -29,9 +69,15 @@ impl ChildHandle {
         ChildHandle { core }
     }
 
+    /// The child as it is now: after its manager was restarted by its
+    /// parent, the same child in the manager's new run.
+    fn core(&self) -> &ChildCore {
+        self.core.current()
+    }
+
     /// The child's id, unique within its manager.
     pub fn id(&self) -> u64 {
-        self.core.id
+        self.core().id
     }
 
     /// The child's name.
@@ -52,23 +98,24 @@ impl ChildHandle {
     ///
     /// Hands the message back if the child has already ended.
     pub fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
-        self.core.send(message)
+        self.core().send(message)
     }
 
     /// Whether the child has said it is ready with
-    /// [`Context::mark_ready`](crate::Context::mark_ready).
+    /// [`Context::mark_ready`](crate::Context::mark_ready) in its current
+    /// attempt, whether or not its readiness counts toward its manager's.
     pub fn is_ready(&self) -> bool {
-        self.core.is_ready()
+        self.core().is_ready()
     }
 
     /// How many times the child has been restarted.
     pub fn restarts(&self) -> u32 {
-        self.core.attempt().saturating_sub(1)
+        self.core().attempt().saturating_sub(1)
     }
 
     /// How the child ended, or `None` while it runs.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.core.end.get().cloned()
+        self.core().end.get().cloned()
     }
 
     /// Asks the child to shut down gracefully and returns at once; its grace
@@ -80,7 +127,7 @@ impl ChildHandle {
     ///
     /// [`ControlError::Ended`] if the child has already ended.
     pub fn request_shutdown(&self) -> Result<(), ControlError> {
-        self.core.request_shutdown()
+        self.core().request_shutdown()
     }
 
     /// Asks the child to reload and returns at once; reloads coalesce into
@@ -90,12 +137,12 @@ impl ChildHandle {
     ///
     /// [`ControlError::Ended`] if the child has already ended.
     pub fn request_reload(&self) -> Result<(), ControlError> {
-        self.core.request_reload()
+        self.core().request_reload()
     }
 
     /// Whether the child has ended for good.
     pub fn is_finished(&self) -> bool {
-        self.core.is_finished()
+        self.core().is_finished()
     }
 
     /// Waits until the child has ended for good (a restart is not an end)
@@ -105,7 +152,7 @@ impl ChildHandle {
     ///
     /// This method is cancel safe: any number of tasks may wait at once.
     pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
-        self.core.end.wait()
+        self.core().end.wait()
     }
 
     /// Requests a shutdown and waits until the child has ended; returns the
@@ -164,9 +211,9 @@ impl ProcessControlHandler for ChildHandle {
 impl fmt::Debug for ChildHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildHandle")
-            .field("id", &self.core.id)
+            .field("id", &self.core().id)
             .field("name", &self.core.name)
-            .field("outcome", &self.core.end.get())
+            .field("outcome", &self.core().end.get())
             .finish()
     }
 }

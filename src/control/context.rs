@@ -92,6 +92,12 @@ impl Context {
         self.core.reload_taken();
     }
 
+    /// The process's record in its manager (a nested manager keeps it, so
+    /// that its handle's stop goes through its parent).
+    pub(crate) fn core(&self) -> Arc<ChildCore> {
+        Arc::clone(&self.core)
+    }
+
     /// Where this process's lifecycle events go.
     pub(crate) fn events(&self) -> &EventHubs {
         &self.scope.events
@@ -214,8 +220,42 @@ impl Context {
 
     /// Says that the process is ready: it has bound its socket, connected to
     /// its broker, and so on. Visible through
-    /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready).
+    /// [`ChildHandle::is_ready`](crate::ChildHandle::is_ready), and, for a
+    /// process that reports readiness, through its manager's
+    /// [`is_ready`](crate::ManagerHandle::is_ready).
+    ///
+    /// A process that calls it declares that it does:
+    /// [`Runnable::reports_ready`](crate::Runnable::reports_ready),
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready), or
+    /// [`ChildOptions::reports_ready`](crate::ChildOptions::reports_ready) at
+    /// the insert. Otherwise its manager never waits for it, and a readiness
+    /// probe would say "ready" before it is.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds (`debug_assertions`), if the process does not report
+    /// readiness and nothing said it does not: the forgotten declaration
+    /// fails the child at once (a panic, caught by its manager like any)
+    /// instead of leaving readiness open. Release builds only mark the
+    /// child ready. A child inserted with `ChildOptions::reports_ready(false)`,
+    /// or one an [ordered start](crate::ProcessManagerBuilder::ordered_start)
+    /// waits for, may call it either way.
     pub fn mark_ready(&self) {
+        debug_assert!(
+            !self.core.policy.undeclared_ready,
+            "process `{}` called `Context::mark_ready` but does not report readiness, so its \
+             manager's `is_ready` would not wait for it: declare it with `Runnable::reports_ready`, \
+             `ProcessFn::reporting_ready` or `ChildOptions::reports_ready(true)` (or opt out \
+             with `ChildOptions::reports_ready(false)`)",
+            self.path()
+        );
+        self.set_ready();
+    }
+
+    /// Marks the process ready without the check of
+    /// [`mark_ready`](Context::mark_ready), for a nested manager, which
+    /// tells whatever runs it that its children are ready.
+    pub(crate) fn set_ready(&self) {
         if self.core.mark_ready(self.attempt) {
             #[cfg(feature = "tracing")]
             tracing::debug!(path = %self.path(), id = self.core.id, "process ready");

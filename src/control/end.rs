@@ -1,4 +1,4 @@
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
@@ -52,6 +52,90 @@ impl EndSignal {
             notified.as_mut().enable();
             if let Some(outcome) = self.outcome.get() {
                 return outcome.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A manager's "its run has ended, with this outcome" signal. Unlike a
+/// child's [`EndSignal`] it can be cleared: a nested manager restarted by
+/// its parent runs again, and its handles then speak of the new run.
+#[derive(Debug, Default)]
+pub(crate) struct RunEnd {
+    state: Mutex<RunEndState>,
+    waiters: Notify,
+}
+
+#[derive(Debug, Default)]
+struct RunEndState {
+    /// The outcome of the run, once it has ended; `None` while one runs.
+    current: Option<Outcome>,
+    /// The outcome of the last run that ended, kept across a restart for
+    /// those who waited for that run.
+    last: Option<Outcome>,
+    /// How many runs have ended.
+    ended: u64,
+}
+
+impl RunEnd {
+    fn lock(&self) -> MutexGuard<'_, RunEndState> {
+        // Plain data, no code that can panic runs under the lock.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records how the current run ended and wakes every waiter; within a
+    /// run, the first outcome wins (an abandoned manager's run that
+    /// finished at the same moment).
+    pub(crate) fn set(&self, outcome: Outcome) {
+        {
+            let mut state = self.lock();
+            if state.current.is_some() {
+                return;
+            }
+            state.current = Some(outcome.clone());
+            state.last = Some(outcome);
+            state.ended += 1;
+        }
+        self.waiters.notify_waiters();
+    }
+
+    /// A new run starts: nothing has ended.
+    pub(crate) fn clear(&self) {
+        self.lock().current = None;
+    }
+
+    pub(crate) fn get(&self) -> Option<Outcome> {
+        self.lock().current.clone()
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.lock().current.is_some()
+    }
+
+    /// The outcome of the run that has ended, or of the one under way once
+    /// it ends (even if the manager runs again before this waiter looks).
+    pub(crate) async fn wait(&self) -> Outcome {
+        let target = {
+            let state = self.lock();
+            if let Some(outcome) = &state.current {
+                return outcome.clone();
+            }
+            state.ended + 1
+        };
+        loop {
+            let notified = self.waiters.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.ended >= target {
+                    if let Some(outcome) = &state.last {
+                        return outcome.clone();
+                    }
+                }
             }
             notified.await;
         }

@@ -14,6 +14,36 @@ pub const EVENT_CAPACITY: usize = 1024;
 
 /// Something that happened to a process in a manager's subtree; see
 /// [`ManagerHandle::subscribe`](crate::ManagerHandle::subscribe).
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{EventKind, EventsError, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// let mut events = manager.handle().subscribe();
+/// manager.insert(process_fn("job", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// manager.await?;
+/// let mut seen = Vec::new();
+/// loop {
+///     match events.recv().await {
+///         Ok(event) => {
+///             if let EventKind::Started { attempt } = event.kind() {
+///                 assert_eq!((event.path(), *attempt), ("root/job", 1));
+///             }
+///             seen.push(event.to_string());
+///         }
+///         Err(EventsError::Lagged(missed)) => println!("missed {missed} events"),
+///         Err(EventsError::Ended) => break,
+///         Err(_) => break,
+///     }
+/// }
+/// assert_eq!(seen.len(), 2, "{seen:?}"); // started, then stopped (completed)
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct LifecycleEvent {
     path: Arc<str>,
@@ -46,6 +76,26 @@ impl fmt::Display for LifecycleEvent {
 }
 
 /// What happened to a process.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{EventKind, LifecycleEvent};
+///
+/// /// One line for an operator's log, for the events worth one.
+/// fn log_line(event: &LifecycleEvent) -> Option<String> {
+///     match event.kind() {
+///         EventKind::Failed(error) => Some(format!("{} failed: {error}", event.path())),
+///         EventKind::Panicked(message) => Some(format!("{} panicked: {message}", event.path())),
+///         EventKind::Restarting { attempt, delay } => {
+///             Some(format!("{} restarts (attempt {attempt}) in {delay:?}", event.path()))
+///         }
+///         EventKind::Aborted => Some(format!("{} aborted", event.path())),
+///         _ => None,
+///     }
+/// }
+/// # let _ = log_line;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -115,12 +165,60 @@ impl fmt::Display for EventKind {
 /// [`EVENT_CAPACITY`]; beyond that the oldest are dropped and
 /// [`recv`](Events::recv) says how many it missed. A subscriber never slows
 /// the manager down.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{EventKind, IdleProcess, ProcessManager};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// manager.insert(IdleProcess)?;
+/// let handle = manager.handle();
+/// let mut events = handle.subscribe();
+/// let run = tokio::spawn(manager.into_future());
+/// // Wait until the child says it is ready, then stop the tree.
+/// while let Ok(event) = events.recv().await {
+///     if matches!(event.kind(), EventKind::Ready) {
+///         break;
+///     }
+/// }
+/// handle.shutdown().await;
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Events {
     receiver: broadcast::Receiver<LifecycleEvent>,
     hub: Arc<EventHub>,
 }
 
 /// Why [`Events::recv`] returned no event.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{EventsError, ProcessManager};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let mut events = manager.handle().subscribe();
+/// manager.await?; // no child: the run ends at once
+/// // Its own shutdown-requested event may come first; then the end.
+/// loop {
+///     match events.recv().await {
+///         Ok(_) => continue,
+///         Err(error) => {
+///             assert_eq!(error, EventsError::Ended);
+///             break;
+///         }
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventsError {

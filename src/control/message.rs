@@ -3,6 +3,37 @@ use std::fmt;
 
 /// A control message a running process receives through
 /// [`Context::recv`](crate::Context::recv).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Context, ControlMessage};
+///
+/// async fn poller(mut ctx: Context) -> procmgr::Result {
+///     let mut every = Duration::from_secs(1);
+///     let mut ticks = tokio::time::interval(every);
+///     loop {
+///         tokio::select! {
+///             _ = ticks.tick() => { /* poll */ }
+///             message = ctx.recv() => match message {
+///                 Some(ControlMessage::Reload) => {
+///                     every = Duration::from_secs(5); // re-read the configuration
+///                     ticks = tokio::time::interval(every);
+///                 }
+///                 Some(ControlMessage::Custom(custom)) => {
+///                     if let Some(text) = custom.downcast_ref::<&str>() {
+///                         println!("told: {text}");
+///                     }
+///                 }
+///                 Some(ControlMessage::Shutdown) | None => return Ok(()),
+///                 Some(_) => {}
+///             },
+///         }
+///     }
+/// }
+/// # let _ = poller;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ControlMessage {

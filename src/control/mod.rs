@@ -29,6 +29,6 @@ pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
 pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener};
-pub(crate) use end::EndSignal;
+pub(crate) use end::{EndSignal, RunEnd};
 pub(crate) use lifecycle::{EventHub, EventHubs};
 pub(crate) use reason::ReasonCell;

@@ -3,6 +3,31 @@ use std::fmt;
 use std::sync::Arc;
 
 /// How a process ended.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{Outcome, ProcessManager, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::new();
+/// let done = manager.insert(process_fn("done", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+/// let server = manager.insert(process_fn("server", async |ctx| -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     Ok(())
+/// }))?;
+/// let run = tokio::spawn(manager.into_future());
+///
+/// assert!(matches!(done.wait().await, Outcome::Completed));
+/// let outcome = server.shutdown().await;
+/// assert!(matches!(outcome, Outcome::Stopped));
+/// assert!(outcome.is_success());
+/// assert_eq!(outcome.to_string(), "stopped");
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outcome {

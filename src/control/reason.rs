@@ -6,6 +6,21 @@ use std::sync::{Mutex, MutexGuard};
 /// On Unix the named variants are `SIGINT`, `SIGTERM`, `SIGQUIT` and
 /// `SIGHUP`; on Windows `Interrupt` is Ctrl-C and the `Ctrl*` variants are the
 /// console events.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{Context, ShutdownReason, Signal};
+///
+/// async fn serve(ctx: Context) -> procmgr::Result {
+///     ctx.shutdown_requested().await;
+///     if let Some(ShutdownReason::Signal(Signal::Interrupt)) = ctx.shutdown_reason() {
+///         println!("Ctrl-C: stopping");
+///     }
+///     Ok(())
+/// }
+/// # let _ = serve;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Signal {
@@ -44,6 +59,29 @@ impl fmt::Display for Signal {
 
 /// Why shutdown of a process was requested; see
 /// [`Context::shutdown_reason`](crate::Context::shutdown_reason).
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ProcessManager, ShutdownReason, process_fn, process_fn_once};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// let manager = ProcessManager::builder().name("root").build();
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// manager.insert(process_fn_once("worker", move |ctx| async move {
+///     ctx.shutdown_requested().await;
+///     tx.send(ctx.shutdown_reason())?;
+///     Ok(())
+/// }))?;
+/// manager.insert(process_fn("db", async |_ctx| -> procmgr::Result { Err("gone".into()) }))?;
+/// assert!(manager.await.is_err());
+/// let reason = rx.recv().await.flatten().expect("a reason");
+/// assert_eq!(reason, ShutdownReason::ChildFailed { path: "root/db".into() });
+/// assert_eq!(reason.root(), &reason);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ShutdownReason {
@@ -108,6 +146,11 @@ impl ReasonCell {
 
     pub(crate) fn get(&self) -> Option<ShutdownReason> {
         self.lock().clone()
+    }
+
+    /// Forgets the reason, for a manager that runs again.
+    pub(crate) fn clear(&self) {
+        *self.lock() = None;
     }
 
     pub(crate) fn set(&self, reason: ShutdownReason) {

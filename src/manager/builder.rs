@@ -259,9 +259,9 @@ impl ProcessManagerBuilder {
     }
 
     /// A child to insert when the manager is built, by the rules of
-    /// [`insert`](ProcessManager::insert): a repeated default name gets a
-    /// suffix, a repeated given name makes [`try_build`](Self::try_build)
-    /// fail.
+    /// [`insert`](ProcessManager::insert): a repeated name gets a suffix,
+    /// and a taken [exact name](ChildOptions::exact_name) makes
+    /// [`try_build`](Self::try_build) fail.
     pub fn child<R: Runnable>(self, runnable: R) -> Self {
         self.child_with(runnable, ChildOptions::new())
     }
@@ -282,9 +282,9 @@ impl ProcessManagerBuilder {
     ///
     /// # Panics
     ///
-    /// If two children given up front have the same given name (see
-    /// [`ChildOptions::name`]), which [`insert`](ProcessManager::insert)
-    /// would refuse. [`try_build`](Self::try_build) returns that as an
+    /// If a child given up front asks for an
+    /// [exact name](ChildOptions::exact_name) that one before it has, which
+    /// [`insert`](ProcessManager::insert) would refuse. [`try_build`](Self::try_build) returns that as an
     /// error instead.
     pub fn build(self) -> ProcessManager {
         match self.try_build() {
@@ -298,8 +298,10 @@ impl ProcessManagerBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] with [`InsertErrorKind::DuplicateName`] if two
-    /// children have the same given name.
+    /// [`BuildError`] with [`InsertErrorKind::DuplicateName`] if a child
+    /// asks for an [exact name](ChildOptions::exact_name) that one before
+    /// it has. Names that are not exact never fail: a repeated one gets a
+    /// suffix.
     ///
     /// # Example
     ///
@@ -309,7 +311,7 @@ impl ProcessManagerBuilder {
     /// let refused = ProcessManager::builder()
     ///     .name("api")
     ///     .child_with(IdleProcess, ChildOptions::new().name("http"))
-    ///     .child_with(IdleProcess, ChildOptions::new().name("http"))
+    ///     .child_with(IdleProcess, ChildOptions::new().name("http").exact_name(true))
     ///     .try_build()
     ///     .unwrap_err();
     /// assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);

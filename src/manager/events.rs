@@ -48,6 +48,10 @@ pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outc
     }
 }
 
+/// Whether anything is logged at all: without a logging feature, callers
+/// skip preparing what only the log would show.
+pub(crate) const LOGS: bool = cfg!(any(feature = "tracing", feature = "log"));
+
 /// An attempt failed; whether the child restarts follows separately.
 pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
     #[cfg(feature = "tracing")]
@@ -67,6 +71,18 @@ pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Dura
     #[cfg(feature = "log")]
     log::warn!(
         "process {parent_path}/{name} (id {id}) still running after its grace period of {grace:?}, aborting it"
+    );
+}
+
+pub(crate) fn child_forced(parent_path: &str, name: &str, id: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %format_args!("{parent_path}/{name}"), id,
+        "process still running when the shutdown was forced, aborting it"
+    );
+    #[cfg(feature = "log")]
+    log::warn!(
+        "process {parent_path}/{name} (id {id}) still running when the shutdown was forced, aborting it"
     );
 }
 

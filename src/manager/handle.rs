@@ -10,7 +10,6 @@ use crate::control::{ChildHandle, Events, Outcome, ProcessControlHandler, Shutdo
 use crate::error::{ControlError, InsertError};
 use crate::policy::ChildOptions;
 use crate::runnable::Runnable;
-use tokio_util::sync::WaitForCancellationFuture;
 
 /// A handle to a [`ProcessManager`](crate::ProcessManager): insert children,
 /// and stop, reload or wait for the whole subtree.
@@ -66,20 +65,53 @@ impl ManagerHandle {
     /// A child inserted while the manager runs starts on the manager's next
     /// turn; its handle works at once.
     ///
+    /// # Names
+    ///
+    /// One rule for every name, whether given here ([`ChildOptions::name`],
+    /// [`process_fn`](crate::process_fn)'s) or the type's default
+    /// ([`Runnable::name`](crate::Runnable::name)): names are unique among
+    /// live siblings, and a child whose name a live sibling has gets its id
+    /// as a suffix (`worker`, `worker-7`), or `worker-7-2` if a sibling has
+    /// that name too, so a suffix never takes a name in use. So inserting
+    /// `process_fn("worker", ..)` a million times needs no `format!` per
+    /// child; [`ChildHandle::name`](crate::ChildHandle::name) says which
+    /// name a child got, and [`child`](ManagerHandle::child) finds it by
+    /// that name. Once a child has ended, its name is free again. A child
+    /// inserted with [`ChildOptions::exact_name`] is refused instead of
+    /// suffixed.
+    ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
-    /// Every insert that succeeds runs its child, and the manager stops that
-    /// child before its run returns.
+    /// Hands the runnable back if the manager is shutting down or has stopped,
+    /// or if the child asks for an [exact name](ChildOptions::exact_name)
+    /// that a live sibling has. Every insert that succeeds runs its child,
+    /// and the manager stops that child before its run returns.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// let manager = ProcessManager::new();
+    /// let handle = manager.handle();
+    /// let first = handle.insert(process_fn("worker", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+    /// let second = handle.insert(process_fn("worker", async |_ctx| -> procmgr::Result { Ok(()) }))?;
+    /// assert_eq!(first.name(), "worker");
+    /// assert_eq!(second.name(), format!("worker-{}", second.id()));
+    /// assert_eq!(handle.child(second.name()).map(|c| c.id()), Some(second.id()));
+    /// # Ok::<_, procmgr::BoxError>(())
+    /// ```
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
 
-    /// Inserts a child with its own settings; see [`insert`](ManagerHandle::insert).
+    /// Inserts a child with its own settings; see [`insert`](ManagerHandle::insert),
+    /// which also says how the child is named.
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,
@@ -120,15 +152,9 @@ impl ManagerHandle {
 
     /// The live child with this name, among this manager's children.
     ///
-    /// Names are unique among live siblings. A name given at the insert
-    /// ([`ChildOptions::name`], or [`process_fn`](crate::process_fn)'s) that
-    /// is taken is refused with
-    /// [`InsertErrorKind::DuplicateName`](crate::InsertErrorKind::DuplicateName).
-    /// A name a type gives all its values (its type name, or its own
-    /// [`Runnable::name`](crate::Runnable::name), as [`IdleProcess`](crate::IdleProcess)'s
-    /// `idle`) is a default: a taken one gets the child's id as a suffix
-    /// (`Worker`, `Worker-3`), and another suffix if the user gave a sibling
-    /// that name.
+    /// Names are unique among live siblings: a child whose name was taken
+    /// when it was inserted has a suffix (see [`insert`](ManagerHandle::insert)),
+    /// and [`ChildHandle::name`] says which.
     pub fn child(&self, name: &str) -> Option<ChildHandle> {
         self.shared.child(name).map(|(child, _)| child)
     }
@@ -202,12 +228,19 @@ impl ManagerHandle {
         self.shared.events.subscribe()
     }
 
-    /// Whether every child that reports readiness
-    /// ([`ChildOptions::reports_ready`]) is ready in its current attempt,
-    /// nested managers counting as ready once their own children are. A
-    /// child that restarts is unready until it says it is ready again; a
-    /// child that has ended no longer counts. The building block for a
-    /// health endpoint or a systemd notification.
+    /// Whether every child that reports readiness is ready in its current
+    /// attempt; a manager with no such child (none that declared
+    /// [`Runnable::reports_ready`], or no child at all) is always ready.
+    ///
+    /// A child reports readiness when it declares it
+    /// ([`Runnable::reports_ready`],
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready)) or
+    /// is inserted with [`ChildOptions::reports_ready`]; nested managers do,
+    /// and count as ready once their own children are. Such a child is
+    /// unready from its insert until it calls
+    /// [`Context::mark_ready`](crate::Context::mark_ready), and again in
+    /// each restart; a child that has ended no longer counts. The building
+    /// block for a health endpoint or a systemd notification.
     pub fn is_ready(&self) -> bool {
         self.shared.unready.load(Ordering::Acquire) == 0
     }
@@ -221,19 +254,19 @@ impl ManagerHandle {
     /// # Example
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessManager, process_fn};
+    /// use procmgr::{ProcessManager, process_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = ProcessManager::new();
-    /// manager.insert_with(
-    ///     process_fn("http", |ctx| async move {
+    /// manager.insert(
+    ///     process_fn("http", async |ctx| -> procmgr::Result {
     ///         // bind the socket, then:
     ///         ctx.mark_ready();
     ///         ctx.shutdown_requested().await;
-    ///         Ok::<_, std::io::Error>(())
-    ///     }),
-    ///     ChildOptions::new().reports_ready(true),
+    ///         Ok(())
+    ///     })
+    ///     .reporting_ready(),
     /// )?;
     /// let handle = manager.handle();
     /// let run = tokio::spawn(manager.into_future());
@@ -332,7 +365,7 @@ impl ManagerHandle {
 
     /// How the manager's run ended, or `None` while it has not.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.shared.end.get().cloned()
+        self.shared.end.get()
     }
 
     /// Asks the manager to shut down, like
@@ -351,8 +384,12 @@ impl ManagerHandle {
     /// Stops the manager now: requests shutdown if nobody has yet, and aborts
     /// every child still running without waiting for grace periods
     /// (background children are then stopped as usual). The manager returns
-    /// promptly; the aborted children are reported as failures. `reason`
-    /// replaces a graceful reason given before.
+    /// promptly; the aborted children are reported as failures,
+    /// [`FailureCause::Forced`](crate::FailureCause::Forced) with the signal
+    /// of a [`ShutdownReason::Forced`], and the run's exit status is 3 (see
+    /// [`RunError::exit_code`](crate::RunError::exit_code)). A
+    /// [`ShutdownReason::Forced`] replaces a graceful reason given before;
+    /// another reason counts only if none was given.
     ///
     /// # Errors
     ///
@@ -363,6 +400,10 @@ impl ManagerHandle {
 
     /// Asks the manager, and through it every child and every nested
     /// manager's children, to shut down gracefully; returns at once.
+    ///
+    /// A nested manager is stopped through its record in its parent, for
+    /// good: its parent does not restart it, also when it is asked while it
+    /// waits for its restart.
     ///
     /// # Errors
     ///
@@ -381,12 +422,16 @@ impl ManagerHandle {
         self.shared.broadcast_reload()
     }
 
-    /// Whether the manager's run has ended.
+    /// Whether the manager's run has ended. A nested manager restarted by
+    /// its parent runs again: this is `false` again once its new run has
+    /// started.
     pub fn is_finished(&self) -> bool {
-        self.shared.end.get().is_some()
+        self.shared.end.is_set()
     }
 
-    /// Waits until the manager's run has ended and returns how.
+    /// Waits until the manager's run has ended and returns how: the run
+    /// under way, or, between two runs of a restartable subtree, the one
+    /// that ended last.
     ///
     /// # Cancel safety
     ///
@@ -416,15 +461,15 @@ impl ManagerHandle {
     /// # Cancel safety
     ///
     /// This method is cancel safe.
-    pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
-        self.shared.requested.cancelled()
+    pub async fn shutdown_requested(&self) {
+        self.shared.requested().cancelled_owned().await;
     }
 
     /// Whether shutdown of the manager has been requested; `true` during a
     /// [drain](crate::ProcessManagerBuilder::drain_period) too, while the
     /// children's contexts do not see it yet.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.shared.requested.is_cancelled()
+        self.shared.requested().is_cancelled()
     }
 
     /// Why shutdown of the manager was requested, or `None` while it has not

@@ -58,9 +58,75 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// requested, and a child that has not returned within its grace period is
 /// aborted. The outcome says so, and the run returns a
 /// [`FailureCause::Aborted`](crate::FailureCause::Aborted) failure for it.
+/// Tokio aborts a task only at an `.await`: a child that blocks its thread
+/// without awaiting cannot be aborted and holds the shutdown until it
+/// returns (see [the recipe](crate::recipes#work-that-blocks-its-thread)).
 /// A shutdown requested before the manager runs is remembered: the run starts
 /// the children already inserted with shutdown already requested, so they stop
 /// at once.
+///
+/// # A restartable subtree
+///
+/// Inserted into another manager with a restart policy
+/// ([`Restart::OnFailure`](crate::Restart::OnFailure) or
+/// [`Restart::Always`](crate::Restart::Always)), a manager whose run ended
+/// is started again by its parent like any child (OTP's supervisor as a
+/// child). The new run starts the children it was built with, the ones
+/// inserted before its first run (its *spec*), in their order and with its
+/// ordered start if it has one. Children inserted while it ran are stopped
+/// with the run that ended and are not started again, as OTP does for
+/// dynamic children; insert them again if they should come back.
+///
+/// Handles keep working across a restart, and speak of the current run:
+///
+/// - a [`ChildHandle`] of a spec child follows it into the new run (its
+///   `id` is the new child's; `restarts` counts within the run). What ended
+///   with the old run ended: a `wait` that began before the restart returns
+///   the old child's outcome, one that begins after it waits for the new
+///   child.
+/// - the [`ManagerHandle`] inserts into, looks up in, reloads and stops the
+///   new run; `is_finished` is `true` between two runs and `false` again
+///   once the parent has started the next.
+/// - a stop through the manager's own handle is for good, like a stop
+///   through a child's handle: the parent does not restart it.
+///
+/// The restart shows in the parent's events (`Failed`, `Restarting`,
+/// `Started { attempt: 2 }`), in its tree (the manager's restart count and
+/// last error) and in the failure its parent reports if it gives up.
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, ChildOptions, ProcessManager, Restart, process_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), procmgr::BoxError> {
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static LOST_THE_QUEUE_ONCE: AtomicBool = AtomicBool::new(false);
+///
+/// let consumers = ProcessManager::builder().name("consumers").build();
+/// let worker = consumers.insert(process_fn("worker", |ctx| async move {
+///     if !LOST_THE_QUEUE_ONCE.swap(true, Ordering::SeqCst) {
+///         // Its manager fails with it, and is restarted by its parent.
+///         return Err(std::io::Error::other("lost the queue"));
+///     }
+///     ctx.shutdown_requested().await;
+///     Ok(())
+/// }))?;
+/// let root = ProcessManager::builder().name("root").build();
+/// let subtree = root.insert_with(
+///     consumers,
+///     ChildOptions::new().restart(Restart::OnFailure).backoff(Backoff::none()),
+/// )?;
+/// let handle = root.handle();
+/// let run = tokio::spawn(root.into_future());
+/// tokio::time::sleep(Duration::from_millis(10)).await;
+/// assert_eq!(subtree.restarts(), 1);
+/// assert!(!worker.is_finished(), "the handle follows the worker's new run");
+/// handle.shutdown().await;
+/// run.await??;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Drop
 ///
@@ -112,11 +178,14 @@ impl ProcessManager {
         ManagerHandle::new(Arc::clone(&self.shared))
     }
 
-    /// Inserts a child; the same as [`ManagerHandle::insert`].
+    /// Inserts a child; the same as [`ManagerHandle::insert`], which says
+    /// how the child is named: a name a live sibling has gets a suffix
+    /// (`worker`, `worker-7`).
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
@@ -126,7 +195,8 @@ impl ProcessManager {
     ///
     /// # Errors
     ///
-    /// Hands the runnable back if the manager is shutting down or has stopped.
+    /// Hands the runnable back if the manager is shutting down or has
+    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,
@@ -167,7 +237,7 @@ impl IntoFuture for ProcessManager {
 /// Its grace period in the parent defaults to its own drain and grace
 /// periods plus [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
 /// report which one it was before its parent would abort it whole. It
-/// reports readiness ([`ChildOptions::reports_ready`]): it is ready once its
+/// reports readiness ([`Runnable::reports_ready`]): it is ready once its
 /// own children that report readiness are.
 impl Runnable for ProcessManager {
     type Error = RunError;
@@ -175,9 +245,11 @@ impl Runnable for ProcessManager {
     fn child_options(&self) -> ChildOptions {
         let settings = &self.shared.settings;
         let grace = settings.drain.saturating_add(settings.grace);
-        ChildOptions::new()
-            .grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
-            .reports_ready(true)
+        ChildOptions::new().grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
+    }
+
+    fn reports_ready(&self) -> bool {
+        true
     }
 
     async fn run(&self, ctx: Context) -> Result<(), RunError> {
@@ -195,6 +267,8 @@ async fn supervise(manager: &ProcessManager, parent: Option<Context>) -> Result<
 
 impl Drop for ProcessManager {
     fn drop(&mut self) {
-        self.shared.abandon();
+        self.shared.abandon(false);
+        // Nothing can run it again: its subscribers' streams end.
+        self.shared.events.close();
     }
 }

@@ -202,6 +202,20 @@ impl Record {
 
 pub(crate) struct Registry {
     phase: Phase,
+    /// The current run's token: cancelled when it stops. Every child's
+    /// token but a background child's (and all with ordered stop) is a
+    /// child of it. A manager restarted by its parent gets a new one.
+    token: CancellationToken,
+    /// The current run's shutdown request, a child of `token`: cancelled
+    /// alone when a graceful request starts a drain, and with `token` by
+    /// every other way of stopping.
+    requested: CancellationToken,
+    /// When the current run began: the clock its children's heartbeats are
+    /// stamped on.
+    started: Option<Instant>,
+    /// What a restarted run starts again: the children inserted before the
+    /// first run (the spec), kept only for a manager that runs nested.
+    spec: Vec<Spec>,
     next_id: u64,
     /// Live children by name, for lookups and to keep names unique.
     names: HashMap<Cow<'static, str>, usize>,
@@ -223,6 +237,15 @@ pub(crate) struct Registry {
     ends_since_shrink: usize,
 }
 
+/// A child of the spec: what is needed to start it again in a later run.
+pub(crate) struct Spec {
+    /// The child in the latest run; its successor is made from it.
+    pub(crate) core: Arc<ChildCore>,
+    pub(crate) runnable: Arc<dyn DynRunnable>,
+    /// A copy of the restart policy, without its history.
+    pub(crate) restart: Option<RestartState>,
+}
+
 /// What an insert brings to the registry, made before the lock is taken.
 pub(crate) struct Admission {
     pub(crate) runnable: Arc<dyn DynRunnable>,
@@ -231,8 +254,13 @@ pub(crate) struct Admission {
 
 impl Registry {
     pub(crate) fn new(keep_order: bool) -> Self {
+        let token = CancellationToken::new();
         Registry {
             phase: Phase::Idle,
+            requested: token.child_token(),
+            token,
+            started: None,
+            spec: Vec::new(),
             next_id: 0,
             names: HashMap::new(),
             records: Slab::new(),
@@ -254,15 +282,64 @@ impl Registry {
         self.phase = phase;
     }
 
+    /// The current run's token (the next run's before it starts).
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The current run's shutdown request (the next run's before it
+    /// starts).
+    pub(crate) fn requested(&self) -> &CancellationToken {
+        &self.requested
+    }
+
+    /// When the current run began, once it has.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    pub(crate) fn set_started(&mut self, started: Instant) {
+        self.started = Some(started);
+    }
+
+    /// Remembers the children inserted before the first run as the spec a
+    /// restarted run starts again; called once, as a nested manager first
+    /// runs, when every record is such a child.
+    pub(crate) fn keep_spec(&mut self) {
+        self.spec = self
+            .records
+            .iter()
+            .map(|record| Spec {
+                core: Arc::clone(&record.core),
+                runnable: Arc::clone(&record.runnable),
+                restart: record.restart.as_deref().map(RestartState::fresh),
+            })
+            .collect();
+    }
+
+    /// Starts a new run of a manager whose run has finished: a new token,
+    /// and the spec's children taken out, to be admitted again.
+    pub(crate) fn begin_rerun(&mut self) -> (CancellationToken, Vec<Spec>) {
+        debug_assert_eq!(self.phase, Phase::Finished);
+        self.phase = Phase::Running;
+        self.token = CancellationToken::new();
+        self.requested = self.token.child_token();
+        (self.token.clone(), std::mem::take(&mut self.spec))
+    }
+
+    /// Gives the spec back once its children are admitted again.
+    pub(crate) fn restore_spec(&mut self, spec: Vec<Spec>) {
+        self.spec = spec;
+    }
+
     /// The key the next admitted child gets, and the name it would have:
-    /// `name`, or for a default name that is taken, the name with a suffix
-    /// that no live sibling has. `is_default` says whether the name is a
-    /// default one; it is asked only for a taken name. `Err` says why the
-    /// child would be refused, and gives the name back.
+    /// `name` if no live sibling has it, else the name with a suffix that no
+    /// live sibling has, or, for an `exact` name, a refusal. `Err` says why
+    /// the child would be refused, and gives the name back.
     pub(crate) fn reserve(
         &self,
         name: Cow<'static, str>,
-        is_default: impl FnOnce() -> bool,
+        exact: bool,
     ) -> Result<(ChildKey, Cow<'static, str>), (InsertErrorKind, Cow<'static, str>)> {
         if let Some(refused) = self.phase.refuses() {
             return Err((refused, name));
@@ -274,10 +351,10 @@ impl Registry {
         if !self.names.contains_key(&name) {
             return Ok((key, name));
         }
-        if !is_default() {
+        if exact {
             return Err((InsertErrorKind::DuplicateName, name));
         }
-        // `Worker-7`, or when the user named a sibling that, `Worker-7-2`:
+        // `worker-7`, or when the user named a sibling that, `worker-7-2`:
         // a suffix never takes a name that is in use.
         let mut candidate = format!("{name}-{}", key.id);
         let mut extra = 1;
@@ -445,5 +522,98 @@ impl Registry {
         self.names.clear();
         self.order.clear();
         self.records.drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Weak;
+
+    use super::*;
+    use crate::IdleProcess;
+    use crate::control::{ChildPolicy, StopListener};
+
+    struct NoListener;
+
+    impl StopListener for NoListener {
+        fn stop_requested(&self, _key: ChildKey) {}
+        fn child_ready(&self, _key: ChildKey) {}
+        fn counted_ready(&self, _ready: bool) {}
+        fn reload_pending(&self, _pending: bool) {}
+    }
+
+    fn admit(registry: &mut Registry, name: String) -> ChildKey {
+        let (key, name) = registry.reserve(name.into(), true).unwrap();
+        let policy = ChildPolicy {
+            grace: None,
+            background: false,
+            significant: false,
+            escalate: true,
+            announce_ready: false,
+            reports_ready: false,
+            undeclared_ready: false,
+            passes_reloads_on: false,
+            stale_after: None,
+        };
+        let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
+        let core = ChildCore::new(key, name, policy, CancellationToken::new(), listener);
+        let admission = Admission {
+            runnable: Arc::new(IdleProcess),
+            restart: None,
+        };
+        registry.admit(Arc::new(core), admission);
+        key
+    }
+
+    /// Defect 13: a rest-for-one group is found from the trigger on, so a
+    /// restart of the child started last looks at one child however many
+    /// started before it.
+    #[test]
+    fn a_rest_for_one_group_is_found_without_looking_at_earlier_children() {
+        let mut registry = Registry::new(true);
+        let keys: Vec<ChildKey> = (0..100_000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let last = *keys.last().unwrap();
+        let before_last = keys[keys.len() - 2];
+        assert_eq!(registry.in_order_after(Some(before_last.id)), vec![last]);
+        assert!(registry.in_order_after(Some(last.id)).is_empty());
+        assert_eq!(registry.in_order_after(None).len(), keys.len());
+        assert_eq!(registry.in_order_after(Some(keys[9].id))[0], keys[10]);
+    }
+
+    /// Ended children leave the id-ordered list once they are half of it,
+    /// so it stays bounded by the live children.
+    #[test]
+    fn the_ordered_list_follows_the_live_children() {
+        let mut registry = Registry::new(true);
+        let keys: Vec<ChildKey> = (0..10_000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        for &key in &keys[..9_990] {
+            assert!(registry.end(key, false).is_some());
+        }
+        assert!(registry.end(keys[0], false).is_none(), "an end is final");
+        assert!(
+            registry.order.len() <= 2 * 10 + 16,
+            "{}",
+            registry.order.len()
+        );
+        // What is left are the live children, in id order, after at most a
+        // few ended ones not swept yet (the group code skips those).
+        let left = registry.in_order_after(None);
+        assert!(left.ends_with(&keys[9_990..]));
+        assert!(left.len() <= 2 * 10 + 16);
+    }
+
+    /// Without a group strategy no ordered list is kept at all.
+    #[test]
+    fn one_for_one_keeps_no_ordered_list() {
+        let mut registry = Registry::new(false);
+        for n in 0..100 {
+            admit(&mut registry, format!("c{n}"));
+        }
+        assert!(registry.in_order_after(None).is_empty());
+        assert_eq!(registry.order.capacity(), 0);
     }
 }

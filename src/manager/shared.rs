@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EndSignal, EventHub, Outcome, ReasonCell,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, ReasonCell, RunEnd,
     ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
-use crate::runnable::{Runnable, is_process_fn};
+use crate::runnable::Runnable;
 
 /// How a manager is set up; fixed when it is built.
 #[derive(Debug, Clone)]
@@ -45,12 +45,6 @@ pub(crate) struct Settings {
 
 pub(crate) struct ManagerShared {
     pub(crate) settings: Settings,
-    /// Cancelled when this manager stops; every child's token is a child of
-    /// it, except for background children, which the loop stops last.
-    pub(crate) token: CancellationToken,
-    /// Cancelled when shutdown is requested, before the drain (a child of
-    /// `token`, so every way of stopping cancels it too).
-    pub(crate) requested: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
     pub(crate) events: Arc<EventHub>,
     /// Set when the manager runs: its path in the tree.
@@ -65,9 +59,6 @@ pub(crate) struct ManagerShared {
     pub(crate) reloading: AtomicUsize,
     /// Woken whenever `reloading` reaches zero.
     pub(crate) reloaded: Notify,
-    /// When the run began: the clock its children's heartbeats are stamped
-    /// on.
-    pub(crate) started: OnceLock<Instant>,
     /// A forced shutdown was requested: abort every child now.
     pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
@@ -78,15 +69,17 @@ pub(crate) struct ManagerShared {
     /// request, readiness), always before `wake` is notified, so that the
     /// loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
-    pub(crate) end: EndSignal,
+    /// How the current (or last) run ended.
+    pub(crate) end: RunEnd,
+    /// Set while it runs nested: its own record in its parent, through
+    /// which a stop asked of this manager's handle stops it for good (its
+    /// parent does not restart it).
+    pub(crate) in_parent: Mutex<Option<Arc<ChildCore>>>,
 }
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
-        let token = CancellationToken::new();
         ManagerShared {
-            requested: token.child_token(),
-            token,
             reason: Arc::default(),
             events: Arc::default(),
             path: OnceLock::new(),
@@ -94,12 +87,12 @@ impl ManagerShared {
             readiness: Notify::new(),
             reloading: AtomicUsize::new(0),
             reloaded: Notify::new(),
-            started: OnceLock::new(),
             forced: AtomicBool::new(false),
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
-            end: EndSignal::default(),
+            end: RunEnd::default(),
+            in_parent: Mutex::new(None),
             settings,
         }
     }
@@ -119,21 +112,19 @@ impl ManagerShared {
         options: ChildOptions,
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
-        // A name given at the insert (an option, or `process_fn`'s) is the
-        // child's own; a name a type gives all its values is a default.
-        let given = options.name.is_some();
+        let exact = options.exact_name.unwrap_or(false);
         let name = options.name.unwrap_or_else(|| runnable.name());
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
-        let reports_ready = options.reports_ready.unwrap_or(false);
+        // What the insert or the process's options say wins over what the
+        // process declares.
+        let reports_ready = options
+            .reports_ready
+            .unwrap_or_else(|| runnable.reports_ready());
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
-        let token = if background || self.settings.ordered_stop {
-            CancellationToken::new()
-        } else {
-            self.token.child_token()
-        };
+        let own_token = (background || self.settings.ordered_stop).then(CancellationToken::new);
         // What allocates happens before the lock, which the loop takes too,
         // except the child's core: its id must be taken under the lock, so
         // that ids follow the order in which children reach the registry
@@ -152,10 +143,10 @@ impl ManagerShared {
         let mut registry = self.registry();
         // A shutdown requested before the run, or while it starts, refuses
         // inserts before the loop has seen it.
-        let reserved = if self.token.is_cancelled() && !registry.phase().is_stopping() {
+        let reserved = if registry.token().is_cancelled() && !registry.phase().is_stopping() {
             Err((crate::InsertErrorKind::ShuttingDown, name))
         } else {
-            registry.reserve(name, || !given && !is_process_fn::<R>())
+            registry.reserve(name, exact)
         };
         let (key, name) = match reserved {
             Ok(reserved) => reserved,
@@ -170,22 +161,29 @@ impl ManagerShared {
                 };
             }
         };
+        // Only children inserted before the run take part in an ordered
+        // start.
+        let announce_ready =
+            self.settings.ordered_start.is_some() && registry.phase() == Phase::Idle;
         let policy = ChildPolicy {
             grace: options.grace,
             background,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
-            // Only children inserted before the run take part in an ordered
-            // start.
-            announce_ready: self.settings.ordered_start.is_some()
-                && registry.phase() == Phase::Idle,
+            announce_ready,
             reports_ready,
             passes_reloads_on: crate::manager::run::DynRunnable::as_manager(&*runnable).is_some(),
+            // Nobody said whether it reports, and no ordered start waits for
+            // it: a `mark_ready` would be a forgotten declaration.
+            undeclared_ready: !reports_ready && options.reports_ready.is_none() && !announce_ready,
             stale_after: options.heartbeat_timeout,
         };
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
+        // The run's token is taken under the lock: a manager restarted by
+        // its parent has a new one.
+        let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
@@ -194,8 +192,28 @@ impl ManagerShared {
         Ok(ChildHandle::new(core))
     }
 
+    /// The current run's token (the next run's before it starts).
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.registry().token().clone()
+    }
+
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
-        if self.end.get().is_some() {
+        // A nested manager is stopped through its record in its parent, so
+        // that the stop is for good: its parent does not restart it, also
+        // when the request comes while it waits for its restart.
+        let in_parent = self
+            .in_parent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(core) = in_parent {
+            let core = core.current();
+            if !core.is_finished() {
+                self.reason.set(reason);
+            }
+            return core.request_shutdown();
+        }
+        if self.end.is_set() {
             return Err(ControlError::Ended);
         }
         // The reason goes first so that every child woken by the token sees
@@ -209,19 +227,23 @@ impl ManagerShared {
     /// loop asks the children to stop when it is over), or the stop.
     pub(crate) fn begin_shutdown(&self) {
         if self.settings.drain.is_zero() {
-            self.token.cancel();
+            self.token().cancel();
         } else {
-            self.requested.cancel();
+            self.requested().cancel();
         }
     }
 
+    /// The current run's shutdown request (the next run's before it
+    /// starts): cancelled at the start of a drain, and by every way of
+    /// stopping.
+    pub(crate) fn requested(&self) -> CancellationToken {
+        self.registry().requested().clone()
+    }
+
     pub(crate) fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
-        if self.end.get().is_some() {
-            return Err(ControlError::Ended);
-        }
-        self.reason.set(reason);
+        self.request_shutdown(reason)?;
         // A force cuts a drain short.
-        self.token.cancel();
+        self.token().cancel();
         self.forced.store(true, Ordering::Release);
         self.wake.notify_one();
         Ok(())
@@ -390,13 +412,13 @@ impl ManagerShared {
     /// last heartbeat is older than their heartbeat timeout. A child asked
     /// to stop is left out: its grace period bounds it instead.
     pub(crate) fn stale_children(&self, out: &mut Vec<String>) {
-        let Some(&started) = self.started.get() else {
-            return;
-        };
         let mut nested = Vec::new();
         let mut stale = Vec::new();
         {
             let registry = self.registry();
+            let Some(started) = registry.started() else {
+                return;
+            };
             for record in registry.records() {
                 if !matches!(record.stage(), Stage::Running(_)) {
                     continue;
@@ -435,20 +457,26 @@ impl ManagerShared {
         }
     }
 
-    /// Marks the manager and every child it still holds as ended, for when
-    /// the manager goes away without finishing its run: its future was
-    /// dropped (which aborts the children's tasks) or it was never run.
-    /// Does nothing after a run that finished.
-    pub(crate) fn abandon(&self) {
+    /// Marks the manager's run and every child it still holds as ended, for
+    /// when the run ends without finishing: its future was dropped (which
+    /// aborts the children's tasks) or it was never run. Does nothing after
+    /// a run that finished. A nested manager may still be run again by its
+    /// parent; its events go on until the manager itself is dropped.
+    pub(crate) fn abandon(&self, may_run_again: bool) {
         let records: Vec<_> = {
             let mut registry = self.registry();
             if registry.phase() == Phase::Finished {
                 return;
             }
+            if may_run_again && registry.phase() == Phase::Idle {
+                // Never run, and nested: what its parent may run again is
+                // every child.
+                registry.keep_spec();
+            }
             registry.set_phase(Phase::Finished);
+            registry.token().cancel();
             registry.drain()
         };
-        self.token.cancel();
         for record in &records {
             if let Some(attempt) = record.attempt() {
                 if let Some(abort) = &attempt.abort {
@@ -458,12 +486,11 @@ impl ManagerShared {
             // A nested manager kept alive elsewhere (an `Arc`, or its record
             // in a parent that keeps ended records) never runs again.
             if let Some(manager) = record.runnable.as_manager() {
-                manager.shared().abandon();
+                manager.shared().abandon(true);
             }
             record.core.finish(Outcome::Aborted);
         }
         self.end.set(Outcome::Aborted);
-        self.events.close();
         drop(records);
     }
 }

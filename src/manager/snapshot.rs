@@ -7,6 +7,25 @@ use std::time::Duration;
 use crate::control::Outcome;
 
 /// Where a child is in its life, at the moment of a snapshot.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildState, IdleProcess, ProcessManager};
+///
+/// let manager = ProcessManager::new();
+/// manager.insert(IdleProcess)?;
+/// for child in manager.handle().snapshot() {
+///     match child.state() {
+///         ChildState::Starting => println!("{} has not started yet", child.name()),
+///         ChildState::Restarting { in_: Some(delay) } => {
+///             println!("{} restarts in {delay:?}", child.name());
+///         }
+///         other => println!("{}: {other}", child.name()),
+///     }
+/// }
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ChildState {
@@ -46,6 +65,21 @@ impl fmt::Display for ChildState {
 
 /// One child at the moment of a snapshot; see
 /// [`ManagerHandle::snapshot`](crate::ManagerHandle::snapshot).
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessManager};
+///
+/// let manager = ProcessManager::builder().name("root").build();
+/// manager.insert(IdleProcess)?;
+/// let info = &manager.handle().snapshot()[0];
+/// assert_eq!((info.name(), info.path()), ("idle", "root/idle"));
+/// assert_eq!(info.restarts(), 0);
+/// assert!(info.uptime().is_none(), "not started yet");
+/// assert!(info.last_error().is_none());
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ChildInfo {
     pub(crate) id: u64,
@@ -124,6 +158,21 @@ impl fmt::Display for ChildInfo {
 /// │   └── kafka-1: ready, up 5s
 /// └── idle: ready, up 5s
 /// ```
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessManager};
+///
+/// let inner = ProcessManager::builder().name("consumers").child(IdleProcess).build();
+/// let root = ProcessManager::builder().name("root").build();
+/// root.insert(inner)?;
+/// let tree = root.handle().tree();
+/// assert_eq!(tree.path(), "root");
+/// assert_eq!(tree.children().len(), 1);
+/// print!("{tree}"); // drawn like the tree above
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TreeSnapshot {
     pub(crate) path: String,
@@ -132,6 +181,30 @@ pub struct TreeSnapshot {
 
 /// One child in a [`TreeSnapshot`], with its own subtree if it is a
 /// manager.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{IdleProcess, ProcessManager, TreeSnapshot};
+///
+/// /// Every name in the tree, depth first, indented by depth.
+/// fn names(tree: &TreeSnapshot, depth: usize, out: &mut Vec<String>) {
+///     for node in tree.children() {
+///         out.push(format!("{}{}", "  ".repeat(depth), node.info().name()));
+///         if let Some(subtree) = node.subtree() {
+///             names(subtree, depth + 1, out);
+///         }
+///     }
+/// }
+///
+/// let inner = ProcessManager::builder().name("inner").child(IdleProcess).build();
+/// let root = ProcessManager::builder().name("root").build();
+/// root.insert(inner)?;
+/// let mut out = Vec::new();
+/// names(&root.handle().tree(), 0, &mut out);
+/// assert_eq!(out, ["inner", "  idle"]);
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TreeNode {
     pub(crate) info: ChildInfo,

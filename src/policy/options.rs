@@ -26,6 +26,7 @@ use super::{Backoff, Restart, RestartLimit};
 #[derive(Debug, Clone, Default)]
 pub struct ChildOptions {
     pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) exact_name: Option<bool>,
     pub(crate) grace: Option<Duration>,
     pub(crate) background: Option<bool>,
     pub(crate) restart: Option<Restart>,
@@ -44,9 +45,36 @@ impl ChildOptions {
     }
 
     /// The child's name instead of [`Runnable::name`](crate::Runnable::name).
+    /// Like every name, it gets a suffix when a live sibling has it (see
+    /// [`ManagerHandle::insert`](crate::ManagerHandle::insert)), unless it
+    /// is an [`exact_name`](ChildOptions::exact_name).
     #[must_use]
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the child must have exactly its name: when a live sibling
+    /// has it, the insert is refused with
+    /// [`InsertErrorKind::DuplicateName`](crate::InsertErrorKind::DuplicateName)
+    /// (handing the runnable back) instead of suffixing it. For a child that
+    /// other code finds by name. Default: `false`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ChildOptions, IdleProcess, InsertErrorKind, ProcessManager};
+    ///
+    /// let manager = ProcessManager::new();
+    /// let exact = ChildOptions::new().name("db").exact_name(true);
+    /// manager.insert_with(IdleProcess, exact.clone())?;
+    /// let refused = manager.insert_with(IdleProcess, exact).unwrap_err();
+    /// assert_eq!(refused.kind(), InsertErrorKind::DuplicateName);
+    /// # Ok::<_, procmgr::InsertError<IdleProcess>>(())
+    /// ```
+    #[must_use]
+    pub fn exact_name(mut self, exact: bool) -> Self {
+        self.exact_name = Some(exact);
         self
     }
 
@@ -78,21 +106,18 @@ impl ChildOptions {
     /// from fresh configuration). A stop through its handle is final: it is
     /// not restarted, even while it waits for a restart.
     ///
-    /// A [`ProcessManager`](crate::ProcessManager) runs once, so restarting
-    /// a nested manager fails with
-    /// [`RunError::AlreadyStarted`](crate::RunError::AlreadyStarted). To
-    /// restart a subtree, build a fresh manager for each attempt:
+    /// A nested [`ProcessManager`](crate::ProcessManager) restarts like any
+    /// child: its new run starts the children it was built with, and the
+    /// handles into it follow (see [a restartable
+    /// subtree](crate::ProcessManager#a-restartable-subtree)):
     ///
     /// ```
-    /// use procmgr::{ChildOptions, ProcessManager, Restart, Runnable, process_fn};
+    /// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart};
     ///
-    /// let subtree = process_fn("consumers", |ctx| async move {
-    ///     let manager = ProcessManager::builder().name("consumers").build();
-    ///     // ... insert this attempt's children ...
-    ///     manager.run(ctx).await
-    /// });
+    /// let consumers = ProcessManager::builder().name("consumers").build();
+    /// consumers.insert(IdleProcess)?;
     /// let root = ProcessManager::new();
-    /// root.insert_with(subtree, ChildOptions::new().restart(Restart::OnFailure))?;
+    /// root.insert_with(consumers, ChildOptions::new().restart(Restart::OnFailure))?;
     /// # Ok::<_, Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
@@ -102,7 +127,8 @@ impl ChildOptions {
     }
 
     /// The delay before a restart after a failure. Default:
-    /// [`Backoff::default`] (100 ms doubling to 30 s, equal jitter).
+    /// [`Backoff::default`] (100 ms doubling to 30 s, plus up to half again
+    /// of jitter, never beyond 30 s).
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = Some(backoff);
@@ -149,9 +175,15 @@ impl ChildOptions {
     /// Whether the child says when it is ready
     /// ([`Context::mark_ready`](crate::Context::mark_ready)) and its manager
     /// counts as ready only once it has, in its current attempt: see
-    /// [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready). A nested
-    /// manager asks for this by default and says it is ready when its own
-    /// children are. Default: `false`.
+    /// [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready). An
+    /// override for one insert: a process declares this itself through
+    /// [`Runnable::reports_ready`](crate::Runnable::reports_ready) (as a
+    /// nested manager, [`IdleProcess`](crate::IdleProcess) and
+    /// `SignalReceiver` do) or
+    /// [`ProcessFn::reporting_ready`](crate::ProcessFn::reporting_ready).
+    /// With `false`, the child may still call `mark_ready` (its handle sees
+    /// it) without the debug assertion that catches a forgotten
+    /// declaration. Default: what the process declares.
     #[must_use]
     pub fn reports_ready(mut self, reports: bool) -> Self {
         self.reports_ready = Some(reports);
@@ -174,6 +206,7 @@ impl ChildOptions {
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
             name: self.name.or(defaults.name),
+            exact_name: self.exact_name.or(defaults.exact_name),
             grace: self.grace.or(defaults.grace),
             background: self.background.or(defaults.background),
             restart: self.restart.or(defaults.restart),

@@ -8,6 +8,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// When a child is started again after it ends.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart};
+///
+/// let manager = ProcessManager::new();
+/// // A consumer that reconnects after a failure, but may finish for good.
+/// manager.insert_with(IdleProcess, ChildOptions::new().restart(Restart::OnFailure))?;
+/// # Ok::<_, procmgr::BoxError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Restart {
@@ -21,25 +32,21 @@ pub enum Restart {
     Always,
 }
 
-/// How much of the backoff delay is randomised, so that children failing
-/// together do not restart together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Jitter {
-    /// The exact delay.
-    None,
-    /// Anywhere between zero and the delay.
-    Full,
-    /// Half the delay plus anywhere up to the other half (the default).
-    #[default]
-    Equal,
-}
-
-/// The delay before a failed child is restarted: exponential from a floor to
-/// a cap, with jitter, reset once the child has run stably for a while.
+/// How much random delay is added to each backoff delay, so that children
+/// failing together do not restart together.
 ///
-/// The delay after the `n`-th failure in a row is `floor * 2^(n-1)`, at most
-/// `cap`, then jittered.
+/// Jitter only ever adds: a delay is never shorter than the exponential
+/// value it starts from, so never shorter than the floor given to
+/// [`Backoff::exponential`], and it never goes beyond the cap. With `d`
+/// the exponential value of a restart (see [`Backoff`]):
+///
+/// | jitter | the delay lies in |
+/// | --- | --- |
+/// | `None` | exactly `d` |
+/// | `Half` (the default) | `d ..= min(d + d/2, cap)` |
+/// | `Full` | `d ..= min(2 d, cap)` |
+///
+/// Once `d` has reached the cap, no jitter is left: the delay is the cap.
 ///
 /// # Example
 ///
@@ -47,9 +54,44 @@ pub enum Jitter {
 /// use std::time::Duration;
 /// use procmgr::{Backoff, Jitter};
 ///
-/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
-///     .jitter(Jitter::Full)
+/// // Exactly 1 s, 2 s, 4 s, ... (tests and examples want exact delays).
+/// let exact = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60))
+///     .jitter(Jitter::None);
+/// # let _ = exact;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// The exact delay.
+    None,
+    /// Adds anywhere from nothing up to half the delay (the default).
+    #[default]
+    Half,
+    /// Adds anywhere from nothing up to the whole delay.
+    Full,
+}
+
+/// The delay before a failed child is restarted: exponential from a floor to
+/// a cap, with jitter, reset once the child has run stably for a while.
+///
+/// The delay after the `n`-th failure in a row starts from
+/// `d = min(floor * 2^(n-1), cap)`, and [`Jitter`] adds a random part on
+/// top, never going beyond `cap`. So every delay lies between `floor` and
+/// `cap`, both included: the numbers mean what they say.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{Backoff, Jitter};
+///
+/// // The first restart comes after 200 to 300 ms, the second after 400 to
+/// // 600 ms, ..., and none later than 10 s after its failure.
+/// let backoff = Backoff::exponential(Duration::from_millis(200), Duration::from_secs(10))
 ///     .reset_after(Duration::from_secs(60));
+/// // The first restart comes after 200 to 400 ms.
+/// let wider = backoff.jitter(Jitter::Full);
+/// # let _ = wider;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -60,13 +102,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Exponential backoff from `floor` to `cap`, with equal jitter and a
-    /// reset after 60 seconds of stable running.
+    /// Exponential backoff from `floor` to `cap` (a `cap` below `floor` is
+    /// taken as `floor`), with [`Jitter::Half`] and a reset after 60 seconds
+    /// of stable running. No delay is shorter than `floor` or longer than
+    /// `cap`.
     pub fn exponential(floor: Duration, cap: Duration) -> Self {
         Backoff {
             floor,
             cap: cap.max(floor),
-            jitter: Jitter::Equal,
+            jitter: Jitter::Half,
             reset_after: Duration::from_secs(60),
         }
     }
@@ -76,7 +120,8 @@ impl Backoff {
         Backoff::exponential(Duration::ZERO, Duration::ZERO).jitter(Jitter::None)
     }
 
-    /// How the delay is randomised. Default: [`Jitter::Equal`].
+    /// How much random delay is added to each delay. Default:
+    /// [`Jitter::Half`].
     #[must_use]
     pub fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
@@ -102,16 +147,19 @@ impl Backoff {
                 .map_or(self.cap, |delay| delay.min(self.cap)),
             None => self.cap,
         };
-        match self.jitter {
-            Jitter::None => exact,
-            Jitter::Full => fraction(exact, random),
-            Jitter::Equal => exact / 2 + fraction(exact - exact / 2, random),
-        }
+        let most = match self.jitter {
+            Jitter::None => return exact,
+            Jitter::Half => exact / 2,
+            Jitter::Full => exact,
+        };
+        // `exact <= cap`, so the span is never negative.
+        let span = most.min(self.cap - exact);
+        exact + fraction(span, random)
     }
 }
 
-/// Default: exponential from 100 ms to 30 seconds, with equal jitter and a
-/// reset after 60 seconds.
+/// Default: exponential from 100 ms to 30 seconds, with [`Jitter::Half`]
+/// (the first restart after 100 to 150 ms) and a reset after 60 seconds.
 impl Default for Backoff {
     fn default() -> Self {
         Backoff::exponential(Duration::from_millis(100), Duration::from_secs(30))
@@ -127,6 +175,19 @@ fn fraction(span: Duration, random: u64) -> Duration {
 
 /// At most `restarts` restarts within any `window`; one more and the child
 /// is given up on, as if it had no restart policy.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use procmgr::{ChildOptions, Restart, RestartLimit};
+///
+/// // Give up (and let the failure escalate) after the 4th failure within a minute.
+/// let limit = RestartLimit::new(3, Duration::from_secs(60));
+/// assert_eq!(limit.to_string(), "3 restarts within 60s");
+/// let options = ChildOptions::new().restart(Restart::OnFailure).restart_limit(limit);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartLimit {
     restarts: u32,
@@ -164,6 +225,23 @@ impl fmt::Display for RestartLimit {
 }
 
 /// Which children a manager restarts when one of them is restarted.
+///
+/// # Example
+///
+/// ```
+/// use procmgr::{ChildOptions, IdleProcess, ProcessManager, Restart, Strategy};
+///
+/// // A connection pool and the workers that use it: when the pool restarts,
+/// // the workers inserted after it restart too, the ones before it do not.
+/// let always = || ChildOptions::new().restart(Restart::Always);
+/// let manager = ProcessManager::builder()
+///     .strategy(Strategy::RestForOne)
+///     .child_with(IdleProcess, always().name("metrics"))
+///     .child_with(IdleProcess, always().name("pool"))
+///     .child_with(IdleProcess, always().name("worker"))
+///     .build();
+/// # let _ = manager;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Strategy {
@@ -198,6 +276,11 @@ impl RestartState {
             failures_in_a_row: 0,
             recent: VecDeque::new(),
         }
+    }
+
+    /// The same policy with no history, for a child started anew.
+    pub(crate) fn fresh(&self) -> Self {
+        RestartState::new(self.policy, self.backoff, self.limit)
     }
 
     /// Records a restart at `now`; `false` if it would exceed the limit.
@@ -269,35 +352,57 @@ mod tests {
         assert_eq!(backoff.delay(u32::MAX, 0), 1000 * MS);
     }
 
-    #[test]
-    fn full_jitter_stays_between_zero_and_the_delay() {
-        let backoff = Backoff::exponential(100 * MS, 1000 * MS).jitter(Jitter::Full);
+    /// The lowest and highest delay `backoff` gives after `n` failures: the
+    /// extremes of the random source, and many draws in between.
+    fn bounds(backoff: Backoff, n: u32) -> (Duration, Duration) {
         let mut random = Random::new();
-        for n in 1..=5 {
-            let exact = Backoff::exponential(100 * MS, 1000 * MS)
-                .jitter(Jitter::None)
-                .delay(n, 0);
-            for _ in 0..1000 {
-                assert!(backoff.delay(n, random.next()) <= exact);
-            }
-        }
-        assert_eq!(backoff.delay(1, 0), Duration::ZERO);
-        assert!(backoff.delay(1, u64::MAX) > 99 * MS);
-    }
-
-    #[test]
-    fn equal_jitter_keeps_at_least_half_the_delay() {
-        let backoff = Backoff::exponential(100 * MS, 1000 * MS).jitter(Jitter::Equal);
-        let mut random = Random::new();
-        let (mut low, mut high) = (Duration::MAX, Duration::ZERO);
+        let (mut low, mut high) = (backoff.delay(n, 0), backoff.delay(n, u64::MAX));
         for _ in 0..10_000 {
-            let delay = backoff.delay(3, random.next());
-            assert!((200 * MS..=400 * MS).contains(&delay), "{delay:?}");
+            let delay = backoff.delay(n, random.next());
+            assert!(
+                (low..=high).contains(&delay),
+                "{delay:?} outside {low:?}..={high:?}"
+            );
             low = low.min(delay);
             high = high.max(delay);
         }
-        // The jitter really spreads the delays.
-        assert!(low < 220 * MS && high > 380 * MS, "{low:?}..{high:?}");
+        (low, high)
+    }
+
+    #[test]
+    fn half_jitter_adds_up_to_half_the_delay_and_never_goes_below_the_floor() {
+        let backoff = Backoff::exponential(200 * MS, 10_000 * MS);
+        // Half is the default.
+        assert_eq!(backoff, backoff.jitter(Jitter::Half));
+        assert_eq!(backoff.delay(1, 0), 200 * MS);
+        let (low, high) = bounds(backoff, 1);
+        assert!(low >= 200 * MS && high <= 300 * MS, "{low:?}..={high:?}");
+        assert!(high > 299 * MS, "the jitter really spreads: {high:?}");
+        let (low, high) = bounds(backoff, 3);
+        assert!(low >= 800 * MS && high <= 1200 * MS, "{low:?}..={high:?}");
+    }
+
+    #[test]
+    fn full_jitter_adds_up_to_the_whole_delay() {
+        let backoff = Backoff::exponential(100 * MS, 1000 * MS).jitter(Jitter::Full);
+        assert_eq!(backoff.delay(1, 0), 100 * MS);
+        let (low, high) = bounds(backoff, 2);
+        assert!(low >= 200 * MS && high <= 400 * MS, "{low:?}..={high:?}");
+        assert!(high > 399 * MS, "the jitter really spreads: {high:?}");
+    }
+
+    #[test]
+    fn jitter_never_goes_beyond_the_cap() {
+        for jitter in [Jitter::Half, Jitter::Full] {
+            let backoff = Backoff::exponential(100 * MS, 300 * MS).jitter(jitter);
+            // 200 ms plus up to 100 or 200 ms, cut at 300 ms.
+            let (low, high) = bounds(backoff, 2);
+            assert!(low >= 200 * MS && high <= 300 * MS, "{low:?}..={high:?}");
+            assert!(high > 299 * MS, "{high:?}");
+            // At the cap there is nothing left to add.
+            assert_eq!(bounds(backoff, 3), (300 * MS, 300 * MS));
+            assert_eq!(bounds(backoff, u32::MAX), (300 * MS, 300 * MS));
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Run<'_> {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
             });
-            self.shared.token.cancel();
+            self.token.cancel();
         }
         events::child_ended(&self.scope.path, &core.name, core.id, &outcome);
         self.scope
@@ -139,6 +139,12 @@ impl Run<'_> {
             // during the manager's own stop count as failures.
             (Outcome::Aborted, _) if core.was_asked_to_stop() => return,
             (Outcome::Aborted, Some(AbortCause::Grace(grace))) => FailureCause::Aborted { grace },
+            (Outcome::Aborted, Some(AbortCause::Forced)) => FailureCause::Forced {
+                signal: match self.shared.reason.get() {
+                    Some(ShutdownReason::Forced(signal)) => Some(signal),
+                    _ => None,
+                },
+            },
             _ => return,
         };
         // A nested manager's failures already carry full paths.
@@ -156,7 +162,8 @@ impl Run<'_> {
                 }
             }
             None => {
-                let mut failure = ChildFailure::new(self.child_path(&core.name), core.id, cause);
+                let mut failure = ChildFailure::new(self.child_path(&core.name), core.id, cause)
+                    .in_attempt(core.attempt());
                 if let Some(limit) = exceeded {
                     failure = failure.exceeding(limit);
                 }
@@ -175,7 +182,7 @@ impl Run<'_> {
                 self.failures = Some(ChildFailures::new(failure));
                 // Requesting shutdown through the token lets the loop's
                 // shutdown branch run the stop, same as any other request.
-                self.shared.token.cancel();
+                self.token.cancel();
             }
         }
     }

@@ -41,19 +41,21 @@ mod task;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use task::{DynRunnable, Launch, TaskOutput};
 
 use super::exit::Exit;
-use super::registry::{Phase, Registry};
+use super::registry::{Admission, Phase, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
-    ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
+    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
+    StopListener,
 };
 use crate::error::{ChildFailures, RunError};
 use crate::policy::Random;
@@ -74,6 +76,8 @@ pub(crate) async fn supervise(
     // on every turn.
     let sleep = tokio::time::sleep_until(Instant::now());
     tokio::pin!(sleep);
+    let token = run.token.clone();
+    let requested = run.requested.clone();
     let mut armed: Option<Instant> = None;
     loop {
         run.turn();
@@ -82,11 +86,14 @@ pub(crate) async fn supervise(
             break;
         }
         let next_deadline = run.next_deadline();
-        if next_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-            // Due already (a restart without backoff): tokio's timer would
-            // round the wait up to its next millisecond tick.
-            run.timers_due(parent.as_ref());
-            continue;
+        if let Some(deadline) = next_deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                // Due already (a restart without backoff): tokio's timer
+                // would round the wait up to its next millisecond tick.
+                run.timers_due(now, parent.as_ref());
+                continue;
+            }
         }
         if next_deadline != armed {
             if let Some(deadline) = next_deadline {
@@ -97,15 +104,15 @@ pub(crate) async fn supervise(
         let stopping = run.phase.is_stopping();
         tokio::select! {
             biased;
-            () = shared.token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
-            () = shared.requested.cancelled(), if run.phase == Phase::Running => run.begin_drain(),
+            () = token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
+            () = requested.cancelled(), if run.phase == Phase::Running => run.begin_drain(),
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
             Some(joined) = run.tasks.join_next() => run.reap(joined),
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
-                run.timers_due(parent.as_ref());
+                run.timers_due(Instant::now(), parent.as_ref());
             }
             () = shared.wake.notified() => {}
         }
@@ -128,6 +135,13 @@ struct Run<'a> {
     scope: Arc<Scope>,
     /// The manager's id in its parent, for its own events.
     own_id: u64,
+    /// Whether it runs as another manager's child, which may run it again.
+    nested: bool,
+    /// This run's token, cancelled when it stops (the registry's).
+    token: CancellationToken,
+    /// This run's shutdown request, a child of `token` cancelled alone at
+    /// the start of a drain (the registry's).
+    requested: CancellationToken,
     /// A copy of the registry's phase, changed with it in [`Run::enter`].
     phase: Phase,
     tasks: JoinSet<TaskOutput>,
@@ -136,6 +150,8 @@ struct Run<'a> {
     /// Their abort handles, on the way into the registry.
     spawned: Vec<(ChildKey, tokio::task::AbortHandle)>,
     timers: Timers,
+    /// `timers_due`'s list of restarts to finish after the lock.
+    restarts_due: Vec<(ChildKey, start::RestartDue)>,
     /// Tasks this loop aborted: they come back without their key.
     aborting: HashMap<tokio::task::Id, (ChildKey, AbortCause)>,
     failures: Option<ChildFailures>,
@@ -168,7 +184,9 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Starts the run; `None` if the manager has run before.
+    /// Starts the run; `None` if the manager runs now, or has run as a
+    /// root. A nested manager whose run has finished runs again (its parent
+    /// restarts it) with the children it was built with.
     fn new(shared: &'a Arc<ManagerShared>, parent: Option<&Context>) -> Option<Self> {
         let path: Arc<str> = match parent {
             Some(ctx) => ctx.path().into(),
@@ -177,22 +195,36 @@ impl<'a> Run<'a> {
         // The children inserted before the run are taken under the lock
         // that starts it: one inserted a moment later is not part of an
         // ordered start.
-        let initial = {
+        let started = Instant::now();
+        let (initial, token, requested) = {
             let mut registry = shared.registry();
-            if registry.phase() != Phase::Idle {
-                return None;
-            }
-            registry.set_phase(Phase::Running);
-            if shared.settings.ordered_start.is_some() {
+            let token = match (registry.phase(), parent) {
+                (Phase::Idle, _) => {
+                    registry.set_phase(Phase::Running);
+                    if parent.is_some() {
+                        registry.keep_spec();
+                    }
+                    registry.token().clone()
+                }
+                (Phase::Finished, Some(_)) => rerun(shared, &mut registry),
+                _ => return None,
+            };
+            let initial = if shared.settings.ordered_start.is_some() {
                 registry.take_pending()
             } else {
                 Vec::new()
-            }
+            };
+            registry.set_started(started);
+            (initial, token, registry.requested().clone())
         };
-        // A manager runs once (checked above), so these are the first sets.
+        if let Some(ctx) = parent {
+            *shared
+                .in_parent
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(ctx.core());
+        }
+        // A manager runs once (checked above), so this is the first set.
         let _ = shared.path.set(Arc::clone(&path));
-        let started = Instant::now();
-        let _ = shared.started.set(started);
         let mut run = Run {
             shared,
             scope: Arc::new(Scope {
@@ -202,11 +234,15 @@ impl<'a> Run<'a> {
                 started,
             }),
             own_id: parent.map_or(0, Context::id),
+            nested: parent.is_some(),
+            token,
+            requested,
             phase: Phase::Running,
             tasks: JoinSet::new(),
             to_spawn: Vec::new(),
             spawned: Vec::new(),
             timers: Timers::new(),
+            restarts_due: Vec::new(),
             aborting: HashMap::new(),
             failures: None,
             foreground: 0,
@@ -288,7 +324,7 @@ impl<'a> Run<'a> {
         if ready != self.told_ready {
             self.told_ready = ready;
             if ready {
-                ctx.mark_ready();
+                ctx.set_ready();
             } else {
                 ctx.mark_unready();
             }
@@ -333,7 +369,10 @@ impl<'a> Run<'a> {
             // as they do when every child has ended.
             self.shared.readiness_changed(true);
         }
-        self.shared.events.close();
+        if !self.nested {
+            // A nested manager may run again; its events go on.
+            self.shared.events.close();
+        }
         self.shared.end.set(match &result {
             Ok(exit) if exit.shutdown_reason().is_some() => Outcome::Stopped,
             Ok(_) => Outcome::Completed,
@@ -347,7 +386,52 @@ impl Drop for Run<'_> {
     fn drop(&mut self) {
         if self.phase != Phase::Finished {
             self.tasks.abort_all();
-            self.shared.abandon();
+            self.shared.abandon(true);
         }
     }
+}
+
+/// Starts a new run of a nested manager whose run has finished (under the
+/// registry lock): the run's state is reset, and the children it was built
+/// with are admitted again, each as the successor of the one before, so
+/// that their handles follow. Returns the new run's token.
+fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationToken {
+    let (token, mut spec) = registry.begin_rerun();
+    shared.reason.clear();
+    shared.forced.store(false, Ordering::Release);
+    shared.end.clear();
+    let listener: Weak<dyn StopListener> = Arc::downgrade(shared) as _;
+    let mut unready = 0;
+    for child in &mut spec {
+        let previous = &child.core;
+        // Every name is free: the run ended every child.
+        let Ok((key, name)) = registry.reserve(previous.name.clone(), true) else {
+            continue;
+        };
+        let own_token = previous.policy.background || shared.settings.ordered_stop;
+        let token = if own_token {
+            CancellationToken::new()
+        } else {
+            token.child_token()
+        };
+        let core = Arc::new(ChildCore::new(
+            key,
+            name,
+            previous.policy,
+            token,
+            Weak::clone(&listener),
+        ));
+        previous.set_successor(Arc::clone(&core));
+        if core.policy.reports_ready {
+            unready += 1;
+        }
+        let restart = child.restart.as_ref().map(|state| Box::new(state.fresh()));
+        let runnable = Arc::clone(&child.runnable);
+        registry.admit(Arc::clone(&core), Admission { runnable, restart });
+        child.core = core;
+    }
+    registry.restore_spec(spec);
+    shared.unready.store(unready, Ordering::Release);
+    shared.work.store(true, Ordering::Release);
+    token
 }

@@ -25,9 +25,11 @@ enum Next {
     /// Held for its group restart; `asked` if the group had asked it to stop.
     Held { asked: bool },
     /// Waits for its restart after `delay`, alone or with its group;
-    /// `failure` is the attempt's failure, for the log.
+    /// `failure` is the attempt's failure, kept for the log only when a
+    /// logging feature is on.
     Restart {
         delay: Duration,
+        failed: bool,
         failure: Option<Outcome>,
         alone: bool,
     },
@@ -64,10 +66,10 @@ impl Run<'_> {
             }
             Next::Restart {
                 delay,
+                failed,
                 failure,
                 alone,
             } => {
-                let failed = failure.is_some();
                 if let Some(outcome) = &failure {
                     // Formats the user's error: not under the lock.
                     events::attempt_failed(&self.scope.path, &core.name, core.id, outcome);
@@ -157,7 +159,7 @@ impl Run<'_> {
             match state {
                 Some(state) if allowed => {
                     let delay = state.next_delay(failed, ran_for, self.random.next());
-                    let failure = failed.then(|| outcome.clone());
+                    let failure = (failed && events::LOGS).then(|| outcome.clone());
                     let last = Box::new(outcome);
                     // A background helper's restart never takes workers with
                     // it.
@@ -172,6 +174,7 @@ impl Run<'_> {
                     }
                     Next::Restart {
                         delay,
+                        failed,
                         failure,
                         alone,
                     }
@@ -199,7 +202,7 @@ impl Run<'_> {
             .get(key)
             .and_then(|record| record.runnable.as_manager());
         if let Some(nested) = nested {
-            nested.shared().abandon();
+            nested.shared().abandon(true);
         }
     }
 

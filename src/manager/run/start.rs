@@ -251,7 +251,7 @@ impl Run<'_> {
                 attempt.abort = Some(abort);
             }
             if forced && !record.core.policy.background {
-                self.abort(record, AbortCause::Grace(std::time::Duration::ZERO));
+                self.abort(record, AbortCause::Forced);
             }
         }
         drop(registry);

@@ -38,6 +38,8 @@ use crate::manager::registry::{Phase, Record, Stage};
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AbortCause {
     Grace(Duration),
+    /// A forced shutdown, which waits for no grace period.
+    Forced,
     StartTimeout(Duration),
     Wedged(Duration),
 }
@@ -81,7 +83,7 @@ impl Run<'_> {
             // Inserts that waited for the group start (and stop) now.
             self.work_for_next_turn();
         }
-        self.shared.token.cancel();
+        self.token.cancel();
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
             // its outcome there reads "stopped".
@@ -186,7 +188,7 @@ impl Run<'_> {
             // The manager is stopping, and says so to anyone who asks
             // (`is_shutdown_requested`), the same as the insert it refuses
             // from now on. No reason is set: nobody asked.
-            self.shared.token.cancel();
+            self.token.cancel();
             for record in registry.records_mut() {
                 if !record.core.policy.background {
                     continue;
@@ -220,7 +222,7 @@ impl Run<'_> {
         let mut registry = shared.registry();
         for record in registry.records_mut() {
             if !record.core.policy.background {
-                self.abort(record, AbortCause::Grace(Duration::ZERO));
+                self.abort(record, AbortCause::Forced);
             }
         }
     }
@@ -288,13 +290,15 @@ impl Run<'_> {
             return;
         };
         if let Entry::Vacant(entry) = self.aborting.entry(abort.id()) {
-            let grace = match cause {
+            let core = &record.core;
+            match cause {
                 AbortCause::Grace(grace)
                 | AbortCause::StartTimeout(grace)
-                | AbortCause::Wedged(grace) => grace,
-            };
-            let core = &record.core;
-            events::child_aborting(&self.scope.path, &core.name, core.id, grace);
+                | AbortCause::Wedged(grace) => {
+                    events::child_aborting(&self.scope.path, &core.name, core.id, grace);
+                }
+                AbortCause::Forced => events::child_forced(&self.scope.path, &core.name, core.id),
+            }
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || {

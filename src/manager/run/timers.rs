@@ -146,9 +146,9 @@ impl Run<'_> {
         }
     }
 
-    /// Does what the timers due by now say.
-    pub(super) fn timers_due(&mut self, parent: Option<&Context>) {
-        let now = Instant::now();
+    /// Does what the timers due by `now` say; a drain that is over begins
+    /// the stop.
+    pub(super) fn timers_due(&mut self, now: Instant, parent: Option<&Context>) {
         if let Phase::Draining { until } = self.phase {
             if until <= now {
                 self.begin_stop(parent);
@@ -167,7 +167,9 @@ impl Run<'_> {
                 self.abort_late_children();
             }
         }
-        let mut restarts = Vec::new();
+        // Restarts with something left to do after the lock; kept between
+        // calls, so that a restart allocates nothing.
+        let mut restarts = std::mem::take(&mut self.restarts_due);
         {
             let mut guard = self.shared.registry();
             let registry = &mut *guard;
@@ -210,7 +212,10 @@ impl Run<'_> {
                         }
                     }
                     (TimerKind::Restart, Stage::Backoff { .. }) if !self.phase.is_stopping() => {
-                        restarts.push((key, self.restart_due(record, now)));
+                        match self.restart_due(record, now) {
+                            RestartDue::Started { in_group: false } => {}
+                            due => restarts.push((key, due)),
+                        }
                     }
                     _ => {}
                 }
@@ -220,12 +225,15 @@ impl Run<'_> {
         }
         // After the lock: what follows a final end, and a group restart
         // that is over once its members run again.
-        for (key, restart) in restarts {
+        for (key, restart) in restarts.drain(..) {
             match restart {
                 RestartDue::Stopped => self.end_child(key, Ending::Waiting),
                 RestartDue::Started { in_group: true } => self.left_group_backoff(),
                 RestartDue::Started { in_group: false } => {}
             }
+        }
+        if restarts.capacity() <= 1024 {
+            self.restarts_due = restarts;
         }
     }
 }
