@@ -30,7 +30,11 @@
 //!   per measurement;
 //! - `restart`: one child that fails N times in a row, restarted each time
 //!   with zero backoff, until its last attempt has ended (reported per
-//!   fail-to-restart cycle).
+//!   fail-to-restart cycle);
+//! - `snapshot` (with `--features serde`, procmgr only): `tree()` of a
+//!   running manager with N idle children, and serializing it to JSON;
+//! - `slow-poll` (procmgr only): what a slow-poll threshold costs per poll
+//!   of a child's future, against the same child without one.
 //!
 //! Every child reports through the same counters on both sides, so the two
 //! sides differ only in how they supervise. Each figure is the median of a
@@ -186,6 +190,7 @@ impl<'a> Config<'a> {
                 rows.push(row);
             }
         }
+        self.observability();
         println!();
         println!("| scenario | N | procmgr | baseline | ratio | target |");
         println!("| --- | ---: | ---: | ---: | ---: | --- |");
@@ -216,6 +221,40 @@ impl<'a> Config<'a> {
             }
         }
         (median(procmgr), median(baseline))
+    }
+
+    /// What the observability features cost, on procmgr alone (the baseline
+    /// has no such thing): `snapshot` (feature `serde`) and `slow-poll`.
+    fn observability(&self) {
+        #[cfg(feature = "serde")]
+        if self.wants("snapshot") {
+            let repetitions = if self.quick { 5 } else { 21 };
+            for &n in self.sizes {
+                let (tree, json, bytes) = snapshot_cost(n, repetitions);
+                println!(
+                    "snapshot {:>9}: tree() {} ({} ns/child), to JSON {} ({} ns/child, {} KiB)",
+                    thousands(n),
+                    human_time(tree),
+                    tree.as_nanos() / n as u128,
+                    human_time(json),
+                    json.as_nanos() / n as u128,
+                    bytes / 1024,
+                );
+            }
+        }
+        if self.wants("slow-poll") {
+            let polls = if self.quick { 200_000 } else { 1_000_000 };
+            let repetitions = if self.quick { 5 } else { 15 };
+            let (off, on) = poll_cost(polls, repetitions);
+            let per_poll = |total: Duration| total.as_nanos() as f64 / polls as f64;
+            println!(
+                "slow-poll {:>8} polls: {:.1} ns/poll without a threshold, {:.1} ns/poll with one ({:+.1} ns)",
+                thousands(polls),
+                per_poll(off),
+                per_poll(on),
+                per_poll(on) - per_poll(off),
+            );
+        }
     }
 
     /// Peak resident memory growth per idle child, each measurement in a
@@ -673,6 +712,90 @@ async fn procmgr_running_idle(
     let run = tokio::spawn(manager.into_future());
     started.wait().await;
     (handle, run)
+}
+
+/// Yields `polls` times, so that its task is polled that often. It wakes
+/// itself rather than calling `tokio::task::yield_now`, which defers the wake
+/// until the runtime has polled its drivers: a system call per yield that
+/// would drown what is measured.
+struct Yields(usize);
+
+impl Runnable for Yields {
+    type Error = Infallible;
+
+    async fn run(&self, _ctx: Context) -> Result<(), Infallible> {
+        for _ in 0..self.0 {
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    std::task::Poll::Ready(())
+                } else {
+                    yielded = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+        }
+        Ok(())
+    }
+}
+
+/// The median time of one child polled `polls` times, without a slow-poll
+/// threshold and with one it never reaches, the two taking turns.
+fn poll_cost(polls: usize, repetitions: usize) -> (Duration, Duration) {
+    // One thread: a yield on a multi-threaded runtime also measures how the
+    // workers hand the task around, which drowns what is measured here.
+    let once = |threshold: Option<Duration>| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            let manager = ProcessManager::new();
+            let options = match threshold {
+                Some(threshold) => ChildOptions::new().slow_poll(threshold),
+                None => ChildOptions::new(),
+            };
+            manager
+                .insert_with(Yields(polls), options)
+                .expect("accepted");
+            let t0 = Instant::now();
+            manager.await.expect("clean run");
+            t0.elapsed()
+        })
+    };
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for _ in 0..repetitions {
+        off.push(once(None));
+        on.push(once(Some(Duration::from_secs(1))));
+    }
+    (median(off), median(on))
+}
+
+/// A running manager with `n` idle children: the median time of `tree()`
+/// and of serializing it to JSON, and the JSON's size.
+#[cfg(feature = "serde")]
+fn snapshot_cost(n: usize, repetitions: usize) -> (Duration, Duration, usize) {
+    on_runtime(async move {
+        let (handle, run) = procmgr_running_idle(n).await;
+        let mut trees = Vec::new();
+        let mut jsons = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..repetitions {
+            let t0 = Instant::now();
+            let tree = handle.tree();
+            trees.push(t0.elapsed());
+            let t0 = Instant::now();
+            let json = serde_json::to_vec(&tree).expect("serializes");
+            jsons.push(t0.elapsed());
+            bytes = json.len();
+        }
+        handle.request_shutdown().expect("running");
+        run.await.expect("joined").expect("clean stop");
+        (median(trees), median(jsons), bytes)
+    })
 }
 
 // ---------------------------------------------------------------------------

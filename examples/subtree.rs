@@ -12,6 +12,11 @@
 //! - The handles taken before the restart keep working: the example stops
 //!   `orders` through the handle it got at the insert, and looks `payments`
 //!   up by path, in the new run.
+//! - A crash loop: `jobs` allows 2 restarts among its children within 10 s
+//!   (`ProcessManagerBuilder::restart_limit`, OTP's intensity and period).
+//!   Its `crashy` child fails every 50 ms; the third restart would exceed
+//!   the limit, so `jobs` stops and fails, and its parent's policy decides
+//!   (here `escalate(false)`: the service lets it go and carries on).
 //!
 //! Run it with:
 //!
@@ -24,7 +29,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use procmgr::{Backoff, BoxError, ChildOptions, Jitter, ProcessManager, Restart, process_fn_with};
+use procmgr::{
+    Backoff, BoxError, ChildOptions, Jitter, Outcome, ProcessManager, Restart, RestartLimit,
+    process_fn_with,
+};
 use tokio::time::Instant;
 
 #[tokio::main]
@@ -63,6 +71,24 @@ async fn main() -> Result<(), BoxError> {
                 .jitter(Jitter::None),
         ),
     )?;
+
+    let jobs = ProcessManager::builder()
+        .name("jobs")
+        .restart_limit(RestartLimit::new(2, Duration::from_secs(10)))
+        .build();
+    jobs.insert_with(
+        process_fn_with("crashy", log, |log, ctx| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            log(&ctx.path(), &format!("attempt {} crashes", ctx.attempt()));
+            Err("crashed".into())
+        }),
+        ChildOptions::new().restart(Restart::Always).backoff(
+            Backoff::exponential(Duration::from_millis(50), Duration::from_millis(50))
+                .jitter(Jitter::None),
+        ),
+    )?;
+    let jobs = root.insert_with(jobs, ChildOptions::new().escalate(false))?;
+
     let root_handle = root.handle();
     let run = tokio::spawn(root.into_future());
 
@@ -74,8 +100,15 @@ async fn main() -> Result<(), BoxError> {
         Ok(())
     }))?;
 
+    if let Outcome::Failed(error) = jobs.wait().await {
+        println!(
+            "{:>5} ms  jobs gave up: {error}",
+            started.elapsed().as_millis()
+        );
+    }
+
     // `payments` fails at 300 ms; the subtree is back at about 500 ms.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep_until(started + Duration::from_millis(700)).await;
     println!(
         "{:>5} ms  consumers restarted {} time(s); audit is {}",
         started.elapsed().as_millis(),

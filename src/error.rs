@@ -321,8 +321,19 @@ pub struct ChildFailure {
     path: String,
     id: u64,
     cause: FailureCause,
-    exceeded: Option<RestartLimit>,
+    exceeded: Option<Exceeded>,
     attempt: u32,
+    blocking_poll: Option<Duration>,
+}
+
+/// Which restart limit a failure exceeded.
+#[derive(Debug, Clone, Copy)]
+enum Exceeded {
+    /// The child's own ([`ChildOptions::restart_limit`](crate::ChildOptions::restart_limit)).
+    Child(RestartLimit),
+    /// Its manager's, over all of its children
+    /// ([`ProcessManagerBuilder::restart_limit`](crate::ProcessManagerBuilder::restart_limit)).
+    Manager(RestartLimit),
 }
 
 impl ChildFailure {
@@ -333,6 +344,7 @@ impl ChildFailure {
             cause,
             exceeded: None,
             attempt: 1,
+            blocking_poll: None,
         }
     }
 
@@ -348,16 +360,51 @@ impl ChildFailure {
         self.attempt
     }
 
-    pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
-        self.exceeded = Some(limit);
+    pub(crate) fn blocked(mut self, blocking_poll: Option<Duration>) -> Self {
+        self.blocking_poll = blocking_poll;
         self
     }
 
-    /// The restart limit the child exceeded, if it was given up on because
-    /// it failed too often; [`cause`](ChildFailure::cause) is its last
-    /// failure.
+    /// When the manager aborted the child (its grace period was over, or it
+    /// was wedged), one poll of its future had blocked its thread for this
+    /// long, over its slow-poll threshold: the child did not yield, so the
+    /// abort had to wait for that poll to return. Known only for children
+    /// with a threshold ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll)).
+    pub fn blocking_poll(&self) -> Option<Duration> {
+        self.blocking_poll
+    }
+
+    pub(crate) fn exceeding(mut self, limit: RestartLimit) -> Self {
+        self.exceeded = Some(Exceeded::Child(limit));
+        self
+    }
+
+    pub(crate) fn exceeding_manager(mut self, limit: RestartLimit) -> Self {
+        self.exceeded = Some(Exceeded::Manager(limit));
+        self
+    }
+
+    /// The child's own restart limit, if it was given up on because it
+    /// failed too often; [`cause`](ChildFailure::cause) is its last failure.
     pub fn exceeded_restart_limit(&self) -> Option<&RestartLimit> {
-        self.exceeded.as_ref()
+        match &self.exceeded {
+            Some(Exceeded::Child(limit)) => Some(limit),
+            Some(Exceeded::Manager(_)) | None => None,
+        }
+    }
+
+    /// The restart limit of the child's manager (the one whose name ends
+    /// the path before the child's), if restarting this child would have
+    /// been one restart too many among all of that manager's children:
+    /// the manager stopped every child and failed with this failure.
+    /// [`cause`](ChildFailure::cause) is how the child last ended, which
+    /// is [`FailureCause::Exited`] if it ended without failing (under
+    /// [`Restart::Always`](crate::Restart::Always)).
+    pub fn exceeded_manager_restart_limit(&self) -> Option<&RestartLimit> {
+        match &self.exceeded {
+            Some(Exceeded::Manager(limit)) => Some(limit),
+            Some(Exceeded::Child(_)) | None => None,
+        }
     }
 
     /// The child's path from the root manager, such as `root/consumers/kafka-0`.
@@ -412,12 +459,26 @@ impl fmt::Display for ChildFailure {
                 "process {} was wedged: no heartbeat for {timeout:?}",
                 self.path
             )?,
+            FailureCause::Exited => write!(f, "process {} exited", self.path)?,
         }
         if self.attempt > 1 {
             write!(f, " (attempt {})", self.attempt)?;
         }
         match &self.exceeded {
-            Some(limit) => write!(f, ", more often than its restart limit of {limit}"),
+            Some(Exceeded::Child(limit)) => {
+                write!(f, ", more often than its restart limit of {limit}")?;
+            }
+            Some(Exceeded::Manager(limit)) => write!(
+                f,
+                ", and restarting it would exceed its manager's restart limit of {limit}"
+            )?,
+            None => {}
+        }
+        match self.blocking_poll {
+            Some(blocked) => write!(
+                f,
+                "; it did not yield: one poll had blocked its thread for {blocked:?}"
+            ),
             None => Ok(()),
         }
     }
@@ -431,7 +492,8 @@ impl Error for ChildFailure {
             | FailureCause::Aborted { .. }
             | FailureCause::Forced { .. }
             | FailureCause::StartTimeout { .. }
-            | FailureCause::Wedged { .. } => None,
+            | FailureCause::Wedged { .. }
+            | FailureCause::Exited => None,
         }
     }
 }
@@ -501,6 +563,11 @@ pub enum FailureCause {
         /// The heartbeat timeout.
         timeout: Duration,
     },
+    /// It ended without failing (under
+    /// [`Restart::Always`](crate::Restart::Always)), and restarting it
+    /// would have exceeded its manager's restart limit
+    /// ([`ChildFailure::exceeded_manager_restart_limit`]).
+    Exited,
 }
 
 /// An insert that was refused; it hands the runnable back.

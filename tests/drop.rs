@@ -96,3 +96,37 @@ async fn dropping_a_manager_that_never_ran_releases_its_children() {
     assert!(manager_handle.is_finished());
     assert!(manager_handle.insert(procmgr::IdleProcess).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_nested_run_while_its_manager_lives_on_aborts_its_children() {
+    let (started, mut starts) = mpsc::unbounded_channel();
+    let (child, dropped) = watched("child", started);
+    let inner = std::sync::Arc::new(ProcessManager::builder().name("inner").build());
+    let inner_child = inner.insert(child).expect("accepted");
+    let inner_handle = inner.handle();
+    // A process that runs a manager it owns for a while, then lets go of
+    // the run but keeps the manager.
+    let kept = std::sync::Arc::clone(&inner);
+    let wrapper = process_fn("wrapper", move |ctx| {
+        let inner = std::sync::Arc::clone(&kept);
+        async move {
+            tokio::select! {
+                result = inner.run(ctx) => panic!("the inner run ended: {result:?}"),
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let root = ProcessManager::new();
+    let wrapper = root.insert(wrapper).expect("accepted");
+    let run = tokio::spawn(root.into_future());
+    assert_eq!(starts.recv().await, Some("child"));
+
+    assert!(matches!(wrapper.wait().await, Outcome::Completed));
+    assert_dropped(dropped).await;
+    assert!(matches!(inner_child.outcome(), Some(Outcome::Aborted)));
+    assert!(inner_handle.is_finished());
+    assert!(inner_handle.insert(procmgr::IdleProcess).is_err());
+    // Its only child has completed: the root ends.
+    run.await.expect("joined").expect("no child failed");
+}

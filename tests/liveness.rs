@@ -172,3 +172,63 @@ async fn a_context_kept_after_its_attempt_cannot_keep_the_next_attempt_alive() {
         FailureCause::Wedged { .. }
     ));
 }
+
+/// Beats every 500 ms until asked to stop, then takes 3 s to stop, without
+/// beating.
+fn beats_then_drains() -> impl procmgr::Runnable {
+    process_fn("drainer", |ctx| async move {
+        loop {
+            tokio::select! {
+                () = ctx.shutdown_requested() => break,
+                () = tokio::time::sleep(Duration::from_millis(500)) => ctx.heartbeat(),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// A heartbeat timeout of 1 s, a grace period of 10 s.
+fn draining_options() -> ChildOptions {
+    ChildOptions::new()
+        .heartbeat_timeout(Duration::from_secs(1))
+        .grace_period(Duration::from_secs(10))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_asked_to_stop_through_its_handle_has_its_grace_period_not_its_heartbeat_timeout() {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
+    let child = manager
+        .insert_with(beats_then_drains(), draining_options())
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    let asked = Instant::now();
+    assert!(matches!(child.shutdown().await, Outcome::Stopped));
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    assert!(!handle.is_finished(), "the manager runs on");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("no child failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_stopping_with_its_manager_has_its_grace_period_not_its_heartbeat_timeout() {
+    let manager = ProcessManager::builder().name("root").build();
+    let child = manager
+        .insert_with(beats_then_drains(), draining_options())
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    let asked = Instant::now();
+    handle.request_shutdown().expect("running");
+    run.await.expect("joined").expect("no child failed");
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    assert!(matches!(child.outcome(), Some(Outcome::Stopped)));
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Captured, run_a_failing_tree};
+use common::{Captured, run_a_blocking_child, run_a_failing_tree};
 
 mod log_records {
     use super::*;
@@ -28,6 +28,7 @@ mod log_records {
         log::set_logger(Box::leak(Box::new(Logger(captured.clone())))).expect("first logger");
         log::set_max_level(log::LevelFilter::Trace);
         run_a_failing_tree().await;
+        run_a_blocking_child().await;
         let lines = captured.lines();
         if cfg!(feature = "log") {
             for expected in [
@@ -42,6 +43,14 @@ mod log_records {
                     "{expected:?} not in {lines:#?}"
                 );
             }
+            let slow = "WARN process root/blocker (id 0) blocked its thread: one poll took ";
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(slow)
+                        && l.ends_with("over its slow-poll threshold of 10ms")),
+                "{slow:?} not in {lines:#?}"
+            );
         } else {
             assert!(
                 lines.is_empty(),

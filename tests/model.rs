@@ -2,7 +2,8 @@
 //!
 //! Each case is one seed. A SplitMix64 generator turns the seed into a plan:
 //! a root manager with random settings (strategy, grace period,
-//! auto-cleanup, ordered stop) and a few children, then a sequence of
+//! auto-cleanup, ordered stop, a manager-wide restart limit) and a few
+//! children, then a sequence of
 //! operations: inserts of scripted children with random options (restart
 //! policy with a fixed, jitter-free backoff and a restart limit, own grace
 //! period, background, significant, escalate, reports-ready), inserts of
@@ -31,11 +32,17 @@
 //! - restart counts follow the policy: none without one, at most the limit
 //!   for one-for-one and background children (each restart of an on-failure
 //!   child follows an attempt scripted to fail), at most the sum of the
-//!   siblings' limits under one-for-all and rest-for-one;
+//!   siblings' limits under one-for-all and rest-for-one, and at most the
+//!   manager's own limit (a group restart counts once);
+//! - a one-for-one manager with a restart limit is asked to stop once its
+//!   children's undisturbed timelines make one restart too many (the model
+//!   merges the instants their restarts are decided and slides the window
+//!   over them); a failure that names a manager's limit comes from a
+//!   manager that has one;
 //! - exactly, while nothing has interfered with it yet: a foreground child
 //!   of a one-for-one manager follows its script's timeline (restart count
 //!   and outcome at every step, from the backoff arithmetic and the limit)
-//!   from its start;
+//!   from its start, until its manager's restart limit trips;
 //! - a child starts at its insert, unless its manager is busy: a child
 //!   inserted while a one-for-all or rest-for-one group restart is in
 //!   flight there (a foreground member shows as restarting), or into
@@ -49,8 +56,9 @@
 //!   ended then, and the loop saw that first); otherwise a child that did
 //!   not wait starts exactly at its insert;
 //! - a failure that is final stops the manager (escalation), a significant
-//!   child's end stops it, and a child does not end for good with restarts
-//!   left unless its manager stops or its handle asked it to;
+//!   child's end stops it (unless its group restart stopped it for good),
+//!   and a child does not end for good with restarts left unless its
+//!   manager stops or its handle asked it to;
 //! - handles refuse requests exactly when the process has ended; inserts
 //!   are refused exactly when a manager's shutdown was requested
 //!   (`ShuttingDown`) or its run ended (`Stopped`);
@@ -409,6 +417,8 @@ struct ManagerSpec {
     grace: Duration,
     auto_cleanup: bool,
     ordered_stop: bool,
+    /// The manager-wide restart limit (restarts within [`WINDOW`]).
+    restart_limit: Option<u32>,
 }
 
 impl ManagerSpec {
@@ -422,17 +432,22 @@ impl ManagerSpec {
             grace: rng.ms(&[20, 100, 300]),
             auto_cleanup: rng.chance(70),
             ordered_stop: rng.chance(20),
+            restart_limit: rng.chance(35).then(|| rng.below(4) as u32),
         }
     }
 
     fn build(&self, name: String) -> ProcessManager {
-        ProcessManager::builder()
+        let builder = ProcessManager::builder()
             .name(name)
             .strategy(self.strategy)
             .grace_period(self.grace)
             .auto_cleanup(self.auto_cleanup)
-            .ordered_stop(self.ordered_stop)
-            .build()
+            .ordered_stop(self.ordered_stop);
+        match self.restart_limit {
+            Some(restarts) => builder.restart_limit(RestartLimit::new(restarts, WINDOW)),
+            None => builder,
+        }
+        .build()
     }
 }
 
@@ -444,6 +459,9 @@ impl fmt::Display for ManagerSpec {
         }
         if self.ordered_stop {
             f.write_str(", ordered stop")?;
+        }
+        if let Some(restarts) = self.restart_limit {
+            write!(f, ", manager limit {restarts}")?;
         }
         Ok(())
     }
@@ -713,6 +731,63 @@ fn natural(spec: &ChildSpec, start: Duration, at: Duration) -> Natural {
         restarts += 1;
         begin = ended + delay;
     }
+}
+
+/// When an undisturbed child's manager decided to restart it, up to `at`:
+/// the instants its attempts ended and its policy and own limit allowed a
+/// restart. These are what a manager-wide restart limit counts.
+fn restart_decisions(spec: &ChildSpec, start: Duration, at: Duration) -> Vec<Duration> {
+    let mut decisions = Vec::new();
+    let mut begin = start;
+    let mut failures_in_a_row = 0u32;
+    loop {
+        let restarts = decisions.len() as u32;
+        let attempt = spec.attempt(restarts);
+        if attempt.end == End::Hang || begin + attempt.after > at {
+            return decisions;
+        }
+        let ended = begin + attempt.after;
+        let failed = attempt.end != End::Ok;
+        let restart = match spec.restart {
+            Restart::Never => false,
+            Restart::OnFailure => failed,
+            _ => true,
+        };
+        if !restart || restarts >= spec.limit {
+            return decisions;
+        }
+        decisions.push(ended);
+        let delay = if failed {
+            failures_in_a_row += 1;
+            spec.backoff_floor
+                .checked_mul(1 << (failures_in_a_row - 1).min(20))
+                .unwrap_or(BACKOFF_CAP)
+                .min(BACKOFF_CAP.max(spec.backoff_floor))
+        } else {
+            failures_in_a_row = 0;
+            Duration::ZERO
+        };
+        if ended + delay > at {
+            return decisions;
+        }
+        begin = ended + delay;
+    }
+}
+
+/// The first of `decisions` (sorted) that a limit of `restarts` within
+/// [`WINDOW`] refuses.
+fn first_refused(decisions: &[Duration], restarts: u32) -> Option<Duration> {
+    let mut recent = std::collections::VecDeque::new();
+    for &at in decisions {
+        while recent.front().is_some_and(|&oldest| at - oldest >= WINDOW) {
+            recent.pop_front();
+        }
+        if recent.len() >= restarts as usize {
+            return Some(at);
+        }
+        recent.push_back(at);
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1252,6 +1327,40 @@ impl World<'_> {
         earliest
     }
 
+    /// When a one-for-one manager's own restart limit refuses a restart, up
+    /// to `upto`, as its children's undisturbed timelines predict, and
+    /// whether that prediction is exact. It never comes later than the real
+    /// one: a child stopped through its handle, or by its manager, restarts
+    /// less than its timeline says. A child that waited for its manager's
+    /// start makes the prediction unknown (at zero, not exact).
+    fn limit_trips(&self, manager: usize, upto: Duration) -> Option<(Duration, bool)> {
+        let m = &self.managers[manager];
+        let restarts = m.spec.restart_limit?;
+        if m.spec.strategy != Strategy::OneForOne {
+            return None;
+        }
+        let children = m.children.iter().map(|&c| &self.children[c]);
+        if children.clone().any(|child| child.waits) {
+            return Some((Duration::ZERO, false));
+        }
+        let mut decisions: Vec<Duration> = children
+            .clone()
+            .filter(|child| child.nested.is_none())
+            .filter_map(|child| {
+                child
+                    .started
+                    .map(|start| restart_decisions(&child.spec, start, upto))
+            })
+            .flatten()
+            .collect();
+        decisions.sort_unstable();
+        let at = first_refused(&decisions, restarts)?;
+        let undisturbed = children
+            .clone()
+            .all(|child| child.stopped_at.is_none_or(|stopped| stopped > at));
+        Some((at, undisturbed))
+    }
+
     /// When the manager's run started, if it has: the root at once, a
     /// nested manager as its record in its parent says.
     fn manager_start(&self, manager: usize) -> Option<Duration> {
@@ -1373,6 +1482,10 @@ impl World<'_> {
             let child = &self.children[c];
             child.handle.outcome().is_some_and(|outcome| {
                 child.spec.significant
+                    // Its restart may have been one too many for the
+                    // manager's limit, even after a clean exit.
+                    || (manager.spec.restart_limit.is_some()
+                        && child.spec.restart != Restart::Never)
                     || matches!(
                         kind(&outcome),
                         Kind::Failed | Kind::Panicked | Kind::Aborted
@@ -1511,6 +1624,12 @@ impl World<'_> {
                 .map(|s| s.limit)
                 .sum()
         };
+        // Each restart of a child counts toward its manager's limit, a group
+        // restart once for all its members.
+        let budget = match manager.spec.restart_limit {
+            Some(limit) if now < WINDOW => budget.min(limit),
+            _ => budget,
+        };
         if spec.restart == Restart::Never && restarts != 0 {
             return fail(format!("restarted {restarts} times without a policy"));
         }
@@ -1535,7 +1654,12 @@ impl World<'_> {
         let exact = child.nested.is_none()
             && !spec.background
             && manager.spec.strategy == Strategy::OneForOne;
-        if let (true, Some(start)) = (exact, child.started) {
+        // Until its manager's limit trips: then the child whose restart was
+        // refused ends, and the manager stops.
+        let tripped = self
+            .limit_trips(child.manager, now)
+            .is_some_and(|(at, _)| at <= now);
+        if let (true, false, Some(start)) = (exact, tripped, child.started) {
             if self.interference(index).is_none_or(|at| now < at) {
                 let expected = natural(spec, start, now);
                 let expected_kind = expected.end.map(|(_, end)| natural_kind(end));
@@ -1664,7 +1788,12 @@ impl World<'_> {
                 "failed for good ({outcome}) and its manager was not asked to stop"
             ));
         }
-        if spec.significant && !spec.background && !manager_stopping {
+        // A group restart that stops it for good (it has no restart policy)
+        // is its manager's doing, not its own end.
+        let stopped_by_its_group = manager.spec.strategy != Strategy::OneForOne
+            && !asked
+            && matches!(outcome_kind, Kind::Stopped | Kind::Aborted);
+        if spec.significant && !spec.background && !manager_stopping && !stopped_by_its_group {
             return fail(format!(
                 "is significant and ended ({outcome}), but its manager was not asked to stop"
             ));
@@ -1732,6 +1861,16 @@ impl World<'_> {
                 return fail(format!(
                     "is_ready() is {} but its live reporting children not ready are {unready:?}",
                     manager.handle.is_ready()
+                ));
+            }
+        }
+
+        if let Some((at, true)) = self.limit_trips(index, now) {
+            if !manager.handle.is_shutdown_requested() {
+                return fail(format!(
+                    "its children's timelines exceed its restart limit of {:?} at {at:?}, but \
+                     it was not asked to stop",
+                    manager.spec.restart_limit
                 ));
             }
         }
@@ -1883,7 +2022,28 @@ impl World<'_> {
                 }
             }
             Err(error) => {
-                if failed(&[Kind::Failed, Kind::Panicked, Kind::Aborted]).is_none() {
+                let mut limits = error
+                    .failures()
+                    .into_iter()
+                    .flat_map(|failures| failures.iter())
+                    .filter(|failure| failure.exceeded_manager_restart_limit().is_some())
+                    .peekable();
+                let tripped = limits.peek().is_some();
+                for failure in limits {
+                    let manager = failure
+                        .path()
+                        .rsplit('/')
+                        .nth(1)
+                        .and_then(|name| name.strip_prefix('m'))
+                        .and_then(|index| index.parse::<usize>().ok())
+                        .and_then(|index| self.managers.get(index));
+                    if manager.is_none_or(|manager| manager.spec.restart_limit.is_none()) {
+                        return Err(format!(
+                            "{failure} names a manager-wide limit its manager does not have"
+                        ));
+                    }
+                }
+                if !tripped && failed(&[Kind::Failed, Kind::Panicked, Kind::Aborted]).is_none() {
                     return Err(format!(
                         "the root returned {error} but no child failed or was aborted"
                     ));

@@ -568,3 +568,229 @@ async fn a_significant_child_stopped_through_its_handle_ends_the_manager_running
     assert_eq!(running, ended, "stopped while running");
     assert_eq!(in_backoff, ended, "stopped while waiting for its restart");
 }
+
+#[test]
+fn a_restart_limit_reports_what_it_was_given() {
+    let limit = RestartLimit::new(3, Duration::from_secs(10));
+    assert_eq!(limit.restarts(), 3);
+    assert_eq!(limit.window(), Duration::from_secs(10));
+    assert_eq!(limit.to_string(), "3 restarts within 10s");
+    let default = RestartLimit::default();
+    assert_eq!(
+        (default.restarts(), default.window()),
+        (5, Duration::from_secs(60))
+    );
+}
+
+/// A manager `root` whose strategy is one-for-all, with a significant child
+/// `side` (restarted on failure if `restarts`) that waits for shutdown, and
+/// `w`, which fails once after 1 s and so restarts its group. How `side`
+/// ended (if it did), how many times it started, and whether its manager
+/// still ran 10 s later; then the manager is stopped through its handle and
+/// must end cleanly, as requested.
+async fn a_group_restart_of_a_significant_member(restarts: bool) -> (Option<Outcome>, u32, bool) {
+    let starts = Starts::new();
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .build();
+    let side_starts = starts.clone();
+    let side = process_fn("side", move |ctx| {
+        let starts = side_starts.clone();
+        async move {
+            starts.record(ctx.attempt());
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let mut options = ChildOptions::new().significant(true);
+    if restarts {
+        options = options.restart(Restart::OnFailure).backoff(Backoff::none());
+    }
+    let side = manager.insert_with(side, options).expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let runs_on = !handle.is_shutdown_requested() && !handle.is_finished();
+    let outcome = side.outcome();
+    handle.shutdown().await;
+    let exit = run.await.expect("joined").expect("no failure");
+    assert_eq!(exit.shutdown_reason(), Some(&ShutdownReason::Requested));
+    (outcome, starts.attempts().len() as u32, runs_on)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_for_good_by_its_group_restart_does_not_end_the_manager() {
+    let (outcome, starts, runs_on) = a_group_restart_of_a_significant_member(false).await;
+    assert!(matches!(outcome, Some(Outcome::Stopped)), "{outcome:?}");
+    assert_eq!(starts, 1);
+    assert!(runs_on, "the group stopped it: not an end of its own");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_restarted_with_its_group_does_not_end_the_manager() {
+    let (outcome, starts, runs_on) = a_group_restart_of_a_significant_member(true).await;
+    assert!(outcome.is_none(), "it runs again: {outcome:?}");
+    assert_eq!(starts, 2);
+    assert!(runs_on);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_by_its_managers_stop_keeps_the_stops_reason() {
+    let manager = ProcessManager::builder().name("root").build();
+    let server = manager
+        .insert_with(
+            process_fn("server", |ctx| async move {
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.request_shutdown().expect("it runs");
+    let exit = run.await.expect("joined").expect("no failure");
+    assert!(matches!(server.outcome(), Some(Outcome::Stopped)));
+    assert_eq!(exit.shutdown_reason(), Some(&ShutdownReason::Requested));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_group_member_that_ends_by_itself_ends_the_manager() {
+    // Queued by an ordered stop of its group, it completes before it is
+    // asked: its own end, not the group's doing.
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .ordered_stop(true)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    let early = manager
+        .insert_with(
+            process_fn("early", |ctx| async move {
+                // Asked last by the ordered stop, which waits 5 s for `slow`.
+                tokio::select! {
+                    () = ctx.shutdown_requested() => {}
+                    () = tokio::time::sleep(Duration::from_secs(3)) => {}
+                }
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            ChildOptions::new()
+                .restart(Restart::OnFailure)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    // An hour of paused time: a manager that runs on fails the test.
+    let exit = timeout(Duration::from_secs(3600), manager)
+        .await
+        .expect("its significant child's end ends the manager")
+        .expect("no failure");
+    assert!(matches!(early.outcome(), Some(Outcome::Completed)));
+    assert_eq!(
+        exit.shutdown_reason(),
+        Some(&ShutdownReason::ChildEnded {
+            path: "root/early".to_owned()
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_significant_child_stopped_through_its_handle_while_held_for_its_group_ends_the_manager()
+{
+    // `w` fails at 1 s; `main` (no restart policy) stops at once and is held
+    // while `slow` takes 5 s; at 3 s `main` is stopped through its handle.
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(procmgr::Strategy::OneForAll)
+        .build();
+    let main = manager
+        .insert_with(
+            process_fn("main", |ctx| async move {
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let restartable = ChildOptions::new()
+        .restart(Restart::OnFailure)
+        .backoff(Backoff::none());
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            restartable.clone(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("w", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            restartable,
+        )
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    main.request_shutdown().expect("held, not ended");
+    let exit = timeout(Duration::from_secs(3600), run)
+        .await
+        .expect("a stop through its handle ends the manager")
+        .expect("joined")
+        .expect("no failure");
+    assert_eq!(
+        exit.shutdown_reason(),
+        Some(&ShutdownReason::ChildEnded {
+            path: "root/main".to_owned()
+        })
+    );
+}

@@ -357,3 +357,26 @@ async fn an_ordered_stop_gives_a_child_that_cancelled_its_own_token_its_grace_pe
     );
     assert!(matches!(first.outcome(), Some(Outcome::Stopped)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_grace_period_of_duration_max_never_aborts() {
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            stubborn("patient"),
+            ChildOptions::new().grace_period(Duration::MAX),
+        )
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    child.request_shutdown().expect("running");
+    let a_year = Duration::from_secs(60 * 60 * 24 * 365);
+    assert!(
+        tokio::time::timeout(a_year, child.wait()).await.is_err(),
+        "aborted: {:?}",
+        child.outcome()
+    );
+    run.abort();
+    assert!(run.await.expect_err("aborted").is_cancelled());
+}

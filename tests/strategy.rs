@@ -10,7 +10,7 @@ use procmgr::{
     ProcessManagerBuilder, Restart, Runnable, ShutdownReason, Strategy, process_fn,
 };
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout};
 
 /// Per child: how many times it started, and the reasons its attempts were
 /// stopped for.
@@ -742,4 +742,176 @@ async fn a_sibling_outside_the_group_ending_does_not_release_inserts_held_for_th
     assert!(started.load(std::sync::atomic::Ordering::SeqCst));
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_start_goes_on_when_the_awaited_child_ends_before_it_is_ready() {
+    let (tx, mut starts) = mpsc::unbounded_channel();
+    let manager = ordered(ProcessManager::builder()).build();
+    let brief = manager
+        .insert(process_fn("brief", |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager
+        .insert(process_fn("next", move |ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Instant::now()).expect("test listens");
+                ctx.shutdown_requested().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let handle = manager.handle();
+    let origin = Instant::now();
+    let run = tokio::spawn(manager.into_future());
+    let started = timeout(Duration::from_secs(60), starts.recv())
+        .await
+        .expect("`next` starts once `brief` has ended")
+        .expect("started");
+    assert_eq!(started - origin, Duration::from_secs(1));
+    assert!(matches!(brief.outcome(), Some(Outcome::Completed)));
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_member_without_a_restart_policy_fails_a_manager_that_stops_meanwhile() {
+    let always = || {
+        ChildOptions::new()
+            .restart(Restart::Always)
+            .backoff(Backoff::none())
+    };
+    let manager = ProcessManager::builder()
+        .name("root")
+        .strategy(Strategy::OneForAll)
+        .grace_period(Duration::from_secs(30))
+        .build();
+    manager
+        .insert_with(
+            process_fn("trigger", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err("trigger fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            always(),
+        )
+        .expect("accepted");
+    // No restart policy: asked to stop with its group, it fails.
+    let member = manager
+        .insert(process_fn("member", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Err::<(), _>("failed as it stopped")
+        }))
+        .expect("accepted");
+    // Keeps the group restart going for 5 s.
+    manager
+        .insert_with(
+            process_fn("slow", |ctx| async move {
+                ctx.shutdown_requested().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            always(),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !member.is_finished(),
+        "held for its group, which is still stopping"
+    );
+
+    handle.request_shutdown().expect("running");
+    let error = run.await.expect("joined").expect_err("the member failed");
+    let paths: Vec<_> = error
+        .failures()
+        .expect("child failures")
+        .iter()
+        .map(|failure| failure.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["root/member"]);
+    assert!(matches!(member.outcome(), Some(Outcome::Failed(_))));
+}
+
+/// One-for-all with ordered start: `a`, `b` and `c` say they are ready 2 s,
+/// 1 s and 3 s after they start; `b`'s first attempt fails 10 s after it is
+/// ready; with `c_stalls`, `c`'s second attempt never says it is ready (and
+/// `c` may not restart on its own). The starts as (what, second), and the
+/// run's result once it is stopped at 60 s (if it still runs).
+async fn ordered_group_restart(
+    c_stalls: bool,
+) -> (Vec<(String, u64)>, Result<(), procmgr::RunError>) {
+    let timeline = Timeline::new();
+    let manager = ordered(ProcessManager::builder().name("root"))
+        .strategy(Strategy::OneForAll)
+        .build();
+    for (name, ready_after) in [("a", 2), ("b", 1), ("c", 3)] {
+        let timeline = timeline.clone();
+        let child = process_fn(name, move |ctx| {
+            let timeline = timeline.clone();
+            async move {
+                timeline.push(format!("start {name}#{}", ctx.attempt()));
+                if !(c_stalls && name == "c" && ctx.attempt() == 2) {
+                    tokio::time::sleep(Duration::from_secs(ready_after)).await;
+                    ctx.mark_ready();
+                }
+                if name == "b" && ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    return Err("first attempt fails");
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }
+        });
+        let mut options = restartable();
+        if name == "c" {
+            options = options.restart_limit(procmgr::RestartLimit::new(0, Duration::from_secs(60)));
+        }
+        manager.insert_with(child, options).expect("accepted");
+    }
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Ended already after a failure: nothing to ask.
+    let _ = handle.request_shutdown();
+    let result = run.await.expect("joined").map(drop);
+    (timeline.entries(), result)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_restart_with_ordered_start_starts_each_member_once_the_one_before_is_ready() {
+    let (starts, result) = ordered_group_restart(false).await;
+    result.expect("clean stop");
+    // b fails at 13 s; the group starts again at once, one member at a time.
+    assert_eq!(
+        starts,
+        entries(&[
+            ("start a#1", 0),
+            ("start b#1", 2),
+            ("start c#1", 3),
+            ("start a#2", 13),
+            ("start b#2", 15),
+            ("start c#2", 16),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_restarted_with_its_group_under_ordered_start_has_the_start_timeout() {
+    let (starts, result) = ordered_group_restart(true).await;
+    assert_eq!(starts.last(), Some(&("start c#2".to_owned(), 16)));
+    let error = result.expect_err("c was not ready in time");
+    let failure = error.failures().expect("failures").first();
+    assert_eq!(failure.path(), "root/c");
+    assert!(matches!(
+        failure.cause(),
+        FailureCause::StartTimeout { timeout } if *timeout == Duration::from_secs(5)
+    ));
 }

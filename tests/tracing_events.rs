@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Captured, run_a_failing_tree};
+use common::{Captured, run_a_blocking_child, run_a_failing_tree};
 
 mod tracing_events {
     use super::*;
@@ -63,6 +63,7 @@ mod tracing_events {
         };
         tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
         run_a_failing_tree().await;
+        run_a_blocking_child().await;
         let lines = captured.lines();
         if cfg!(feature = "tracing") {
             for expected in [
@@ -78,6 +79,13 @@ mod tracing_events {
                     "{expected:?} not in {lines:#?}"
                 );
             }
+            let slow = "WARN message=process blocked its thread: one poll took longer than its slow-poll threshold path=root/blocker id=0 took=";
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(slow) && l.ends_with("threshold=10ms")),
+                "{slow:?} not in {lines:#?}"
+            );
         } else {
             assert!(
                 lines.is_empty(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ControlMessage, CustomMessage, EndSignal, Outcome, ShutdownReason};
+use super::{ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch, ShutdownReason};
 use crate::error::{ControlError, SendError};
 
 /// A child's address in its manager: the slot of its record and its id. The
@@ -89,9 +89,10 @@ pub(crate) struct ChildCore {
     pub(crate) token: CancellationToken,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
-    /// When it last said it is alive: nanoseconds since its manager's run
-    /// started (tokio's clock, so paused test time counts).
-    last_beat: AtomicU64,
+    /// Its heartbeat and slow-poll measurements, for a child with a
+    /// heartbeat timeout or a slow-poll threshold: boxed, so that a child
+    /// with neither pays one word.
+    watch: Option<Box<Watch>>,
     /// Shutdown was requested through this child's own handle before anyone
     /// else requested it.
     stopped_alone: AtomicBool,
@@ -104,6 +105,20 @@ pub(crate) struct ChildCore {
     /// follow it, so a handle taken before the restart controls the child
     /// that runs now. Set once, after this child's end.
     successor: OnceLock<Arc<ChildCore>>,
+    /// Its manager's metrics, told of each of its stage changes. Here
+    /// rather than in the manager's record, whose storage is allocated in
+    /// chunks of 256 records.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
+}
+
+/// What [`ChildCore`] measures for a child with a heartbeat timeout or a
+/// slow-poll threshold.
+struct Watch {
+    /// When it last said it is alive: nanoseconds since its manager's run
+    /// started (tokio's clock, so paused test time counts).
+    last_beat: AtomicU64,
+    polls: Option<PollWatch>,
 }
 
 #[derive(Default)]
@@ -135,6 +150,8 @@ impl ChildCore {
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
+        slow_poll: Option<Duration>,
+        #[cfg(feature = "metrics")] metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
     ) -> Self {
         ChildCore {
             id: key.id,
@@ -145,11 +162,18 @@ impl ChildCore {
             token,
             listener,
             inbox: Mutex::default(),
-            last_beat: AtomicU64::new(0),
+            watch: (policy.stale_after.is_some() || slow_poll.is_some()).then(|| {
+                Box::new(Watch {
+                    last_beat: AtomicU64::new(0),
+                    polls: slow_poll.map(PollWatch::new),
+                })
+            }),
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             end: EndSignal::default(),
             successor: OnceLock::new(),
+            #[cfg(feature = "metrics")]
+            metrics,
         }
     }
 
@@ -378,22 +402,32 @@ impl ChildCore {
     }
 
     /// Records a sign of life of `attempt` now, if it is still the current
-    /// one; `base` is when the manager's run began.
+    /// one; `base` is when the manager's run began. Nobody reads the beats
+    /// of a child without a heartbeat timeout, so they are not kept.
     pub(crate) fn beat(&self, attempt: u32, base: tokio::time::Instant) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
         let now = self.progress.load(Ordering::Acquire);
-        if self.policy.stale_after.is_some()
-            && now >> STATE_BITS == u64::from(attempt)
-            && now & STATE_MASK != CLOSED
-        {
-            self.last_beat.store(nanos_since(base), Ordering::Release);
+        if now >> STATE_BITS == u64::from(attempt) && now & STATE_MASK != CLOSED {
+            watch.last_beat.store(nanos_since(base), Ordering::Release);
         }
     }
 
-    /// How long ago the last sign of life was.
+    /// How long ago the last sign of life was (zero for a child without a
+    /// heartbeat timeout, which is never stale).
     pub(crate) fn since_beat(&self, base: tokio::time::Instant) -> Duration {
+        let Some(watch) = &self.watch else {
+            return Duration::ZERO;
+        };
         Duration::from_nanos(
-            nanos_since(base).saturating_sub(self.last_beat.load(Ordering::Acquire)),
+            nanos_since(base).saturating_sub(watch.last_beat.load(Ordering::Acquire)),
         )
+    }
+
+    /// Its slow-poll threshold and measurements, if it has a threshold.
+    pub(crate) fn polls(&self) -> Option<&PollWatch> {
+        self.watch.as_ref()?.polls.as_ref()
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -408,10 +442,8 @@ impl ChildCore {
         if attempt > 1 {
             self.inbox().restart_reason = None;
         }
-        // Only a child with a heartbeat timeout is ever asked how long ago
-        // its last sign of life was: reading the clock is skipped otherwise.
-        if self.policy.stale_after.is_some() {
-            self.last_beat.store(nanos_since(base), Ordering::Release);
+        if let Some(watch) = &self.watch {
+            watch.last_beat.store(nanos_since(base), Ordering::Release);
         }
         self.progress
             .store(progress(attempt, UNREADY), Ordering::Release);

@@ -55,6 +55,10 @@ pub(crate) struct Scope {
     pub(crate) events: EventHubs,
     /// When the run began: the clock heartbeats are stamped on.
     pub(crate) started: tokio::time::Instant,
+    /// The manager's span, the parent of each child's span, so that the
+    /// span tree is the process tree.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
 }
 
 impl Context {

@@ -135,6 +135,16 @@ pub enum EventKind {
         /// Why shutdown was requested.
         reason: ShutdownReason,
     },
+    /// One poll of the process's future blocked its thread for longer than
+    /// its slow-poll threshold
+    /// ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll));
+    /// published when the poll returns.
+    SlowPoll {
+        /// How long the poll took.
+        took: Duration,
+        /// The threshold it exceeded.
+        threshold: Duration,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -153,6 +163,9 @@ impl fmt::Display for EventKind {
             EventKind::ShutdownRequested(reason) => write!(f, "shutting down: {reason}"),
             EventKind::Draining { period, reason } => {
                 write!(f, "draining for {period:?}: {reason}")
+            }
+            EventKind::SlowPoll { took, threshold } => {
+                write!(f, "slow poll: {took:?} (threshold {threshold:?})")
             }
         }
     }

@@ -17,6 +17,7 @@ mod handler;
 mod lifecycle;
 mod message;
 mod outcome;
+mod poll;
 mod reason;
 
 pub use child_handle::ChildHandle;
@@ -31,4 +32,5 @@ pub use reason::{ShutdownReason, Signal};
 pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener};
 pub(crate) use end::{EndSignal, RunEnd};
 pub(crate) use lifecycle::{EventHub, EventHubs};
+pub(crate) use poll::PollWatch;
 pub(crate) use reason::ReasonCell;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::shared::{ManagerShared, Settings};
 use super::{DEFAULT_GRACE_PERIOD, ProcessManager};
 use crate::error::{BuildError, InsertErrorKind};
-use crate::policy::{ChildOptions, Strategy};
+use crate::policy::{ChildOptions, RestartLimit, Strategy};
 use crate::runnable::Runnable;
 
 /// Inserts one child given up front; `Err` names it and says why it was
@@ -51,6 +51,10 @@ impl ProcessManagerBuilder {
                 ordered_stop: false,
                 keep_running: false,
                 drain: Duration::ZERO,
+                slow_poll: None,
+                #[cfg(feature = "metrics")]
+                metrics_per_child: false,
+                restart_limit: None,
             },
             children: Vec::new(),
             #[cfg(feature = "signal")]
@@ -114,6 +118,29 @@ impl ProcessManagerBuilder {
     #[cfg(feature = "systemd")]
     pub fn notify_systemd(mut self, notify: bool) -> Self {
         self.systemd = notify;
+        self
+    }
+
+    /// The slow-poll threshold of every child that does not set its own
+    /// ([`ChildOptions::slow_poll`], which says what it does). It applies to
+    /// this manager's children only: a nested manager has its own. Default:
+    /// none, polls are not measured.
+    pub fn slow_poll(mut self, threshold: Duration) -> Self {
+        self.settings.slow_poll = Some(threshold);
+        self
+    }
+
+    /// Whether the counters of this manager's children
+    /// (`procmgr_child_starts_total`, `procmgr_restarts_total`,
+    /// `procmgr_failures_total`, `procmgr_slow_polls_total`) carry a `child`
+    /// label with the child's name besides `manager`. Off by default: in a
+    /// pool of many short children every name is a series of its own, which
+    /// most metric stores charge for. With it on, those counters appear with
+    /// each child's first event instead of at zero when the manager starts.
+    /// Default: `false`. Requires the `metrics` feature.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_per_child(mut self, per_child: bool) -> Self {
+        self.settings.metrics_per_child = per_child;
         self
     }
 
@@ -196,11 +223,17 @@ impl ProcessManagerBuilder {
 
     /// Which siblings are restarted with a child that is restarted. Default:
     /// [`Strategy::OneForOne`]. Siblings are stopped gracefully, within their
-    /// grace period, and once all have ended they start again together
-    /// after the restarted child's backoff (not in order, and without
-    /// waiting for readiness). Siblings without a restart policy stay
-    /// stopped, and their end is final with all that follows: a failure of
-    /// theirs escalates, a significant one stops the manager. Background
+    /// grace period (one at a time with
+    /// [`ordered_stop`](ProcessManagerBuilder::ordered_stop)), and once all
+    /// have ended they start again after the restarted child's backoff, in
+    /// the order they had started: all at once, or with
+    /// [`ordered_start`](ProcessManagerBuilder::ordered_start) one at a
+    /// time, each once the one before is ready. Siblings without a restart
+    /// policy stay stopped, and their end is final: a failure of theirs
+    /// escalates, but a significant one does not stop the manager, since
+    /// its manager stopped it ([`ChildOptions::significant`]). The group
+    /// restart counts as one restart toward the manager's
+    /// [`restart_limit`](ProcessManagerBuilder::restart_limit). Background
     /// children are never part of a group.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.settings.strategy = strategy;
@@ -212,10 +245,78 @@ impl ProcessManagerBuilder {
     /// ([`Context::mark_ready`](crate::Context::mark_ready)) or has ended. A
     /// child not ready within `timeout` is aborted and fails with
     /// [`FailureCause::StartTimeout`](crate::FailureCause::StartTimeout).
-    /// Children inserted while the manager runs start at once. Default: off,
-    /// every child starts at once.
+    /// Children inserted while the manager runs start at once. A group
+    /// restart ([`strategy`](ProcessManagerBuilder::strategy)) starts its
+    /// members the same way: those of the ordered start one at a time, in
+    /// the order they had started, each within `timeout`; those inserted
+    /// while the manager ran at once. Default: off, every child starts at
+    /// once.
     pub fn ordered_start(mut self, timeout: Duration) -> Self {
         self.settings.ordered_start = Some(timeout);
+        self
+    }
+
+    /// At most `limit.restarts()` restarts among all of the manager's
+    /// children within any `limit.window()` (OTP's intensity and period);
+    /// the restart one more would make stops every child and fails the
+    /// manager, so that its parent's policy decides what happens next: a
+    /// nested manager with a restart policy is restarted, one without fails
+    /// its parent in turn. Default: none, only each child's own limit
+    /// ([`ChildOptions::restart_limit`]) applies.
+    ///
+    /// The failure names the child whose restart was one too many, with
+    /// how it last ended, and
+    /// [`ChildFailure::exceeded_manager_restart_limit`](crate::ChildFailure::exceeded_manager_restart_limit)
+    /// says which limit it was; the manager fails even if that child does
+    /// not [`escalate`](ChildOptions::escalate), or ended cleanly under
+    /// [`Restart::Always`](crate::Restart::Always)
+    /// ([`FailureCause::Exited`](crate::FailureCause::Exited)).
+    ///
+    /// Every restart counts, clean or not, and a group restart
+    /// ([`Strategy::OneForAll`], [`Strategy::RestForOne`]) counts once: for
+    /// the child that caused it, not for the siblings restarted with it. A
+    /// child whose own limit is exceeded is not restarted, so that does not
+    /// count; its own limit is checked first, and its failure is handled as
+    /// its own limit says. Each run of the manager starts with no restart
+    /// counted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procmgr::{ChildOptions, ProcessManager, Restart, RestartLimit, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Two workers that always fail: five restarts among them within a
+    /// // minute are fine, the sixth is not.
+    /// let manager = ProcessManager::builder()
+    ///     .name("workers")
+    ///     .restart_limit(RestartLimit::new(5, Duration::from_secs(60)))
+    ///     .build();
+    /// for name in ["a", "b"] {
+    ///     let worker = process_fn(name, |_ctx| async {
+    ///         Err::<(), _>(std::io::Error::other("broken"))
+    ///     });
+    ///     let options = ChildOptions::new()
+    ///         .restart(Restart::OnFailure)
+    ///         .backoff(procmgr::Backoff::none());
+    ///     manager.insert_with(worker, options).unwrap();
+    /// }
+    /// let error = manager.await.unwrap_err();
+    /// let failure = error.failures().unwrap().first();
+    /// assert_eq!(
+    ///     failure.exceeded_manager_restart_limit(),
+    ///     Some(&RestartLimit::new(5, Duration::from_secs(60)))
+    /// );
+    /// assert!(failure.to_string().ends_with(
+    ///     ", and restarting it would exceed its manager's restart limit \
+    ///      of 5 restarts within 60s"
+    /// ));
+    /// # }
+    /// ```
+    pub fn restart_limit(mut self, limit: RestartLimit) -> Self {
+        self.settings.restart_limit = Some(limit);
         self
     }
 

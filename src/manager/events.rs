@@ -8,11 +8,53 @@
 
 use std::time::Duration;
 
-use crate::control::{Outcome, ShutdownReason};
+use super::shared::ManagerShared;
+use crate::control::{ChildCore, Outcome, ShutdownReason};
 
+/// Why an attempt failed, the `cause` label of `procmgr_failures_total`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cause {
+    Error = 0,
+    Panic = 1,
+    Aborted = 2,
+    Wedged = 3,
+    StartTimeout = 4,
+}
+
+/// An attempt failed (whether or not it is restarted). Its log line is
+/// [`attempt_failed`] or [`child_ended`], which know what follows.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn failure(manager: &ManagerShared, core: &ChildCore, cause: Cause) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.failed(core, cause);
+}
+
+/// The run has returned.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn manager_finished(manager: &ManagerShared) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.finished();
+}
+
+/// A child's span, a child of its manager's, so that an event inside the
+/// child carries its whole path in its span ancestry.
 #[cfg(feature = "tracing")]
-pub(crate) fn child_span(parent_path: &str, name: &str, id: u64, attempt: u32) -> tracing::Span {
-    tracing::info_span!("process", name, id, path = %format_args!("{parent_path}/{name}"), attempt)
+pub(crate) fn child_span(
+    manager: &tracing::Span,
+    parent_path: &str,
+    name: &str,
+    id: u64,
+    attempt: u32,
+) -> tracing::Span {
+    tracing::info_span!(
+        parent: manager, "process", name, id, path = %format_args!("{parent_path}/{name}"), attempt
+    )
+}
+
+/// The span a root manager runs in; its children's spans are its children.
+#[cfg(feature = "tracing")]
+pub(crate) fn root_span(name: &str) -> tracing::Span {
+    tracing::info_span!("manager", name, path = name)
 }
 
 pub(crate) fn child_started(parent_path: &str, name: &str, id: u64) {
@@ -62,31 +104,80 @@ pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &O
     log::warn!("process {parent_path}/{name} (id {id}) attempt {outcome}");
 }
 
-pub(crate) fn child_aborting(parent_path: &str, name: &str, id: u64, grace: Duration) {
+/// The manager aborts a child; `failure` if that makes its attempt a
+/// failure.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+/// A child is aborted: after its `grace` period, or with `None` because the
+/// shutdown was forced.
+pub(crate) fn child_aborting(
+    manager: &ManagerShared,
+    core: &ChildCore,
+    grace: Option<Duration>,
+    failure: Option<Cause>,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        manager.metrics.aborted();
+        if let Some(cause) = failure {
+            manager.metrics.failed(core, cause);
+        }
+    }
+    let (parent_path, name, id) = (manager.path(), &core.name, core.id);
+    match grace {
+        Some(grace) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                path = %format_args!("{parent_path}/{name}"), id, ?grace,
+                "process still running after its grace period, aborting it"
+            );
+            #[cfg(feature = "log")]
+            log::warn!(
+                "process {parent_path}/{name} (id {id}) still running after its grace period of {grace:?}, aborting it"
+            );
+        }
+        None => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                path = %format_args!("{parent_path}/{name}"), id,
+                "process still running when the shutdown was forced, aborting it"
+            );
+            #[cfg(feature = "log")]
+            log::warn!(
+                "process {parent_path}/{name} (id {id}) still running when the shutdown was forced, aborting it"
+            );
+        }
+    }
+    #[cfg(not(any(feature = "tracing", feature = "log")))]
+    let _ = (parent_path, name, id, grace);
+}
+
+/// One poll of a child's future took `took`, over its `threshold`.
+pub(crate) fn slow_poll(
+    parent_path: &str,
+    name: &str,
+    id: u64,
+    took: Duration,
+    threshold: Duration,
+) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
-        path = %format_args!("{parent_path}/{name}"), id, ?grace,
-        "process still running after its grace period, aborting it"
+        path = %format_args!("{parent_path}/{name}"), id, ?took, ?threshold,
+        "process blocked its thread: one poll took longer than its slow-poll threshold"
     );
     #[cfg(feature = "log")]
     log::warn!(
-        "process {parent_path}/{name} (id {id}) still running after its grace period of {grace:?}, aborting it"
+        "process {parent_path}/{name} (id {id}) blocked its thread: one poll took {took:?}, over its slow-poll threshold of {threshold:?}"
     );
 }
 
-pub(crate) fn child_forced(parent_path: &str, name: &str, id: u64) {
-    #[cfg(feature = "tracing")]
-    tracing::warn!(
-        path = %format_args!("{parent_path}/{name}"), id,
-        "process still running when the shutdown was forced, aborting it"
-    );
-    #[cfg(feature = "log")]
-    log::warn!(
-        "process {parent_path}/{name} (id {id}) still running when the shutdown was forced, aborting it"
-    );
-}
-
-pub(crate) fn manager_stopping(path: &str, reason: Option<&ShutdownReason>) {
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn manager_stopping(
+    manager: &ManagerShared,
+    path: &str,
+    reason: Option<&ShutdownReason>,
+) {
+    #[cfg(feature = "metrics")]
+    manager.metrics.stop_began();
     let reason = reason.unwrap_or(&ShutdownReason::Requested);
     #[cfg(feature = "tracing")]
     tracing::info!(path, reason = %reason, "process manager shutting down");

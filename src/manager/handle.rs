@@ -402,8 +402,10 @@ impl ManagerHandle {
     /// manager's children, to shut down gracefully; returns at once.
     ///
     /// A nested manager is stopped through its record in its parent, for
-    /// good: its parent does not restart it, also when it is asked while it
-    /// waits for its restart.
+    /// good: its parent does not restart it. Between two runs of a
+    /// restartable subtree the manager has ended (this returns
+    /// [`ControlError::Ended`]); stop it then through its
+    /// [`ChildHandle`](crate::ChildHandle) in its parent.
     ///
     /// # Errors
     ///

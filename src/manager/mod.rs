@@ -4,6 +4,10 @@ mod builder;
 mod events;
 mod exit;
 mod handle;
+#[cfg(feature = "serde")]
+mod json;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod registry;
 mod run;
 mod shared;
@@ -21,6 +25,8 @@ use futures::future::BoxFuture;
 pub use builder::ProcessManagerBuilder;
 pub use exit::Exit;
 pub use handle::ManagerHandle;
+#[cfg(feature = "metrics")]
+pub(crate) use metrics::ManagerMetrics;
 pub use snapshot::{ChildInfo, ChildState, TreeNode, TreeSnapshot};
 
 use crate::control::{ChildHandle, Context};
@@ -88,7 +94,9 @@ pub const NESTED_GRACE_MARGIN: Duration = Duration::from_millis(100);
 ///   new run; `is_finished` is `true` between two runs and `false` again
 ///   once the parent has started the next.
 /// - a stop through the manager's own handle is for good, like a stop
-///   through a child's handle: the parent does not restart it.
+///   through a child's handle: the parent does not restart it. Between two
+///   runs the handle's requests return `Ended`; the manager's
+///   [`ChildHandle`] in its parent stops it then.
 ///
 /// The restart shows in the parent's events (`Failed`, `Restarting`,
 /// `Started { attempt: 2 }`), in its tree (the manager's restart count and
@@ -228,7 +236,14 @@ impl IntoFuture for ProcessManager {
     type IntoFuture = BoxFuture<'static, Result<Exit, RunError>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { supervise(&self, None).await })
+        // Made here, so that its parent is the span the manager is awaited
+        // in; the children's spans are its children.
+        #[cfg(feature = "tracing")]
+        let span = events::root_span(&self.shared.settings.name);
+        let run = async move { supervise(&self, None).await };
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::instrument(run, span);
+        Box::pin(run)
     }
 }
 

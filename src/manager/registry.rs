@@ -28,6 +28,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "metrics")]
+use super::metrics::{Bucket, ManagerMetrics};
 use super::slab::Slab;
 use crate::control::{ChildCore, ChildKey, Outcome};
 use crate::error::InsertErrorKind;
@@ -164,18 +166,31 @@ impl Record {
     #[must_use = "the stage left may hold a user's error: drop it after the registry lock"]
     pub(crate) fn set_stage(&mut self, stage: Stage) -> Stage {
         self.epoch = self.epoch.wrapping_add(1);
-        std::mem::replace(&mut self.stage, stage)
+        let left = std::mem::replace(&mut self.stage, stage);
+        #[cfg(feature = "metrics")]
+        self.core
+            .metrics
+            .moved(Bucket::of(&left), Bucket::of(&self.stage), &self.core);
+        left
     }
 
     /// Moves the child to the stage `next` makes of the one it leaves, whose
     /// last outcome it takes along.
     pub(crate) fn restage(&mut self, next: impl FnOnce(Option<Box<Outcome>>) -> Stage) {
-        let last = match self.set_stage(Stage::Pending) {
+        self.epoch = self.epoch.wrapping_add(1);
+        let left = std::mem::replace(&mut self.stage, Stage::Pending);
+        #[cfg(feature = "metrics")]
+        let from = Bucket::of(&left);
+        let last = match left {
             Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(last),
             Stage::Running(attempt) => attempt.previous,
             Stage::Pending | Stage::Ended => None,
         };
         self.stage = next(last);
+        #[cfg(feature = "metrics")]
+        self.core
+            .metrics
+            .moved(from, Bucket::of(&self.stage), &self.core);
     }
 
     /// The token that stops the running attempt, if one runs.
@@ -235,6 +250,8 @@ pub(crate) struct Registry {
     keep_order: bool,
     /// Ends since [`shrink`](Registry::shrink) last looked.
     ends_since_shrink: usize,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<ManagerMetrics>,
 }
 
 /// A child of the spec: what is needed to start it again in a later run.
@@ -253,7 +270,10 @@ pub(crate) struct Admission {
 }
 
 impl Registry {
-    pub(crate) fn new(keep_order: bool) -> Self {
+    pub(crate) fn new(
+        keep_order: bool,
+        #[cfg(feature = "metrics")] metrics: Arc<ManagerMetrics>,
+    ) -> Self {
         let token = CancellationToken::new();
         Registry {
             phase: Phase::Idle,
@@ -270,6 +290,8 @@ impl Registry {
             order: Vec::new(),
             keep_order,
             ends_since_shrink: 0,
+            #[cfg(feature = "metrics")]
+            metrics,
         }
     }
 
@@ -280,6 +302,8 @@ impl Registry {
     /// Only `Run::enter` calls this.
     pub(crate) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+        #[cfg(feature = "metrics")]
+        self.metrics.set_stopping(phase.is_stopping());
     }
 
     /// The current run's token (the next run's before it starts).
@@ -372,6 +396,8 @@ impl Registry {
         debug_assert_eq!(key.id, self.next_id);
         self.next_id += 1;
         self.names.insert(core.name.clone(), key.slot);
+        #[cfg(feature = "metrics")]
+        self.metrics.moved(None, Some(Bucket::Starting), &core);
         let slot = self.records.insert(Record {
             core,
             runnable: admission.runnable,
@@ -379,6 +405,7 @@ impl Registry {
             epoch: 0,
             restart: admission.restart,
         });
+
         debug_assert_eq!(slot, key.slot);
         if self.keep_order {
             self.order.push(key);
@@ -521,12 +548,14 @@ impl Registry {
         self.pending.clear();
         self.names.clear();
         self.order.clear();
+        #[cfg(feature = "metrics")]
+        self.metrics.cleared();
         self.records.drain().collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Weak;
 
     use super::*;
@@ -542,7 +571,16 @@ mod tests {
         fn reload_pending(&self, _pending: bool) {}
     }
 
-    fn admit(registry: &mut Registry, name: String) -> ChildKey {
+    pub(crate) fn registry(keep_order: bool) -> Registry {
+        Registry::new(
+            keep_order,
+            #[cfg(feature = "metrics")]
+            Arc::default(),
+        )
+    }
+
+    /// Admits an idle child named `name`.
+    pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
         let (key, name) = registry.reserve(name.into(), true).unwrap();
         let policy = ChildPolicy {
             grace: None,
@@ -556,7 +594,16 @@ mod tests {
             stale_after: None,
         };
         let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
-        let core = ChildCore::new(key, name, policy, CancellationToken::new(), listener);
+        let core = ChildCore::new(
+            key,
+            name,
+            policy,
+            CancellationToken::new(),
+            listener,
+            None,
+            #[cfg(feature = "metrics")]
+            Arc::default(),
+        );
         let admission = Admission {
             runnable: Arc::new(IdleProcess),
             restart: None,
@@ -570,7 +617,7 @@ mod tests {
     /// started before it.
     #[test]
     fn a_rest_for_one_group_is_found_without_looking_at_earlier_children() {
-        let mut registry = Registry::new(true);
+        let mut registry = registry(true);
         let keys: Vec<ChildKey> = (0..100_000)
             .map(|n| admit(&mut registry, format!("c{n}")))
             .collect();
@@ -586,7 +633,7 @@ mod tests {
     /// so it stays bounded by the live children.
     #[test]
     fn the_ordered_list_follows_the_live_children() {
-        let mut registry = Registry::new(true);
+        let mut registry = registry(true);
         let keys: Vec<ChildKey> = (0..10_000)
             .map(|n| admit(&mut registry, format!("c{n}")))
             .collect();
@@ -606,14 +653,115 @@ mod tests {
         assert!(left.len() <= 2 * 10 + 16);
     }
 
+    /// An ended child whose slot a new child took is no less ended: the
+    /// sweep drops it by its id, not only by its slot's stage.
+    #[test]
+    fn the_ordered_list_drops_ended_children_whose_slot_was_reused() {
+        let mut registry = registry(true);
+        let first: Vec<ChildKey> = (0..100)
+            .map(|n| admit(&mut registry, format!("a{n}")))
+            .collect();
+        for &key in &first[..50] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let reusing: Vec<ChildKey> = (0..50)
+            .map(|n| admit(&mut registry, format!("b{n}")))
+            .collect();
+        assert!(reusing.iter().all(|key| key.slot < 50), "slots reused");
+        // Enough ends for the list to be swept.
+        for &key in &first[50..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let left = registry.in_order_after(None);
+        assert!(
+            !left.iter().any(|key| first[..50].contains(key)),
+            "{left:?}"
+        );
+        assert!(left.ends_with(&reusing));
+    }
+
+    #[test]
+    fn the_ordered_list_is_given_back_after_a_burst() {
+        let mut registry = registry(true);
+        let keys: Vec<ChildKey> = (0..300)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.order.capacity();
+        for &key in &keys[..290] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.order.capacity();
+        assert!(
+            (registry.order.len()..grown / 4).contains(&kept),
+            "{kept} of {grown}"
+        );
+    }
+
     /// Without a group strategy no ordered list is kept at all.
     #[test]
     fn one_for_one_keeps_no_ordered_list() {
-        let mut registry = Registry::new(false);
+        let mut registry = registry(false);
         for n in 0..100 {
             admit(&mut registry, format!("c{n}"));
         }
         assert!(registry.in_order_after(None).is_empty());
         assert_eq!(registry.order.capacity(), 0);
+    }
+
+    /// Calls `shrink` once per end, as `Run::end_child` does, until it has
+    /// looked.
+    fn look(registry: &mut Registry) {
+        registry.shrink();
+        while registry.ends_since_shrink != 0 {
+            registry.shrink();
+        }
+    }
+
+    #[test]
+    fn the_name_map_is_given_back_after_a_burst_only_below_a_quarter_full() {
+        let mut registry = registry(false);
+        let keys: Vec<ChildKey> = (0..1000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.names.capacity();
+        let (quarter, eighth) = (grown / 4, grown / 8);
+        for &key in &keys[quarter..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        // Removals leave tombstones that count against the capacity, so only
+        // a shrink (to room for twice the live children) halves it.
+        let kept = registry.names.capacity();
+        assert!(kept > grown / 2, "a quarter full: kept, {kept} of {grown}");
+        for &key in &keys[eighth..quarter] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        let kept = registry.names.capacity();
+        assert!(
+            (2 * eighth..=grown / 2).contains(&kept),
+            "an eighth full: room for twice the live children kept, {kept} of {grown}"
+        );
+    }
+
+    #[test]
+    fn a_list_is_given_back_after_a_burst_but_room_for_64_is_kept() {
+        let mut registry = registry(false);
+        let key = admit(&mut registry, "c".into());
+        for _ in 0..256 {
+            registry.push_ready(key);
+        }
+        registry.take_ready(None);
+        registry.push_ready(key);
+        look(&mut registry);
+        let kept = registry.ready.capacity();
+        assert!((1..=4).contains(&kept), "{kept}");
+
+        registry.take_ready(None);
+        registry.ready.reserve_exact(64);
+        assert_eq!(registry.ready.capacity(), 64);
+        look(&mut registry);
+        assert_eq!(registry.ready.capacity(), 64);
     }
 }

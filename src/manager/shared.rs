@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, ReasonCell, RunEnd,
-    ShutdownReason, StopListener,
+    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, PollWatch, ReasonCell,
+    RunEnd, ShutdownReason, StopListener,
 };
 use crate::error::{ControlError, InsertError};
-use crate::policy::{ChildOptions, Restart, RestartState, Strategy};
+use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
 use crate::runnable::Runnable;
 
 /// How a manager is set up; fixed when it is built.
@@ -41,6 +41,13 @@ pub(crate) struct Settings {
     /// How long the tree reports unready after a graceful shutdown request
     /// before it asks its children to stop.
     pub(crate) drain: Duration,
+    /// The slow-poll threshold of children that do not set their own.
+    pub(crate) slow_poll: Option<std::time::Duration>,
+    /// Label counters with the child's name too.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_per_child: bool,
+    /// At most this many restarts among all children within its window.
+    pub(crate) restart_limit: Option<RestartLimit>,
 }
 
 pub(crate) struct ManagerShared {
@@ -75,11 +82,22 @@ pub(crate) struct ManagerShared {
     /// which a stop asked of this manager's handle stops it for good (its
     /// parent does not restart it).
     pub(crate) in_parent: Mutex<Option<Arc<ChildCore>>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<super::metrics::ManagerMetrics>,
 }
 
 impl ManagerShared {
     pub(crate) fn new(settings: Settings) -> Self {
+        #[cfg(feature = "metrics")]
+        let metrics = Arc::<super::metrics::ManagerMetrics>::default();
         ManagerShared {
+            #[cfg(feature = "metrics")]
+            registry: Mutex::new(Registry::new(
+                settings.strategy != Strategy::OneForOne,
+                Arc::clone(&metrics),
+            )),
+            #[cfg(feature = "metrics")]
+            metrics,
             reason: Arc::default(),
             events: Arc::default(),
             path: OnceLock::new(),
@@ -88,6 +106,7 @@ impl ManagerShared {
             reloading: AtomicUsize::new(0),
             reloaded: Notify::new(),
             forced: AtomicBool::new(false),
+            #[cfg(not(feature = "metrics"))]
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
@@ -184,7 +203,17 @@ impl ManagerShared {
         // The run's token is taken under the lock: a manager restarted by
         // its parent has a new one.
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
-        let core = Arc::new(ChildCore::new(key, name, policy, token, listener));
+        let slow_poll = options.slow_poll.or(self.settings.slow_poll);
+        let core = Arc::new(ChildCore::new(
+            key,
+            name,
+            policy,
+            token,
+            listener,
+            slow_poll,
+            #[cfg(feature = "metrics")]
+            Arc::clone(&self.metrics),
+        ));
         registry.admit(Arc::clone(&core), Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
@@ -198,9 +227,11 @@ impl ManagerShared {
     }
 
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
+        if self.end.is_set() {
+            return Err(ControlError::Ended);
+        }
         // A nested manager is stopped through its record in its parent, so
-        // that the stop is for good: its parent does not restart it, also
-        // when the request comes while it waits for its restart.
+        // that the stop is for good: its parent does not restart it.
         let in_parent = self
             .in_parent
             .lock()
@@ -212,9 +243,6 @@ impl ManagerShared {
                 self.reason.set(reason);
             }
             return core.request_shutdown();
-        }
-        if self.end.is_set() {
-            return Err(ControlError::Ended);
         }
         // The reason goes first so that every child woken by the token sees
         // it.
@@ -326,6 +354,8 @@ impl ManagerShared {
                     .as_ref()
                     .and_then(error_message)
                     .or_else(|| ended.as_ref().and_then(error_message));
+                let (slow_polls, longest_poll) =
+                    core.polls().map_or((0, None), PollWatch::slow_polls);
                 let info = ChildInfo {
                     id: core.id,
                     name: core.name.to_string(),
@@ -334,6 +364,9 @@ impl ManagerShared {
                     restarts: core.attempt().saturating_sub(1),
                     uptime,
                     last_error,
+                    slow_polls,
+                    longest_poll,
+                    blocking: core.polls().and_then(PollWatch::blocking),
                 };
                 (info, manager)
             })

@@ -225,4 +225,58 @@ mod tests {
         assert_eq!(reused[CHUNK - 2..], [CHUNK, CHUNK + 1]);
         assert_eq!(slab.iter().count(), CHUNK + 2);
     }
+
+    /// A slab of `chunks` full chunks, with only the keys `keep` says left.
+    fn burst(chunks: usize, keep: impl Fn(usize) -> bool) -> Slab<usize> {
+        let mut slab = Slab::new();
+        for n in 0..chunks * CHUNK {
+            slab.insert(n);
+        }
+        for key in (0..chunks * CHUNK).filter(|&key| !keep(key)) {
+            slab.remove(key);
+        }
+        slab
+    }
+
+    #[test]
+    fn shrink_gives_chunks_back_only_below_a_quarter_occupied() {
+        // Exactly a quarter: kept, though three chunks hold nothing.
+        let mut slab = burst(4, |key| key < CHUNK);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 4);
+        // One fewer: given back.
+        slab.remove(CHUNK - 1);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 1);
+        assert_eq!(slab.iter().count(), CHUNK - 1);
+    }
+
+    #[test]
+    fn shrink_gives_back_the_second_of_two_chunks() {
+        let mut slab = burst(2, |key| key == 0);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 1);
+        assert_eq!(slab.get(0), Some(&0));
+    }
+
+    #[test]
+    fn shrink_looks_again_once_the_occupied_count_has_halved() {
+        // 101 occupied, the last in the last chunk: nothing to give back.
+        let last = 4 * CHUNK - 1;
+        let mut slab = burst(4, |key| key < 100 || key == last);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 4);
+        // Down to 51: not half of 101 yet, so it does not look.
+        slab.remove(last);
+        for key in 51..100 {
+            slab.remove(key);
+        }
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 4);
+        // Down to 50, half of 101: it looks, and frees the empty chunks.
+        slab.remove(50);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 1);
+        assert_eq!(slab.iter().count(), 50);
+    }
 }

@@ -89,6 +89,9 @@ pub struct ChildInfo {
     pub(crate) restarts: u32,
     pub(crate) uptime: Option<Duration>,
     pub(crate) last_error: Option<String>,
+    pub(crate) slow_polls: u64,
+    pub(crate) longest_poll: Option<Duration>,
+    pub(crate) blocking: Option<Duration>,
 }
 
 impl ChildInfo {
@@ -126,6 +129,26 @@ impl ChildInfo {
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
     }
+
+    /// How many polls of its future took longer than its slow-poll
+    /// threshold, over all its attempts; always 0 without one (see
+    /// [`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll)).
+    pub fn slow_polls(&self) -> u64 {
+        self.slow_polls
+    }
+
+    /// Its longest poll over the slow-poll threshold, if it had one.
+    pub fn longest_poll(&self) -> Option<Duration> {
+        self.longest_poll
+    }
+
+    /// How long the poll it is in right now has blocked its thread, if that
+    /// is longer than its slow-poll threshold: the child is blocking the
+    /// runtime at the moment of the snapshot, and cannot be aborted until
+    /// the poll returns.
+    pub fn blocking(&self) -> Option<Duration> {
+        self.blocking
+    }
 }
 
 impl fmt::Display for ChildInfo {
@@ -138,6 +161,14 @@ impl fmt::Display for ChildInfo {
             0 => {}
             1 => f.write_str(", 1 restart")?,
             n => write!(f, ", {n} restarts")?,
+        }
+        if let Some(blocked) = self.blocking {
+            write!(f, ", BLOCKING for {}", Readable(blocked))?;
+        }
+        match (self.slow_polls, self.longest_poll) {
+            (0, _) | (_, None) => {}
+            (1, Some(longest)) => write!(f, ", 1 slow poll ({})", Readable(longest))?,
+            (n, Some(longest)) => write!(f, ", {n} slow polls (longest {})", Readable(longest))?,
         }
         if let Some(error) = &self.last_error {
             write!(f, ", last error: {error}")?;
@@ -159,6 +190,47 @@ impl fmt::Display for ChildInfo {
 /// └── idle: ready, up 5s
 /// ```
 ///
+/// # JSON (feature `serde`)
+///
+/// With the `serde` feature a snapshot implements `serde::Serialize`, for an
+/// admin endpoint that serves the live tree. The shape is versioned: the
+/// `version` field is 1 for the shape below and changes only when a field
+/// changes meaning or goes away (new fields may appear within a version).
+///
+/// ```json
+/// {
+///   "version": 1,
+///   "path": "root",
+///   "children": [
+///     {
+///       "id": 0,
+///       "name": "consumers",
+///       "path": "root/consumers",
+///       "state": "ready",
+///       "restart_in_ms": null,
+///       "outcome": null,
+///       "restarts": 0,
+///       "uptime_ms": 5000,
+///       "last_error": null,
+///       "slow_polls": 0,
+///       "longest_poll_ms": null,
+///       "blocking_ms": null,
+///       "children": []
+///     }
+///   ]
+/// }
+/// ```
+///
+/// - `state`: `starting`, `running`, `ready`, `stopping`, `restarting` or
+///   `ended` (see [`ChildState`]); `restart_in_ms` is the time left before a
+///   `restarting` child's next attempt (`null` while it waits for its group),
+///   `outcome` how an `ended` child ended: `completed`, `stopped`,
+///   `failed`, `panicked` or `aborted`.
+/// - Durations are whole milliseconds; `null` where [`ChildInfo`]'s getter
+///   returns `None`.
+/// - `children` is present only for a child that is a manager itself.
+///
+/// A [`ChildInfo`] serializes alone as the same object without `children`.
 /// # Example
 ///
 /// ```

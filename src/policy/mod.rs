@@ -11,4 +11,4 @@ mod restart;
 
 pub use options::ChildOptions;
 pub use restart::{Backoff, Jitter, Restart, RestartLimit, Strategy};
-pub(crate) use restart::{Random, RestartState};
+pub(crate) use restart::{Random, RestartState, RestartWindow};

@@ -36,6 +36,7 @@ pub struct ChildOptions {
     pub(crate) escalate: Option<bool>,
     pub(crate) reports_ready: Option<bool>,
     pub(crate) heartbeat_timeout: Option<Duration>,
+    pub(crate) slow_poll: Option<Duration>,
 }
 
 impl ChildOptions {
@@ -140,9 +141,11 @@ impl ChildOptions {
     /// policy (see [`escalate`](ChildOptions::escalate)). Default:
     /// [`RestartLimit::default`] (5 within 60 seconds).
     ///
-    /// The limit is the child's own, not shared with its siblings (unlike
-    /// OTP's per-supervisor intensity), and restarts a strategy imposes on
-    /// a sibling do not count toward the sibling's. `RestartLimit::new(0, _)`
+    /// The limit is the child's own, not shared with its siblings, and
+    /// restarts a strategy imposes on a sibling do not count toward the
+    /// sibling's. OTP's per-supervisor intensity is
+    /// [`ProcessManagerBuilder::restart_limit`](crate::ProcessManagerBuilder::restart_limit);
+    /// both can be set, and this one is checked first. `RestartLimit::new(0, _)`
     /// never restarts; a zero window never gives up. Under
     /// [`Restart::Always`], clean exits count too: a child past its limit
     /// with a clean exit simply ends (`Completed`), which is a failure only
@@ -155,7 +158,26 @@ impl ChildOptions {
 
     /// Whether the child's end, even with `Ok`, stops the manager when the
     /// child is not restarted: the main server whose exit should end the
-    /// program. Default: `false`.
+    /// program (OTP's `significant` child under `auto_shutdown =>
+    /// any_significant`). Default: `false`.
+    ///
+    /// Which ends count:
+    ///
+    /// - It ends by itself (returns, fails, panics, misses its start or
+    ///   heartbeat timeout) and is not restarted: the manager stops, with
+    ///   [`ShutdownReason::ChildEnded`](crate::ShutdownReason::ChildEnded).
+    /// - Its manager stops it: when the manager stops (for any reason), or
+    ///   when a group restart ([`Strategy::OneForAll`](crate::Strategy::OneForAll),
+    ///   [`Strategy::RestForOne`](crate::Strategy::RestForOne)) stops it,
+    ///   whether the group then restarts it or, without a restart policy,
+    ///   it stays stopped. This does not stop the manager, as in OTP.
+    /// - It is stopped through its own handle
+    ///   ([`ChildHandle::request_shutdown`](crate::ChildHandle::request_shutdown)):
+    ///   that is its end as far as its manager is concerned, so the
+    ///   manager stops, whether the child was running, waiting for its
+    ///   restart or held for its group's. This differs from OTP, where
+    ///   `terminate_child` does not trigger an automatic shutdown; to stop
+    ///   the whole manager, stop it through its own handle instead.
     #[must_use]
     pub fn significant(mut self, significant: bool) -> Self {
         self.significant = Some(significant);
@@ -202,6 +224,42 @@ impl ChildOptions {
         self
     }
 
+    /// Measure each poll of the child's future and report one that takes
+    /// longer than `threshold`: a child that blocks its thread (no
+    /// `.await` for a long time) stalls the other tasks on that thread and
+    /// cannot be aborted until the poll returns.
+    ///
+    /// A slow poll is published as [`EventKind::SlowPoll`](crate::EventKind::SlowPoll),
+    /// logged as a warning (features `tracing`, `log`), counted in
+    /// `procmgr_slow_polls_total` (feature `metrics`), and shown by the
+    /// tree view ([`ChildInfo::slow_polls`](crate::ChildInfo::slow_polls),
+    /// and [`ChildInfo::blocking`](crate::ChildInfo::blocking) while such a
+    /// poll runs). When the manager aborts the child while a poll over the
+    /// threshold holds its thread, as at the end of a grace period, the
+    /// failure says so ([`ChildFailure::blocking_poll`](crate::ChildFailure::blocking_poll)).
+    ///
+    /// The check wraps the future's poll in the child's own task: two
+    /// clock reads per poll, no task of its own (see BENCHMARKS.md for its
+    /// cost). Default: the manager's
+    /// ([`ProcessManagerBuilder::slow_poll`](crate::ProcessManagerBuilder::slow_poll)),
+    /// none unless set there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procmgr::{ChildOptions, IdleProcess, ProcessManager};
+    ///
+    /// let manager = ProcessManager::new();
+    /// manager.insert_with(IdleProcess, ChildOptions::new().slow_poll(Duration::from_millis(10)))?;
+    /// # Ok::<_, procmgr::InsertError<IdleProcess>>(())
+    /// ```
+    #[must_use]
+    pub fn slow_poll(mut self, threshold: Duration) -> Self {
+        self.slow_poll = Some(threshold);
+        self
+    }
+
     /// Fills what `self` leaves unset from `defaults`.
     pub(crate) fn or(self, defaults: ChildOptions) -> ChildOptions {
         ChildOptions {
@@ -216,6 +274,7 @@ impl ChildOptions {
             escalate: self.escalate.or(defaults.escalate),
             reports_ready: self.reports_ready.or(defaults.reports_ready),
             heartbeat_timeout: self.heartbeat_timeout.or(defaults.heartbeat_timeout),
+            slow_poll: self.slow_poll.or(defaults.slow_poll),
         }
     }
 }

@@ -27,6 +27,22 @@ pub(crate) async fn run_a_failing_tree() {
     assert!(manager.await.is_err());
 }
 
+/// Runs `root` with a child that blocks its thread for 50 ms in one poll,
+/// against a slow-poll threshold of 10 ms.
+pub(crate) async fn run_a_blocking_child() {
+    let manager = ProcessManager::builder()
+        .name("root")
+        .slow_poll(Duration::from_millis(10))
+        .build();
+    manager
+        .insert(process_fn("blocker", |_ctx| async {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    manager.await.expect("clean run");
+}
+
 /// Lines collected by a test logger or subscriber.
 #[derive(Clone, Default)]
 pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<String>>>);

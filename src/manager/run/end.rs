@@ -25,11 +25,11 @@ use crate::policy::RestartLimit;
 /// How a child's end became final.
 pub(super) enum Ending {
     /// Its attempt ended with `outcome` and is not restarted: its policy
-    /// says no, its restart limit is `exceeded`, or it was asked to stop.
+    /// says no, a restart limit is `exceeded`, or it was asked to stop.
     Attempt {
         outcome: Outcome,
         abort: Option<AbortCause>,
-        exceeded: Option<RestartLimit>,
+        exceeded: Option<Exceeded>,
     },
     /// Its group restarts without it (no restart policy, or stopped through
     /// its handle meanwhile): like an attempt that ended with the outcome it
@@ -40,6 +40,16 @@ pub(super) enum Ending {
     /// failure, if that was one, was answered by the restart policy and
     /// does not escalate.
     Waiting,
+}
+
+/// The restart limit that kept a child from being restarted.
+#[derive(Clone, Copy)]
+pub(super) enum Exceeded {
+    /// Its own: its failure is handled as if it had no restart policy.
+    Child(RestartLimit),
+    /// Its manager's, over all of its children: the manager fails, whatever
+    /// the child's `escalate`.
+    Manager(RestartLimit),
 }
 
 impl Run<'_> {
@@ -79,6 +89,7 @@ impl Run<'_> {
             Stage::Backoff { last, .. } | Stage::Held { last, .. } => Some(*last),
             Stage::Pending | Stage::Running(_) | Stage::Ended => None,
         };
+        let in_group = matches!(ending, Ending::Group);
         let outcome = match ending {
             Ending::Attempt {
                 outcome,
@@ -95,7 +106,16 @@ impl Run<'_> {
             }
             Ending::Waiting => last.unwrap_or(Outcome::Stopped),
         };
-        if core.policy.significant && !self.phase.is_stopping() {
+        // A significant child ends its manager when it ended by itself, or
+        // was stopped through its own handle; not when its manager stopped
+        // it, to stop for good or to restart it with its group (OTP's
+        // rule). A group member without a restart policy that stopped as
+        // its group asked ends as `Stopped` or `Aborted`; one that completed
+        // or failed before it was asked ended by itself.
+        let by_itself = !in_group
+            || core.was_asked_to_stop()
+            || !matches!(outcome, Outcome::Stopped | Outcome::Aborted);
+        if core.policy.significant && by_itself && !self.phase.is_stopping() {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
             });
@@ -120,9 +140,10 @@ impl Run<'_> {
         core: &ChildCore,
         outcome: &Outcome,
         abort: Option<AbortCause>,
-        exceeded: Option<RestartLimit>,
+        exceeded: Option<Exceeded>,
     ) {
-        if !core.policy.escalate {
+        let managers = matches!(exceeded, Some(Exceeded::Manager(_)));
+        if !core.policy.escalate && !managers {
             return;
         }
         let cause = match (outcome, abort) {
@@ -145,6 +166,8 @@ impl Run<'_> {
                     _ => None,
                 },
             },
+            // Its manager's limit fails the manager however the child ended.
+            _ if managers => FailureCause::Exited,
             _ => return,
         };
         // A nested manager's failures already carry full paths.
@@ -164,8 +187,13 @@ impl Run<'_> {
             None => {
                 let mut failure = ChildFailure::new(self.child_path(&core.name), core.id, cause)
                     .in_attempt(core.attempt());
-                if let Some(limit) = exceeded {
-                    failure = failure.exceeding(limit);
+                match exceeded {
+                    Some(Exceeded::Child(limit)) => failure = failure.exceeding(limit),
+                    Some(Exceeded::Manager(limit)) => failure = failure.exceeding_manager(limit),
+                    None => {}
+                }
+                if let (Outcome::Aborted, Some(polls)) = (outcome, core.polls()) {
+                    failure = failure.blocked(polls.take_blocked_at_abort());
                 }
                 self.record_failure(failure);
             }

@@ -10,6 +10,9 @@
 //! 4. Once no member runs, the members start again after the trigger's
 //!    backoff, in the order they had started; members without a restart
 //!    policy, or stopped through their handle meanwhile, end for good.
+//!    With ordered start, the members that took part in it start one at a
+//!    time, each once the one before is ready or has ended (and within the
+//!    start timeout), like the first start; the others start at once.
 //!    Inserts go on waiting until no member waits for its restart.
 //!
 //! The group is found through the registry's id-ordered list, so a group
@@ -23,7 +26,7 @@ use super::Run;
 use super::end::Ending;
 use super::timers::{TimerKind, later};
 use crate::control::{ChildCore, ChildKey, Outcome, ShutdownReason};
-use crate::manager::registry::{GroupRole, Stage};
+use crate::manager::registry::{GroupRole, Registry, Stage};
 use crate::policy::Strategy;
 
 /// A group restart in flight.
@@ -32,8 +35,14 @@ pub(super) enum Group {
     Stopping(Members),
     /// Every member has ended; `waiting` of them wait in `Backoff` for the
     /// group's restart. Inserts wait until none does, so a new child never
-    /// runs beside stopped siblings.
-    Scheduled { waiting: usize },
+    /// runs beside stopped siblings. With ordered start, `queued` are the
+    /// members that start one at a time, by start order (the next one
+    /// last); each waits in `Backoff` without a timer until the one before
+    /// it, the run's `awaiting_ready`, is ready.
+    Scheduled {
+        waiting: usize,
+        queued: Vec<(u64, ChildKey)>,
+    },
 }
 
 /// The members of a group restart being stopped.
@@ -179,7 +188,9 @@ impl Run<'_> {
     /// Step 4.
     fn restart_group(&mut self, group: Members) {
         let at = later(Instant::now(), group.delay);
+        let ordered = self.shared.settings.ordered_start.is_some();
         let mut waiting = 0;
+        let mut queued = Vec::new();
         let mut finals = Vec::new();
         {
             let shared = self.shared;
@@ -209,9 +220,24 @@ impl Run<'_> {
                         order,
                     });
                     waiting += 1;
-                    // Due together, they start in the order they had started.
+                    if ordered && record.core.policy.announce_ready {
+                        queued.push((order, key));
+                    } else {
+                        // Due together, they start in the order they had
+                        // started.
+                        self.timers
+                            .set_ranked(at, TimerKind::Restart, order, record);
+                    }
+                }
+            }
+            // The first in start order comes due after the backoff; the
+            // others follow it one by one (`start_next_member`).
+            queued.sort_unstable_by(|a, b| b.cmp(a));
+            if let Some((order, key)) = queued.pop() {
+                if let Some(record) = registry.get(key) {
                     self.timers
                         .set_ranked(at, TimerKind::Restart, order, record);
+                    self.awaiting_ready = Some(key);
                 }
             }
         }
@@ -220,7 +246,7 @@ impl Run<'_> {
             self.group = None;
             self.work_for_next_turn();
         } else {
-            self.group = Some(Group::Scheduled { waiting });
+            self.group = Some(Group::Scheduled { waiting, queued });
         }
         for (key, ending) in finals {
             self.end_child(key, ending);
@@ -231,13 +257,39 @@ impl Run<'_> {
     /// its end became final. Once none waits, the group restart is over and
     /// inserts that waited for it start on the next turn.
     pub(super) fn left_group_backoff(&mut self) {
-        if let Some(Group::Scheduled { waiting }) = &mut self.group {
+        if let Some(Group::Scheduled { waiting, .. }) = &mut self.group {
             *waiting -= 1;
             if *waiting == 0 {
                 self.group = None;
                 self.work_for_next_turn();
             }
         }
+    }
+
+    /// Ordered start, once the member started before is ready or has ended
+    /// (no child is awaited): the next queued member's restart comes due
+    /// now, and it is awaited in turn. Members that ended meanwhile are
+    /// skipped.
+    pub(super) fn start_next_member(&mut self, registry: &Registry, now: Instant) {
+        let Some(Group::Scheduled { queued, .. }) = &mut self.group else {
+            return;
+        };
+        while let Some((order, key)) = queued.pop() {
+            let Some(record) = registry.get(key) else {
+                continue;
+            };
+            if matches!(record.stage(), Stage::Backoff { .. }) {
+                self.timers
+                    .set_ranked(now, TimerKind::Restart, order, record);
+                self.awaiting_ready = Some(key);
+                return;
+            }
+        }
+    }
+
+    /// Whether an ordered start waits to restart members of a group.
+    pub(super) fn has_queued_members(&self) -> bool {
+        matches!(&self.group, Some(Group::Scheduled { queued, .. }) if !queued.is_empty())
     }
 
     /// Whether the record's backoff is its group's: under a group strategy a

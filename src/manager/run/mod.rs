@@ -54,11 +54,12 @@ use super::exit::Exit;
 use super::registry::{Admission, Phase, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
-    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, Scope, ShutdownReason,
-    StopListener,
+    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
+    ShutdownReason, StopListener,
 };
 use crate::error::{ChildFailures, RunError};
-use crate::policy::Random;
+use crate::manager::events;
+use crate::policy::{Random, RestartWindow};
 use group::Group;
 use stop::AbortCause;
 use timers::Timers;
@@ -172,6 +173,8 @@ struct Run<'a> {
     stopping_in_order: Option<ChildKey>,
     /// The start order of the next attempt.
     next_order: u64,
+    /// Restarts among all children, for the manager's restart limit.
+    restarts: RestartWindow,
     /// Whether the parent was last told that this manager is ready.
     told_ready: bool,
     /// A reload from the parent was passed on to the children; the parent
@@ -201,6 +204,12 @@ impl<'a> Run<'a> {
             let token = match (registry.phase(), parent) {
                 (Phase::Idle, _) => {
                     registry.set_phase(Phase::Running);
+                    // Under the lock: no stage changes while the gauge is
+                    // set. Once: a run again keeps counting.
+                    #[cfg(feature = "metrics")]
+                    shared
+                        .metrics
+                        .register(&path, shared.settings.metrics_per_child);
                     if parent.is_some() {
                         registry.keep_spec();
                     }
@@ -232,6 +241,10 @@ impl<'a> Run<'a> {
                 reason: Arc::clone(&shared.reason),
                 events: EventHubs::with(parent.map(Context::events), &shared.events),
                 started,
+                // The span the run is polled in: a nested manager's own
+                // process span, or a root manager's (see `IntoFuture`).
+                #[cfg(feature = "tracing")]
+                span: tracing::Span::current(),
             }),
             own_id: parent.map_or(0, Context::id),
             nested: parent.is_some(),
@@ -253,6 +266,7 @@ impl<'a> Run<'a> {
             stop_order: Vec::new(),
             stopping_in_order: None,
             next_order: 0,
+            restarts: RestartWindow::default(),
             told_ready: false,
             reload_owed: false,
             drained: false,
@@ -369,6 +383,7 @@ impl<'a> Run<'a> {
             // as they do when every child has ended.
             self.shared.readiness_changed(true);
         }
+        events::manager_finished(self.shared);
         if !self.nested {
             // A nested manager may run again; its events go on.
             self.shared.events.close();
@@ -420,6 +435,9 @@ fn rerun(shared: &Arc<ManagerShared>, registry: &mut Registry) -> CancellationTo
             previous.policy,
             token,
             Weak::clone(&listener),
+            previous.polls().map(PollWatch::threshold),
+            #[cfg(feature = "metrics")]
+            Arc::clone(&shared.metrics),
         ));
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {

@@ -10,7 +10,7 @@ use tokio::task::JoinError;
 use tokio::time::Instant;
 
 use super::Run;
-use super::end::Ending;
+use super::end::{Ending, Exceeded};
 use super::stop::AbortCause;
 use super::task::{TaskOutput, panic_message};
 use super::timers::{TimerKind, later};
@@ -55,6 +55,11 @@ impl Run<'_> {
             return;
         };
         if let Some(kind) = failure {
+            let cause = match kind {
+                EventKind::Panicked(_) => events::Cause::Panic,
+                _ => events::Cause::Error,
+            };
+            events::failure(self.shared, &core, cause);
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || kind);
@@ -156,7 +161,17 @@ impl Run<'_> {
                 && !core.token.is_cancelled();
             let mut state = record.restart.as_mut().filter(|_| wanted);
             let allowed = state.as_mut().is_some_and(|state| state.allow_restart(now));
+            // The child's own limit first, then its manager's. Checked only
+            // here, for a child restarted on its own account: a group's
+            // members are held above, so a group restart counts once.
+            let limit = self.shared.settings.restart_limit;
+            let within = allowed && limit.is_none_or(|limit| self.restarts.allow(limit, now));
             match state {
+                Some(_) if allowed && !within => Next::End(Ending::Attempt {
+                    outcome,
+                    abort,
+                    exceeded: limit.map(Exceeded::Manager),
+                }),
                 Some(state) if allowed => {
                     let delay = state.next_delay(failed, ran_for, self.random.next());
                     let failure = (failed && events::LOGS).then(|| outcome.clone());
@@ -182,7 +197,7 @@ impl Run<'_> {
                 state => Next::End(Ending::Attempt {
                     outcome,
                     abort,
-                    exceeded: state.map(|state| state.limit),
+                    exceeded: state.map(|state| Exceeded::Child(state.limit)),
                 }),
             }
         };

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Run;
 use super::stop::AbortCause;
-use super::task::{DynRunnable, Launch};
+use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
@@ -32,7 +32,9 @@ impl Run<'_> {
     /// the ordered start and stop, force.
     pub(super) fn turn(&mut self) {
         let work = self.shared.work.swap(false, Ordering::AcqRel);
-        let starting = self.awaiting_ready.is_some() || !self.start_queue.is_empty();
+        let starting = self.awaiting_ready.is_some()
+            || !self.start_queue.is_empty()
+            || self.has_queued_members();
         if work || starting {
             let now = Instant::now();
             let requests = {
@@ -62,9 +64,14 @@ impl Run<'_> {
                 } else {
                     registry.take_ready(None);
                 }
-                // The ordered start waits for a group restart too.
-                if self.awaiting_ready.is_none() && self.group.is_none() {
-                    self.start_queued(registry, now);
+                // The ordered start waits for a group restart too, whose
+                // members start in order.
+                if self.awaiting_ready.is_none() {
+                    if self.group.is_none() {
+                        self.start_queued(registry, now);
+                    } else {
+                        self.start_next_member(registry, now);
+                    }
                 }
                 requests
             };
@@ -211,12 +218,14 @@ impl Run<'_> {
         let launch = Launch {
             #[cfg(feature = "tracing")]
             span: crate::manager::events::child_span(
+                &self.scope.span,
                 &self.scope.path,
                 &core.name,
                 core.id,
                 attempt,
             ),
             key,
+            slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
             ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
         };
         self.to_spawn.push((Arc::clone(&record.runnable), launch));

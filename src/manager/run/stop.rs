@@ -90,7 +90,7 @@ impl Run<'_> {
             ctx.token().cancel();
         }
         let reason = self.shared.reason.get();
-        events::manager_stopping(&self.scope.path, reason.as_ref());
+        events::manager_stopping(self.shared, &self.scope.path, reason.as_ref());
         self.scope
             .events
             .publish(&self.scope.path, None, self.own_id, || {
@@ -291,19 +291,28 @@ impl Run<'_> {
         };
         if let Entry::Vacant(entry) = self.aborting.entry(abort.id()) {
             let core = &record.core;
-            match cause {
+            let grace = match cause {
                 AbortCause::Grace(grace)
                 | AbortCause::StartTimeout(grace)
-                | AbortCause::Wedged(grace) => {
-                    events::child_aborting(&self.scope.path, &core.name, core.id, grace);
-                }
-                AbortCause::Forced => events::child_forced(&self.scope.path, &core.name, core.id),
-            }
+                | AbortCause::Wedged(grace) => Some(grace),
+                AbortCause::Forced => None,
+            };
+            let failure = match cause {
+                // Stopped through its own handle, it did what was asked.
+                AbortCause::Grace(_) if core.was_asked_to_stop() => None,
+                AbortCause::Grace(_) | AbortCause::Forced => Some(events::Cause::Aborted),
+                AbortCause::StartTimeout(_) => Some(events::Cause::StartTimeout),
+                AbortCause::Wedged(_) => Some(events::Cause::Wedged),
+            };
+            events::child_aborting(self.shared, core, grace, failure);
             self.scope
                 .events
                 .publish(&self.scope.path, Some(&core.name), core.id, || {
                     EventKind::Aborted
                 });
+            if let Some(polls) = core.polls() {
+                polls.note_abort();
+            }
             abort.abort();
             entry.insert((record.key(), cause));
         }

@@ -2,13 +2,16 @@
 //! manager's `JoinSet`, and what the task returns.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::control::{ChildKey, Context};
+use crate::control::{ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
+use crate::manager::shared::ManagerShared;
 use crate::manager::{ManagerHandle, ProcessManager, events};
 use crate::runnable::{BoxError, Runnable};
 
@@ -22,6 +25,67 @@ pub(crate) struct Launch {
     pub(super) span: tracing::Span,
     pub(super) key: ChildKey,
     pub(super) ctx: Context,
+    /// For a child with a slow-poll threshold: what its polls are measured
+    /// against and reported to. Boxed, so that a child without one pays a
+    /// word in its task.
+    pub(super) slow_polls: Option<Box<SlowPolls>>,
+}
+
+/// Where a child's slow polls are reported: its event hubs, its log, its
+/// measurements.
+pub(crate) struct SlowPolls {
+    core: Arc<ChildCore>,
+    scope: Arc<Scope>,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::manager::metrics::ManagerMetrics>,
+}
+
+impl SlowPolls {
+    /// What a child's task needs to watch its polls, if it has a threshold.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn of(
+        core: &Arc<ChildCore>,
+        scope: &Arc<Scope>,
+        manager: &ManagerShared,
+    ) -> Option<Box<SlowPolls>> {
+        core.polls()?;
+        Some(Box::new(SlowPolls {
+            core: Arc::clone(core),
+            scope: Arc::clone(scope),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::clone(&manager.metrics),
+        }))
+    }
+
+    fn report(&self, took: Duration, threshold: Duration) {
+        let (path, core) = (&self.scope.path, &self.core);
+        events::slow_poll(path, &core.name, core.id, took, threshold);
+        #[cfg(feature = "metrics")]
+        self.metrics.slow_poll(core);
+        self.scope
+            .events
+            .publish(path, Some(&core.name), core.id, || EventKind::SlowPoll {
+                took,
+                threshold,
+            });
+    }
+
+    /// Runs `future`, measuring each of its polls.
+    async fn watch<F: Future>(&self, mut future: std::pin::Pin<Box<F>>) -> F::Output {
+        let polls: Option<&PollWatch> = self.core.polls();
+        std::future::poll_fn(|cx| {
+            let Some(polls) = polls else {
+                return future.as_mut().poll(cx);
+            };
+            let began = polls.enter();
+            let poll = future.as_mut().poll(cx);
+            if let Some(took) = polls.leave(began) {
+                self.report(took, polls.threshold());
+            }
+            poll
+        })
+        .await
+    }
 }
 
 /// The object-safe form of [`Runnable`] the manager stores.
@@ -61,30 +125,53 @@ fn spawn_task<R: Runnable>(
         span,
         key,
         ctx,
+        slow_polls,
     } = launch;
-    // One async block, not two nested ones: each layer would keep its own
-    // copy of what it captures, and the task's size is memory per child.
+    // Two tasks, not one with a branch inside: a task keeps every future it
+    // may await side by side, and its size is memory per child, so a child
+    // without a slow-poll threshold must not carry the watched variant.
+    // Each is one async block whose attempt is a temporary awaited at once:
+    // a nested block or a named future would keep its own copy.
+    let Some(slow) = slow_polls else {
+        let task = async move {
+            let result = attempt(&*runnable, ctx, key).await;
+            (key, result.map(|ended| ended.map_err(Into::into)))
+        };
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(task, span);
+        return tasks.spawn(task);
+    };
     let task = async move {
-        // `lazy(..).flatten()` creates the process's future on the first
-        // poll, inside `catch_unwind`, and then holds it in the same place:
-        // a `run` that panics before its first `.await`, or a panicking
-        // subscriber of the start event, fails this child instead of losing
-        // it, and the future is stored once, not twice.
-        let result = AssertUnwindSafe(
-            futures::future::lazy(|_| {
-                events::child_started(ctx.parent_path(), ctx.name(), key.id);
-                runnable.run(ctx)
-            })
-            .flatten(),
-        )
-        .catch_unwind()
-        .await
-        .map(|ended| ended.map_err(Into::into));
-        (key, result)
+        // Boxed: `watch` holds it across its polls. Only children with a
+        // threshold pay for the allocation.
+        let result = slow.watch(Box::pin(attempt(&*runnable, ctx, key))).await;
+        (key, result.map(|ended| ended.map_err(Into::into)))
     };
     #[cfg(feature = "tracing")]
     let task = tracing::Instrument::instrument(task, span);
     tasks.spawn(task)
+}
+
+/// One attempt of the process, its panic caught.
+///
+/// `lazy(..).flatten()` creates the process's future on the first poll,
+/// inside `catch_unwind`, and then holds it in the same place: a `run` that
+/// panics before its first `.await`, or a panicking subscriber of the start
+/// event, fails this child instead of losing it, and the future is stored
+/// once, not twice.
+fn attempt<R: Runnable>(
+    runnable: &R,
+    ctx: Context,
+    key: ChildKey,
+) -> impl Future<Output = std::thread::Result<Result<(), R::Error>>> + Send + '_ {
+    AssertUnwindSafe(
+        futures::future::lazy(move |_| {
+            events::child_started(ctx.parent_path(), ctx.name(), key.id);
+            runnable.run(ctx)
+        })
+        .flatten(),
+    )
+    .catch_unwind()
 }
 
 /// The message of a panic, from its payload.

@@ -237,3 +237,43 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::registry::tests::admit;
+
+    /// Sets `count` timers, one per key in turn.
+    fn set(timers: &mut Timers, registry: &Registry, keys: &[ChildKey], count: usize) {
+        let now = Instant::now();
+        for &key in keys.iter().cycle().take(count) {
+            let record = registry.get(key).expect("live");
+            timers.set(now, TimerKind::Restart, record);
+        }
+    }
+
+    #[test]
+    fn void_entries_are_swept_once_the_heap_has_doubled() {
+        let mut registry = crate::manager::registry::tests::registry(false);
+        let keys: Vec<ChildKey> = (0..200)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let mut timers = Timers::new();
+        set(&mut timers, &registry, &keys, 200);
+        timers.sweep(&registry);
+        assert_eq!(timers.heap.len(), 200, "nothing void");
+        // A hundred entries go void; the heap grows to 350, not twice 200
+        // (and 64) yet.
+        for &key in &keys[..100] {
+            assert!(registry.end(key, false).is_some());
+        }
+        let live = &keys[100..];
+        set(&mut timers, &registry, live, 150);
+        timers.sweep(&registry);
+        assert_eq!(timers.heap.len(), 350, "swept before the heap doubled");
+        // At 465 it has: the void entries go.
+        set(&mut timers, &registry, live, 115);
+        timers.sweep(&registry);
+        assert_eq!(timers.heap.len(), 365);
+    }
+}
