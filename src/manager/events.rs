@@ -123,6 +123,8 @@ pub(crate) fn child_aborting(
         }
     }
     let (parent_path, name, id) = (manager.path(), &core.name, core.id);
+    // Without `tracing` and `log` both arms are empty.
+    #[cfg(any(feature = "tracing", feature = "log"))]
     match grace {
         Some(grace) => {
             #[cfg(feature = "tracing")]
