@@ -176,6 +176,10 @@
 //! - `log`: the same events as `log` records.
 //! - `signal`: `builtin::SignalReceiver`, which turns operating-system
 //!   signals into shutdown, forced shutdown and reload.
+//! - `systemd`: `builtin::SystemdNotifier` and
+//!   `ProcessManagerBuilder::notify_systemd`, which tell systemd
+//!   (`Type=notify`) when the tree is ready, reloading or stopping, and
+//!   keep its watchdog fed while no heartbeat is stale.
 //! - `serde`: [`TreeSnapshot`] and [`ChildInfo`] implement
 //!   `serde::Serialize`, in the versioned JSON shape [`TreeSnapshot`]
 //!   documents, for an admin endpoint (`examples/admin.rs` serves it):

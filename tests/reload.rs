@@ -273,3 +273,123 @@ async fn try_recv_returns_shutdown_first_and_only_once() {
     assert!(matches!(child.wait().await, Outcome::Stopped));
     run.await.expect("joined").expect("clean stop");
 }
+
+/// Takes a message whenever the test says so, and tells what it took.
+fn takes_when_told(
+    name: &'static str,
+) -> (
+    impl procmgr::Runnable,
+    mpsc::UnboundedSender<()>,
+    mpsc::UnboundedReceiver<Option<bool>>,
+) {
+    let (poke, pokes) = mpsc::unbounded_channel::<()>();
+    let (tx, took) = mpsc::unbounded_channel();
+    let pokes = std::sync::Mutex::new(Some(pokes));
+    let runnable = process_fn(name, move |mut ctx| {
+        let mut pokes = pokes.lock().expect("lock").take();
+        let tx = tx.clone();
+        async move {
+            let Some(pokes) = pokes.as_mut() else {
+                ctx.shutdown_requested().await;
+                return Ok::<_, std::io::Error>(());
+            };
+            // A first look, so that reloads wait for this child.
+            let _ = tx.send(ctx.try_recv().map(|m| matches!(m, ControlMessage::Reload)));
+            while pokes.recv().await.is_some() {
+                let message = ctx.try_recv();
+                let _ = tx.send(message.map(|m| matches!(m, ControlMessage::Reload)));
+                if ctx.is_shutdown_requested() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    });
+    (runnable, poke, took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_is_taken_once_every_child_of_the_tree_has_taken_it() {
+    let (outer_child, poke_outer, mut outer_took) = takes_when_told("outer");
+    let (inner_child, poke_inner, mut inner_took) = takes_when_told("inner");
+    let nested = ProcessManager::builder().name("nested").build();
+    nested.insert(inner_child).expect("accepted");
+    let root = ProcessManager::builder().name("root").build();
+    root.insert(nested).expect("accepted");
+    root.insert(outer_child).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    assert_eq!(outer_took.recv().await, Some(None));
+    assert_eq!(inner_took.recv().await, Some(None));
+    assert!(!handle.is_reloading());
+
+    handle.request_reload().expect("running");
+    assert!(handle.is_reloading());
+    let mut reloaded = Box::pin(handle.reloaded());
+    assert!(futures::FutureExt::now_or_never(reloaded.as_mut()).is_none());
+
+    poke_outer.send(()).expect("listens");
+    assert_eq!(outer_took.recv().await, Some(Some(true)));
+    // The nested manager has passed the reload on; its child has not taken
+    // it yet.
+    tokio::task::yield_now().await;
+    assert!(handle.is_reloading());
+    assert!(futures::FutureExt::now_or_never(reloaded.as_mut()).is_none());
+
+    poke_inner.send(()).expect("listens");
+    assert_eq!(inner_took.recv().await, Some(Some(true)));
+    reloaded.await;
+    assert!(!handle.is_reloading());
+
+    handle.request_shutdown().expect("running");
+    let _ = poke_outer.send(());
+    let _ = poke_inner.send(());
+    run.await.expect("joined").expect("graceful");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_ends_or_restarts_no_longer_holds_a_reload() {
+    let manager = ProcessManager::builder().name("root").build();
+    let handle = manager.handle();
+    // Each looks at its messages once, then never again.
+    let deaf = manager
+        .insert(process_fn("deaf", |mut ctx| async move {
+            let _ = ctx.try_recv();
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    // Its first attempt fails after a second.
+    let flaky = manager
+        .insert_with(
+            process_fn("flaky", |mut ctx| async move {
+                let _ = ctx.try_recv();
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    return Err(std::io::Error::other("broke"));
+                }
+                ctx.shutdown_requested().await;
+                Ok(())
+            }),
+            procmgr::ChildOptions::new().restart(procmgr::Restart::OnFailure),
+        )
+        .expect("accepted");
+    manager.insert(procmgr::IdleProcess).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+
+    handle.request_reload().expect("running");
+    assert!(handle.is_reloading());
+    deaf.shutdown().await;
+    assert!(handle.is_reloading(), "the flaky child still has it");
+    // Its next attempt starts from fresh configuration.
+    handle.reloaded().await;
+    assert_eq!(
+        handle.child("flaky").map(|child| child.is_finished()),
+        Some(false)
+    );
+    assert_eq!(handle.snapshot()[0].restarts(), 1);
+    let _ = flaky;
+    handle.shutdown().await;
+    run.await.expect("joined").expect("graceful");
+}

@@ -1,9 +1,10 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-use crate::{Context, Runnable};
+use crate::{Context, ControlMessage, Runnable};
 
-/// A process that does nothing until shutdown is requested.
+/// A process that does nothing until shutdown is requested; it takes the
+/// reloads it is sent and ignores them.
 ///
 /// A manager's run ends when it has no children left; an `IdleProcess` keeps
 /// it alive for children inserted later (so does
@@ -24,9 +25,15 @@ pub struct IdleProcess;
 impl Runnable for IdleProcess {
     type Error = Infallible;
 
-    async fn run(&self, ctx: Context) -> Result<(), Infallible> {
+    async fn run(&self, mut ctx: Context) -> Result<(), Infallible> {
         ctx.mark_ready();
-        ctx.shutdown_requested().await;
+        // Takes reloads (it has nothing to reload), so that it never holds a
+        // tree's reload back (`ManagerHandle::reloaded`).
+        while let Some(message) = ctx.recv().await {
+            if let ControlMessage::Shutdown = message {
+                break;
+            }
+        }
         Ok(())
     }
 

@@ -11,7 +11,9 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::{ChildOptions, Context, ManagerHandle, Runnable, ShutdownReason, Signal};
+use crate::{
+    ChildOptions, Context, ControlMessage, ManagerHandle, Runnable, ShutdownReason, Signal,
+};
 
 /// A process that turns operating-system signals into control of a manager.
 ///
@@ -154,12 +156,17 @@ impl SignalReceiver {
 impl Runnable for SignalReceiver {
     type Error = io::Error;
 
-    async fn run(&self, ctx: Context) -> Result<(), io::Error> {
+    async fn run(&self, mut ctx: Context) -> Result<(), io::Error> {
         let mut listener = platform::Listener::new(&self.handled(), self.restore_default_actions)?;
         ctx.mark_ready();
         loop {
             tokio::select! {
-                () = ctx.shutdown_requested() => return Ok(()),
+                // Takes reloads too (it has nothing to reload), so that it
+                // never holds a tree's reload back (`ManagerHandle::reloaded`).
+                message = ctx.recv() => match message {
+                    Some(ControlMessage::Shutdown) | None => return Ok(()),
+                    Some(_) => {}
+                },
                 signal = listener.next() => match signal {
                     Some(signal) => self.act_on(signal),
                     None => return Ok(()),

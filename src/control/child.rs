@@ -31,6 +31,10 @@ pub(crate) trait StopListener: Send + Sync {
     /// A child whose readiness counts became ready (`true`) or unready again
     /// (`false`) within its attempt.
     fn counted_ready(&self, ready: bool);
+
+    /// The child has a reload it has not taken (`true`), or no longer has
+    /// one (`false`): it took it, started a new attempt, or ended.
+    fn reload_pending(&self, pending: bool);
 }
 
 /// The readiness of an attempt, in the low bits of [`ChildCore`]'s
@@ -57,6 +61,9 @@ pub(crate) struct ChildPolicy {
     pub(crate) announce_ready: bool,
     /// Its readiness counts toward its manager's.
     pub(crate) reports_ready: bool,
+    /// It is a manager: it has taken a reload only once its own children
+    /// have, and says so itself.
+    pub(crate) passes_reloads_on: bool,
     /// Neither reports readiness nor was told not to, and no ordered start
     /// waits for it: [`Context::mark_ready`](crate::Context::mark_ready) on
     /// it is a mistake.
@@ -119,6 +126,13 @@ struct Inbox {
     /// How many reloads were requested so far; the context remembers how many
     /// it has seen, which coalesces reloads without losing one.
     reloads: u64,
+    /// A reload is waiting to be taken and counts in the manager's
+    /// `reloading`; every change of it is reported to the listener, so the
+    /// count is exact.
+    reload_pending: bool,
+    /// The process has looked at its messages at least once; one that never
+    /// does (it only waits for shutdown) would hold every reload pending.
+    listening: bool,
     /// Boxed on first use: most children never get a custom message, and a
     /// box is a quarter of an empty `VecDeque`'s size.
     #[allow(clippy::box_collection)]
@@ -190,12 +204,18 @@ impl ChildCore {
     /// Records how the child ended, drops messages it will never read and
     /// wakes everyone waiting for it.
     pub(crate) fn finish(&self, outcome: Outcome) {
-        let unread = {
+        let (unread, was_pending) = {
             let mut inbox = self.inbox();
             inbox.closed = true;
-            std::mem::take(&mut inbox.messages)
+            (
+                std::mem::take(&mut inbox.messages),
+                std::mem::take(&mut inbox.reload_pending),
+            )
         };
         drop(unread);
+        if was_pending {
+            self.tell_reload_pending(false);
+        }
         self.end.set(outcome);
     }
 
@@ -227,15 +247,45 @@ impl ChildCore {
     }
 
     pub(crate) fn request_reload(&self) -> Result<(), ControlError> {
-        {
+        let newly_pending = {
             let mut inbox = self.inbox();
             if inbox.closed {
                 return Err(ControlError::Ended);
             }
             inbox.reloads += 1;
+            inbox.listening && !std::mem::replace(&mut inbox.reload_pending, true)
+        };
+        if newly_pending {
+            self.tell_reload_pending(true);
         }
         self.end.wake_all();
         Ok(())
+    }
+
+    /// A nested manager's children have all taken the reload it passed on.
+    pub(crate) fn reload_taken(&self) {
+        if std::mem::take(&mut self.inbox().reload_pending) {
+            self.tell_reload_pending(false);
+        }
+    }
+
+    /// The reloads requested so far, for an attempt that starts from fresh
+    /// configuration: none of them is pending any more.
+    pub(crate) fn forget_reloads(&self) -> u64 {
+        let (reloads, was_pending) = {
+            let mut inbox = self.inbox();
+            (inbox.reloads, std::mem::take(&mut inbox.reload_pending))
+        };
+        if was_pending {
+            self.tell_reload_pending(false);
+        }
+        reloads
+    }
+
+    fn tell_reload_pending(&self, pending: bool) {
+        if let Some(listener) = self.listener.upgrade() {
+            listener.reload_pending(pending);
+        }
     }
 
     pub(crate) fn send<T: std::any::Any + Send>(&self, message: T) -> Result<(), SendError<T>> {
@@ -256,16 +306,23 @@ impl ChildCore {
     /// The next reload or custom message, if any; `seen_reloads` is the
     /// receiver's count of reloads already delivered.
     pub(crate) fn take_message(&self, seen_reloads: &mut u64) -> Option<ControlMessage> {
-        let mut inbox = self.inbox();
-        if inbox.reloads != *seen_reloads {
+        let taken = {
+            let mut inbox = self.inbox();
+            inbox.listening = true;
+            if inbox.reloads == *seen_reloads {
+                return inbox
+                    .messages
+                    .as_mut()?
+                    .pop_front()
+                    .map(ControlMessage::Custom);
+            }
             *seen_reloads = inbox.reloads;
-            return Some(ControlMessage::Reload);
+            !self.policy.passes_reloads_on && std::mem::take(&mut inbox.reload_pending)
+        };
+        if taken {
+            self.tell_reload_pending(false);
         }
-        inbox
-            .messages
-            .as_mut()?
-            .pop_front()
-            .map(ControlMessage::Custom)
+        Some(ControlMessage::Reload)
     }
 
     /// Whether a handle asked this child to stop.
@@ -391,10 +448,6 @@ impl ChildCore {
         self.progress
             .store(progress(attempt, UNREADY), Ordering::Release);
         attempt
-    }
-
-    pub(crate) fn reloads(&self) -> u64 {
-        self.inbox().reloads
     }
 
     pub(crate) fn attempt(&self) -> u32 {

@@ -90,6 +90,12 @@ impl Context {
         self.core.mark_unready(self.attempt);
     }
 
+    /// Says that the reload this process (a nested manager) took has been
+    /// taken by its own children too.
+    pub(crate) fn reload_taken(&self) {
+        self.core.reload_taken();
+    }
+
     /// The process's record in its manager (a nested manager keeps it, so
     /// that its handle's stop goes through its parent).
     pub(crate) fn core(&self) -> Arc<ChildCore> {

@@ -126,6 +126,15 @@ pub enum EventKind {
     Stopped(Outcome),
     /// A manager was asked to shut down, for this reason.
     ShutdownRequested(ShutdownReason),
+    /// A manager with a [drain period](crate::ProcessManagerBuilder::drain_period)
+    /// was asked to shut down: it reports unready for `period`, then its
+    /// [`ShutdownRequested`](EventKind::ShutdownRequested) follows.
+    Draining {
+        /// How long the drain lasts, unless something cuts it short.
+        period: Duration,
+        /// Why shutdown was requested.
+        reason: ShutdownReason,
+    },
     /// One poll of the process's future blocked its thread for longer than
     /// its slow-poll threshold
     /// ([`ChildOptions::slow_poll`](crate::ChildOptions::slow_poll));
@@ -152,6 +161,9 @@ impl fmt::Display for EventKind {
             }
             EventKind::Stopped(outcome) => write!(f, "ended: {outcome}"),
             EventKind::ShutdownRequested(reason) => write!(f, "shutting down: {reason}"),
+            EventKind::Draining { period, reason } => {
+                write!(f, "draining for {period:?}: {reason}")
+            }
             EventKind::SlowPoll { took, threshold } => {
                 write!(f, "slow poll: {took:?} (threshold {threshold:?})")
             }

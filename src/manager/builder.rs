@@ -35,6 +35,8 @@ pub struct ProcessManagerBuilder {
     children: Vec<InsertUpFront>,
     #[cfg(feature = "signal")]
     signals: bool,
+    #[cfg(feature = "systemd")]
+    systemd: bool,
 }
 
 impl ProcessManagerBuilder {
@@ -48,6 +50,7 @@ impl ProcessManagerBuilder {
                 ordered_start: None,
                 ordered_stop: false,
                 keep_running: false,
+                drain: Duration::ZERO,
                 slow_poll: None,
                 #[cfg(feature = "metrics")]
                 metrics_per_child: false,
@@ -56,6 +59,8 @@ impl ProcessManagerBuilder {
             children: Vec::new(),
             #[cfg(feature = "signal")]
             signals: false,
+            #[cfg(feature = "systemd")]
+            systemd: false,
         }
     }
 
@@ -84,6 +89,35 @@ impl ProcessManagerBuilder {
     #[cfg(feature = "signal")]
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.signals = handle;
+        self
+    }
+
+    /// Whether the manager tells systemd how its tree is doing: a
+    /// [`SystemdNotifier`](crate::builtin::SystemdNotifier) is among its
+    /// first children (`READY=1` once the tree is ready, `RELOADING=1` and
+    /// `READY=1` around a reload, `STOPPING=1` when shutdown starts,
+    /// `WATCHDOG=1` while no heartbeat is stale, `STATUS=`). It sends
+    /// nothing where `NOTIFY_SOCKET` is not set. Default: `false`. Requires
+    /// the `systemd` feature.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use procmgr::{IdleProcess, ProcessManager};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder()
+    ///     .notify_systemd(true)
+    ///     .child(IdleProcess)
+    ///     .build();
+    /// manager.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "systemd")]
+    pub fn notify_systemd(mut self, notify: bool) -> Self {
+        self.systemd = notify;
         self
     }
 
@@ -123,6 +157,58 @@ impl ProcessManagerBuilder {
     /// (5 seconds).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.settings.grace = grace;
+        self
+    }
+
+    /// How long the manager keeps running, reporting itself not ready,
+    /// after a graceful shutdown is requested and before it asks its
+    /// children to stop: time for a load balancer to see a failing
+    /// readiness probe and send no new traffic. Default: zero, no drain.
+    ///
+    /// During the drain:
+    ///
+    /// - [`ManagerHandle::is_ready`](crate::ManagerHandle::is_ready) is
+    ///   `false` (and stays so until the run ends), and a nested manager
+    ///   that drains makes its parents unready too;
+    /// - [`ManagerHandle::is_shutdown_requested`](crate::ManagerHandle::is_shutdown_requested)
+    ///   is `true`, but the children's own contexts do not see the request
+    ///   yet: they run, restart and accept inserts as before;
+    /// - a [forced shutdown](crate::ManagerHandle::force_shutdown) (a second
+    ///   signal) cuts the drain short and aborts the children at once;
+    /// - a failure that stops the tree, the end of a
+    ///   [`significant`](crate::ChildOptions::significant) child, or the end
+    ///   of the last child cut it short too: the stop begins at once, since
+    ///   there is nothing left worth draining for.
+    ///
+    /// A graceful request from any side drains: a handle, a signal, or the
+    /// parent of a nested manager (whose grace period in its parent grows by
+    /// its drain period). The drain starts an
+    /// [`EventKind::Draining`](crate::EventKind::Draining) event.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procmgr::{ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::builder()
+    ///     .drain_period(Duration::from_secs(5))
+    ///     .build();
+    /// manager.insert(process_fn("http", |ctx| async move {
+    ///     ctx.shutdown_requested().await; // 5 seconds after the request
+    ///     Ok::<_, std::io::Error>(())
+    /// }))?;
+    /// let handle = manager.handle();
+    /// let run = tokio::spawn(manager.into_future());
+    /// handle.request_shutdown()?;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn drain_period(mut self, drain: Duration) -> Self {
+        self.settings.drain = drain;
         self
     }
 
@@ -341,6 +427,17 @@ impl ProcessManagerBuilder {
                 crate::builtin::SignalReceiver::new(super::ManagerHandle::new(Arc::clone(&shared)));
             shared
                 .insert(receiver, ChildOptions::new())
+                .map_err(|refused| {
+                    BuildError::new(name.clone(), refused.child().to_owned(), refused.kind())
+                })?;
+        }
+        #[cfg(feature = "systemd")]
+        if self.systemd {
+            let notifier = crate::builtin::SystemdNotifier::new(super::ManagerHandle::new(
+                Arc::clone(&shared),
+            ));
+            shared
+                .insert(notifier, ChildOptions::new())
                 .map_err(|refused| {
                     BuildError::new(name.clone(), refused.child().to_owned(), refused.kind())
                 })?;

@@ -123,6 +123,8 @@ pub(crate) fn child_aborting(
         }
     }
     let (parent_path, name, id) = (manager.path(), &core.name, core.id);
+    // Without `tracing` and `log` both arms are empty.
+    #[cfg(any(feature = "tracing", feature = "log"))]
     match grace {
         Some(grace) => {
             #[cfg(feature = "tracing")]
@@ -183,6 +185,14 @@ pub(crate) fn manager_stopping(
     tracing::info!(path, reason = %reason, "process manager shutting down");
     #[cfg(feature = "log")]
     log::info!("process manager {path} shutting down: {reason}");
+}
+
+pub(crate) fn manager_draining(path: &str, drain: Duration, reason: Option<&ShutdownReason>) {
+    let reason = reason.unwrap_or(&ShutdownReason::Requested);
+    #[cfg(feature = "tracing")]
+    tracing::info!(path, reason = %reason, drain = ?drain, "process manager draining");
+    #[cfg(feature = "log")]
+    log::info!("process manager {path} draining for {drain:?}: {reason}");
 }
 
 pub(crate) fn child_restarting(

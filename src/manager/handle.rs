@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::shared::ManagerShared;
 use super::{ChildInfo, TreeSnapshot};
@@ -279,6 +280,89 @@ impl ManagerHandle {
         self.shared.ready().await;
     }
 
+    /// Whether a child of the tree has a reload it has not taken yet. A
+    /// child takes a reload when its [`Context`](crate::Context) hands it
+    /// [`ControlMessage::Reload`](crate::ControlMessage::Reload); a nested
+    /// manager has taken it once its own children have; a child that
+    /// restarts or ends before it looks no longer counts. Only children
+    /// that have looked at their messages before
+    /// ([`recv`](crate::Context::recv) or
+    /// [`try_recv`](crate::Context::try_recv)) count: one that only waits
+    /// for shutdown would hold every reload forever, and one that has not
+    /// looked yet gets the reload at its first look.
+    pub fn is_reloading(&self) -> bool {
+        self.shared.reloading.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until [`is_reloading`](ManagerHandle::is_reloading) is false:
+    /// after [`request_reload`](ManagerHandle::request_reload), until every
+    /// child has taken the reload (the moment to tell systemd `READY=1`
+    /// again).
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use procmgr::{ControlMessage, ProcessManager, process_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = ProcessManager::new();
+    /// manager.insert(process_fn("config", |mut ctx| async move {
+    ///     while let Some(message) = ctx.recv().await {
+    ///         if let ControlMessage::Reload = message {
+    ///             // read the configuration again
+    ///         }
+    ///     }
+    ///     Ok::<_, std::io::Error>(())
+    /// }))?;
+    /// let handle = manager.handle();
+    /// let run = tokio::spawn(manager.into_future());
+    /// handle.request_reload()?;
+    /// handle.reloaded().await;
+    /// assert!(!handle.is_reloading());
+    /// handle.shutdown().await;
+    /// run.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reloaded(&self) {
+        self.shared.reloaded().await;
+    }
+
+    /// Whether no running child of the tree has gone longer than its
+    /// [`heartbeat_timeout`](crate::ChildOptions::heartbeat_timeout)
+    /// without a [`heartbeat`](crate::Context::heartbeat): the answer for a
+    /// liveness probe or a watchdog. The manager aborts such a child as
+    /// wedged when it notices, so a stale heartbeat that lasts means a
+    /// child the abort cannot reach (one that blocks its thread) or a
+    /// manager that cannot run. Children asked to stop are left out: their
+    /// grace period bounds them. Walks the whole tree, one lock at a time.
+    pub fn is_live(&self) -> bool {
+        self.stale_children().is_empty()
+    }
+
+    /// The paths of the children that make [`is_live`](ManagerHandle::is_live)
+    /// false, such as `root/consumers/kafka-0`.
+    pub fn stale_children(&self) -> Vec<String> {
+        let mut stale = Vec::new();
+        self.shared.stale_children(&mut stale);
+        stale
+    }
+
+    /// The manager's grace period, as the builder set it.
+    pub fn grace_period(&self) -> Duration {
+        self.shared.settings.grace
+    }
+
+    /// The manager's drain period, as the builder set it.
+    pub fn drain_period(&self) -> Duration {
+        self.shared.settings.drain
+    }
+
     /// How the manager's run ended, or `None` while it has not.
     pub fn outcome(&self) -> Option<Outcome> {
         self.shared.end.get()
@@ -371,9 +455,22 @@ impl ManagerHandle {
         self.wait().await
     }
 
-    /// Whether shutdown of the manager has been requested.
+    /// Completes when shutdown of the manager has been requested, or it
+    /// began to stop on its own (a failure, or no child left), including
+    /// the start of a [drain](crate::ProcessManagerBuilder::drain_period).
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    pub async fn shutdown_requested(&self) {
+        self.shared.requested().cancelled_owned().await;
+    }
+
+    /// Whether shutdown of the manager has been requested; `true` during a
+    /// [drain](crate::ProcessManagerBuilder::drain_period) too, while the
+    /// children's contexts do not see it yet.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.shared.token().is_cancelled()
+        self.shared.requested().is_cancelled()
     }
 
     /// Why shutdown of the manager was requested, or `None` while it has not

@@ -251,8 +251,8 @@ impl IntoFuture for ProcessManager {
 
 /// A manager inserted into another manager runs as its child.
 ///
-/// Its grace period in the parent defaults to its own grace period plus
-/// [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
+/// Its grace period in the parent defaults to its own drain and grace
+/// periods plus [`NESTED_GRACE_MARGIN`], so that it can abort its own stuck children and
 /// report which one it was before its parent would abort it whole. It
 /// reports readiness ([`Runnable::reports_ready`]): it is ready once its
 /// own children that report readiness are.
@@ -260,7 +260,8 @@ impl Runnable for ProcessManager {
     type Error = RunError;
 
     fn child_options(&self) -> ChildOptions {
-        let grace = self.shared.settings.grace;
+        let settings = &self.shared.settings;
+        let grace = settings.drain.saturating_add(settings.grace);
         ChildOptions::new().grace_period(grace.saturating_add(NESTED_GRACE_MARGIN))
     }
 

@@ -46,6 +46,10 @@ pub(crate) enum Phase {
     /// Running; the children inserted before the run start one by one
     /// (ordered start) or all at once.
     Running,
+    /// A graceful shutdown was requested and the manager has a drain
+    /// period: it reports unready and runs on as before until `until`, then
+    /// stops.
+    Draining { until: Instant },
     /// Shutdown was requested: the children other than background ones
     /// stop.
     Stopping {
@@ -65,7 +69,9 @@ impl Phase {
     /// Whether an insert is refused now, and why.
     fn refuses(self) -> Option<InsertErrorKind> {
         match self {
-            Phase::Idle | Phase::Running => None,
+            // Children still serve while draining; one inserted for a new
+            // connection is welcome.
+            Phase::Idle | Phase::Running | Phase::Draining { .. } => None,
             Phase::Stopping { .. } | Phase::StoppingBackground => {
                 Some(InsertErrorKind::ShuttingDown)
             }
@@ -75,7 +81,7 @@ impl Phase {
 
     /// Whether the manager is stopping or has stopped.
     pub(crate) fn is_stopping(self) -> bool {
-        !matches!(self, Phase::Idle | Phase::Running)
+        !matches!(self, Phase::Idle | Phase::Running | Phase::Draining { .. })
     }
 }
 
@@ -215,6 +221,13 @@ pub(crate) struct Registry {
     /// token but a background child's (and all with ordered stop) is a
     /// child of it. A manager restarted by its parent gets a new one.
     token: CancellationToken,
+    /// The current run's shutdown request, a child of `token`: cancelled
+    /// alone when a graceful request starts a drain, and with `token` by
+    /// every other way of stopping.
+    requested: CancellationToken,
+    /// When the current run began: the clock its children's heartbeats are
+    /// stamped on.
+    started: Option<Instant>,
     /// What a restarted run starts again: the children inserted before the
     /// first run (the spec), kept only for a manager that runs nested.
     spec: Vec<Spec>,
@@ -261,9 +274,12 @@ impl Registry {
         keep_order: bool,
         #[cfg(feature = "metrics")] metrics: Arc<ManagerMetrics>,
     ) -> Self {
+        let token = CancellationToken::new();
         Registry {
             phase: Phase::Idle,
-            token: CancellationToken::new(),
+            requested: token.child_token(),
+            token,
+            started: None,
             spec: Vec::new(),
             next_id: 0,
             names: HashMap::new(),
@@ -295,6 +311,21 @@ impl Registry {
         &self.token
     }
 
+    /// The current run's shutdown request (the next run's before it
+    /// starts).
+    pub(crate) fn requested(&self) -> &CancellationToken {
+        &self.requested
+    }
+
+    /// When the current run began, once it has.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    pub(crate) fn set_started(&mut self, started: Instant) {
+        self.started = Some(started);
+    }
+
     /// Remembers the children inserted before the first run as the spec a
     /// restarted run starts again; called once, as a nested manager first
     /// runs, when every record is such a child.
@@ -323,6 +354,7 @@ impl Registry {
         ended_run.extend(self.drain());
         self.phase = Phase::Running;
         self.token = CancellationToken::new();
+        self.requested = self.token.child_token();
         (self.token.clone(), std::mem::take(&mut self.spec))
     }
 
@@ -543,6 +575,7 @@ pub(crate) mod tests {
         fn stop_requested(&self, _key: ChildKey) {}
         fn child_ready(&self, _key: ChildKey) {}
         fn counted_ready(&self, _ready: bool) {}
+        fn reload_pending(&self, _pending: bool) {}
     }
 
     pub(crate) fn registry(keep_order: bool) -> Registry {
@@ -564,6 +597,7 @@ pub(crate) mod tests {
             announce_ready: false,
             reports_ready: false,
             undeclared_ready: false,
+            passes_reloads_on: false,
             stale_after: None,
         };
         let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();

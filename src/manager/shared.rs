@@ -38,6 +38,9 @@ pub(crate) struct Settings {
     pub(crate) ordered_stop: bool,
     /// Run on with no child left, until shutdown is requested.
     pub(crate) keep_running: bool,
+    /// How long the tree reports unready after a graceful shutdown request
+    /// before it asks its children to stop.
+    pub(crate) drain: Duration,
     /// The slow-poll threshold of children that do not set their own.
     pub(crate) slow_poll: Option<std::time::Duration>,
     /// Label counters with the child's name too.
@@ -58,6 +61,11 @@ pub(crate) struct ManagerShared {
     pub(crate) unready: AtomicUsize,
     /// Woken whenever `unready` reaches zero.
     pub(crate) readiness: Notify,
+    /// Children with a reload they have not taken yet (a nested manager
+    /// counts until its own children have taken it).
+    pub(crate) reloading: AtomicUsize,
+    /// Woken whenever `reloading` reaches zero.
+    pub(crate) reloaded: Notify,
     /// A forced shutdown was requested: abort every child now.
     pub(crate) forced: AtomicBool,
     registry: Mutex<Registry>,
@@ -95,6 +103,8 @@ impl ManagerShared {
             path: OnceLock::new(),
             unready: AtomicUsize::new(0),
             readiness: Notify::new(),
+            reloading: AtomicUsize::new(0),
+            reloaded: Notify::new(),
             forced: AtomicBool::new(false),
             #[cfg(not(feature = "metrics"))]
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
@@ -181,6 +191,7 @@ impl ManagerShared {
             escalate: options.escalate.unwrap_or(true),
             announce_ready,
             reports_ready,
+            passes_reloads_on: crate::manager::run::DynRunnable::as_manager(&*runnable).is_some(),
             // Nobody said whether it reports, and no ordered start waits for
             // it: a `mark_ready` would be a forgotten declaration.
             undeclared_ready: !reports_ready && options.reports_ready.is_none() && !announce_ready,
@@ -240,12 +251,31 @@ impl ManagerShared {
         // The reason goes first so that every child woken by the token sees
         // it.
         self.reason.set(reason);
-        self.token().cancel();
+        self.begin_shutdown();
         Ok(())
+    }
+
+    /// Starts a graceful shutdown: the drain, if the manager has one (the
+    /// loop asks the children to stop when it is over), or the stop.
+    pub(crate) fn begin_shutdown(&self) {
+        if self.settings.drain.is_zero() {
+            self.token().cancel();
+        } else {
+            self.requested().cancel();
+        }
+    }
+
+    /// The current run's shutdown request (the next run's before it
+    /// starts): cancelled at the start of a drain, and by every way of
+    /// stopping.
+    pub(crate) fn requested(&self) -> CancellationToken {
+        self.registry().requested().clone()
     }
 
     pub(crate) fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
         self.request_shutdown(reason)?;
+        // A force cuts a drain short.
+        self.token().cancel();
         self.forced.store(true, Ordering::Release);
         self.wake.notify_one();
         Ok(())
@@ -402,6 +432,55 @@ impl ManagerShared {
         }
     }
 
+    /// Waits until no child has a reload it has not taken.
+    pub(crate) async fn reloaded(&self) {
+        loop {
+            let notified = self.reloaded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.reloading.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The paths of the running children, nested managers' included, whose
+    /// last heartbeat is older than their heartbeat timeout. A child asked
+    /// to stop is left out: its grace period bounds it instead.
+    pub(crate) fn stale_children(&self, out: &mut Vec<String>) {
+        let mut nested = Vec::new();
+        let mut stale = Vec::new();
+        {
+            let registry = self.registry();
+            let Some(started) = registry.started() else {
+                return;
+            };
+            for record in registry.records() {
+                if !matches!(record.stage(), Stage::Running(_)) {
+                    continue;
+                }
+                if let Some(manager) = record.runnable.as_manager() {
+                    nested.push(manager);
+                }
+                let Some(stale_after) = record.core.policy.stale_after else {
+                    continue;
+                };
+                let asked_to_stop = record
+                    .attempt_token()
+                    .is_some_and(CancellationToken::is_cancelled);
+                if !asked_to_stop && record.core.since_beat(started) >= stale_after {
+                    stale.push(Arc::clone(&record.core));
+                }
+            }
+        }
+        let path = self.path();
+        out.extend(stale.iter().map(|core| format!("{path}/{}", core.name)));
+        for manager in nested {
+            manager.shared().stale_children(out);
+        }
+    }
+
     /// Waits until no child whose readiness counts is unready.
     pub(crate) async fn ready(&self) {
         loop {
@@ -462,6 +541,19 @@ impl StopListener for ManagerShared {
 
     fn counted_ready(&self, ready: bool) {
         self.readiness_changed(ready);
+    }
+
+    fn reload_pending(&self, pending: bool) {
+        if pending {
+            self.reloading.fetch_add(1, Ordering::AcqRel);
+        } else if self.reloading.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Every decrement pairs with an earlier increment for the same
+            // child (its inbox flag decides), so this is the last one.
+            self.reloaded.notify_waiters();
+            // A nested manager tells its parent from its loop.
+            self.work.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
     }
 
     fn child_ready(&self, key: ChildKey) {

@@ -20,14 +20,16 @@
 //!
 //! ```text
 //! Idle ──run──▶ Running ──shutdown requested──▶ Stopping ──┐
-//!                  │                                        │ no foreground child left
+//!                  │  │                            ▲        │ no foreground child left
+//!                  │  └─ requested, with a drain ─▶ Draining ─┤ (drain over, forced, failure)
 //!                  └──────── no foreground child left ──────┤
 //!                                                           ▼
 //!                          Finished ◀── none left ── StoppingBackground
 //! ```
 //!
 //! (`Stopping` and `StoppingBackground` are skipped when there is nothing to
-//! stop.) The loop holds the registry lock only between `.await`s, and runs
+//! stop. `Draining` is `Running` that reports unready and ends at a
+//! deadline, which cancels the manager's token.) The loop holds the registry lock only between `.await`s, and runs
 //! no user code under it.
 
 mod end;
@@ -76,6 +78,7 @@ pub(crate) async fn supervise(
     let sleep = tokio::time::sleep_until(Instant::now());
     tokio::pin!(sleep);
     let token = run.token.clone();
+    let requested = run.requested.clone();
     let mut armed: Option<Instant> = None;
     loop {
         run.turn();
@@ -89,7 +92,7 @@ pub(crate) async fn supervise(
             if deadline <= now {
                 // Due already (a restart without backoff): tokio's timer
                 // would round the wait up to its next millisecond tick.
-                run.timers_due(now);
+                run.timers_due(now, parent.as_ref());
                 continue;
             }
         }
@@ -103,11 +106,14 @@ pub(crate) async fn supervise(
         tokio::select! {
             biased;
             () = token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
-            message = recv_parent(&mut parent), if !stopping => run.on_parent_message(message, parent.as_ref()),
+            () = requested.cancelled(), if run.phase == Phase::Running => run.begin_drain(),
+            // Not while draining either: the parent's shutdown has been
+            // taken, and `recv` would return `None` at once from then on.
+            message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
             Some(joined) = run.tasks.join_next() => run.reap(joined),
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
-                run.timers_due(Instant::now());
+                run.timers_due(Instant::now(), parent.as_ref());
             }
             () = shared.wake.notified() => {}
         }
@@ -134,6 +140,9 @@ struct Run<'a> {
     nested: bool,
     /// This run's token, cancelled when it stops (the registry's).
     token: CancellationToken,
+    /// This run's shutdown request, a child of `token` cancelled alone at
+    /// the start of a drain (the registry's).
+    requested: CancellationToken,
     /// A copy of the registry's phase, changed with it in [`Run::enter`].
     phase: Phase,
     tasks: JoinSet<TaskOutput>,
@@ -168,6 +177,12 @@ struct Run<'a> {
     restarts: RestartWindow,
     /// Whether the parent was last told that this manager is ready.
     told_ready: bool,
+    /// A reload from the parent was passed on to the children; the parent
+    /// is told it was taken once they have all taken it.
+    reload_owed: bool,
+    /// Whether a drain holds the manager's readiness back, until the run
+    /// ends.
+    drained: bool,
     random: Random,
 }
 
@@ -184,7 +199,8 @@ impl<'a> Run<'a> {
         // that starts it: one inserted a moment later is not part of an
         // ordered start.
         let mut ended_run = Vec::new();
-        let (initial, token) = {
+        let started = Instant::now();
+        let (initial, token, requested) = {
             let mut registry = shared.registry();
             let token = match (registry.phase(), parent) {
                 (Phase::Idle, _) => {
@@ -208,7 +224,8 @@ impl<'a> Run<'a> {
             } else {
                 Vec::new()
             };
-            (initial, token)
+            registry.set_started(started);
+            (initial, token, registry.requested().clone())
         };
         // Dropping them may drop a user's process: not under the lock.
         drop(ended_run);
@@ -239,7 +256,7 @@ impl<'a> Run<'a> {
                 path,
                 reason: Arc::clone(&shared.reason),
                 events: EventHubs::with(parent.map(Context::events), &shared.events),
-                started: Instant::now(),
+                started,
                 // The span the run is polled in: a nested manager's own
                 // process span, or a root manager's (see `IntoFuture`).
                 #[cfg(feature = "tracing")]
@@ -248,6 +265,7 @@ impl<'a> Run<'a> {
             own_id: parent.map_or(0, Context::id),
             nested: parent.is_some(),
             token,
+            requested,
             phase: Phase::Running,
             tasks: JoinSet::new(),
             to_spawn: Vec::new(),
@@ -266,6 +284,8 @@ impl<'a> Run<'a> {
             next_order: 0,
             restarts: RestartWindow::default(),
             told_ready: false,
+            reload_owed: false,
+            drained: false,
             random: Random::new(),
         };
         run.queue_initial(initial);
@@ -320,11 +340,16 @@ impl<'a> Run<'a> {
         true
     }
 
-    /// A nested manager is ready in its parent while its own children are.
+    /// A nested manager is ready in its parent while its own children are,
+    /// and has taken a reload once they have.
     fn tell_parent(&mut self, parent: Option<&Context>) {
         let Some(ctx) = parent else {
             return;
         };
+        if self.reload_owed && self.shared.reloading.load(Ordering::Acquire) == 0 {
+            self.reload_owed = false;
+            ctx.reload_taken();
+        }
         let ready = self.shared.unready.load(Ordering::Acquire) == 0;
         if ready != self.told_ready {
             self.told_ready = ready;
@@ -345,11 +370,12 @@ impl<'a> Run<'a> {
                 self.shared
                     .reason
                     .set(ShutdownReason::Parent(Box::new(parents)));
-                self.token.cancel();
+                self.shared.begin_shutdown();
             }
             Some(ControlMessage::Reload) => {
                 // Fails only once this manager has finished, and it runs.
                 let _ = self.shared.broadcast_reload();
+                self.reload_owed = true;
             }
             // A manager has no use for custom messages.
             Some(ControlMessage::Custom(_)) | None => {}
@@ -368,6 +394,11 @@ impl<'a> Run<'a> {
             }
             None => Ok(Exit::new(reason)),
         };
+        if self.drained {
+            // The drain's hold ends with the run: `ready()` waiters return,
+            // as they do when every child has ended.
+            self.shared.readiness_changed(true);
+        }
         events::manager_finished(self.shared);
         if !self.nested {
             // A nested manager may run again; its events go on.

@@ -205,7 +205,11 @@ impl Run<'_> {
         // Reloads before a restart are not news to the next attempt, which
         // starts from fresh configuration; the first attempt gets every one
         // requested since the insert.
-        let seen_reloads = if attempt == 1 { 0 } else { core.reloads() };
+        let seen_reloads = if attempt == 1 {
+            0
+        } else {
+            core.forget_reloads()
+        };
         self.scope
             .events
             .publish(&self.scope.path, Some(&core.name), core.id, || {

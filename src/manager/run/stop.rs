@@ -2,6 +2,11 @@
 //! background children stopped last, and the grace period of a child
 //! stopped through its own handle.
 //!
+//! With a drain period, a graceful request first moves the phase to
+//! `Draining` (the manager reports unready, its children run on), and the
+//! stop begins when the drain is over, or at once when the manager's token
+//! is cancelled by a force or a failure.
+//!
 //! The manager's stop, in order:
 //! 1. The phase becomes `Stopping` with the manager's grace deadline, under
 //!    the registry lock, so inserts are refused from then on.
@@ -40,6 +45,31 @@ pub(super) enum AbortCause {
 }
 
 impl Run<'_> {
+    /// A graceful shutdown was requested and the manager has a drain period:
+    /// it reports unready and runs on until the drain is over, when
+    /// [`timers_due`](Run::timers_due) begins the stop. A cancelled token (a
+    /// force, a failure) begins it sooner.
+    pub(super) fn begin_drain(&mut self) {
+        let drain = self.shared.settings.drain;
+        self.enter(Phase::Draining {
+            until: later(Instant::now(), drain),
+        });
+        if !self.drained {
+            self.drained = true;
+            self.shared.readiness_changed(false);
+        }
+        let reason = self.shared.reason.get();
+        events::manager_draining(&self.scope.path, drain, reason.as_ref());
+        self.scope
+            .events
+            .publish(&self.scope.path, None, self.own_id, || {
+                EventKind::Draining {
+                    period: drain,
+                    reason: reason.unwrap_or(ShutdownReason::Requested),
+                }
+            });
+    }
+
     /// Steps 1 to 4 of the stop.
     pub(super) fn begin_stop(&mut self, parent: Option<&Context>) {
         let now = Instant::now();

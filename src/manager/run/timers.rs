@@ -19,7 +19,7 @@ use super::Run;
 use super::end::Ending;
 use super::start::RestartDue;
 use super::stop::AbortCause;
-use crate::control::ChildKey;
+use crate::control::{ChildKey, Context};
 use crate::manager::registry::{Phase, Record, Registry, Stage};
 
 /// What a timer does when it fires; the order breaks ties between timers
@@ -137,6 +137,7 @@ impl Run<'_> {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let stop = match self.phase {
             Phase::Stopping { deadline, .. } => deadline,
+            Phase::Draining { until } => Some(until),
             _ => None,
         };
         match (stop, self.timers.next()) {
@@ -145,8 +146,14 @@ impl Run<'_> {
         }
     }
 
-    /// Does what the timers due by `now` say.
-    pub(super) fn timers_due(&mut self, now: Instant) {
+    /// Does what the timers due by `now` say; a drain that is over begins
+    /// the stop.
+    pub(super) fn timers_due(&mut self, now: Instant, parent: Option<&Context>) {
+        if let Phase::Draining { until } = self.phase {
+            if until <= now {
+                self.begin_stop(parent);
+            }
+        }
         if let Phase::Stopping {
             deadline: Some(at),
             forced,
