@@ -427,3 +427,65 @@ async fn a_stop_through_its_own_handle_before_its_first_run_is_for_good() {
     keep.shutdown().await;
     run.await.expect("joined").expect("a clean stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_subtree_starts_its_spec_children_in_their_order() {
+    // With an ordered start, each spec child starts once the one before it
+    // is ready, in the first run and again in the run after the restart.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let origin = tokio::time::Instant::now();
+    let trigger = Arc::new(Notify::new());
+    let sub = ProcessManager::builder()
+        .name("sub")
+        .ordered_start(Duration::from_secs(5))
+        .build();
+    for name in ["a", "b", "c"] {
+        let log = Arc::clone(&log);
+        let trigger = Arc::clone(&trigger);
+        sub.insert(
+            process_fn(name, move |ctx| {
+                let log = Arc::clone(&log);
+                let trigger = Arc::clone(&trigger);
+                async move {
+                    log.lock().expect("log").push((name, origin.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ctx.mark_ready();
+                    let first_run = log.lock().expect("log").len() <= 3;
+                    if name == "b" && first_run {
+                        trigger.notified().await;
+                        return Err(std::io::Error::other("broke"));
+                    }
+                    ctx.shutdown_requested().await;
+                    Ok(())
+                }
+            })
+            .reporting_ready(),
+        )
+        .expect("accepted");
+    }
+    let root = ProcessManager::builder().name("root").build();
+    let sub_in_root = root
+        .insert_with(sub, restarted_on_failure())
+        .expect("accepted");
+    let root_handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fn names(log: &[(&'static str, Duration)]) -> Vec<&'static str> {
+        log.iter().map(|(name, _)| *name).collect()
+    }
+    assert_eq!(names(&log.lock().expect("log")), ["a", "b", "c"]);
+
+    trigger.notify_one();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sub_in_root.restarts(), 1);
+    let log = log.lock().expect("log").clone();
+    assert_eq!(names(&log), ["a", "b", "c", "a", "b", "c"]);
+    // One at a time, each 10 ms after the one before said it was ready.
+    let second: Vec<Duration> = log[3..].iter().map(|(_, at)| *at).collect();
+    assert_eq!(second[1] - second[0], Duration::from_millis(10));
+    assert_eq!(second[2] - second[1], Duration::from_millis(10));
+    root_handle.ready().await;
+
+    root_handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}
