@@ -138,10 +138,16 @@ async fn main() -> Result<ExitCode, BoxError> {
     #[cfg(feature = "signal")]
     {
         manager.insert(procmgr::builtin::SignalReceiver::new(manager.handle()))?;
-        println!(
-            "simple: signals handled by procmgr (pid {})",
-            std::process::id()
-        );
+        // The receiver is ready once its handlers are installed: only then
+        // does a signal stop the tree instead of killing the process.
+        let handle = manager.handle();
+        tokio::spawn(async move {
+            handle.ready().await;
+            println!(
+                "simple: signals handled by procmgr (pid {})",
+                std::process::id()
+            );
+        });
     }
     manager.insert(Worker {
         name: "worker-1",
