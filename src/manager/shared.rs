@@ -143,13 +143,12 @@ impl ManagerShared {
         // Background children, and all children of a manager that stops
         // them in order, are stopped by the loop one by one rather than all
         // at once through the manager's token.
-        let own_token = (background || self.settings.ordered_stop).then(CancellationToken::new);
+        let own_token = self.stops_alone(background).then(CancellationToken::new);
         // What allocates happens before the lock, which the loop takes too,
         // except the child's core: its id must be taken under the lock, so
         // that ids follow the order in which children reach the registry
         // (ordered stop and rest-for-one rely on it). A refused insert
         // throws the early work away, which is rare.
-        let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         let restart = (restart_policy != Restart::Never).then(|| {
             Box::new(RestartState::new(
                 restart_policy,
@@ -204,7 +203,33 @@ impl ManagerShared {
         // its parent has a new one.
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
-        let core = Arc::new(ChildCore::new(
+        let core = self.new_core(key, name, policy, token, slow_poll);
+        registry.admit(Arc::clone(&core), Admission { runnable, restart });
+        self.work.store(true, Ordering::Release);
+        drop(registry);
+        self.wake.notify_one();
+        Ok(ChildHandle::new(core))
+    }
+
+    /// Whether a child gets a token of its own instead of a child token of
+    /// the run's: background children, and every child of a manager that
+    /// stops them in order, are stopped by the loop one by one rather than
+    /// all at once through the run's token.
+    pub(crate) fn stops_alone(&self, background: bool) -> bool {
+        background || self.settings.ordered_stop
+    }
+
+    /// A child's core; its key comes from the registry, under its lock.
+    pub(crate) fn new_core(
+        self: &Arc<Self>,
+        key: ChildKey,
+        name: Cow<'static, str>,
+        policy: ChildPolicy,
+        token: CancellationToken,
+        slow_poll: Option<Duration>,
+    ) -> Arc<ChildCore> {
+        let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
+        Arc::new(ChildCore::new(
             key,
             name,
             policy,
@@ -213,12 +238,7 @@ impl ManagerShared {
             slow_poll,
             #[cfg(feature = "metrics")]
             Arc::clone(&self.metrics),
-        ));
-        registry.admit(Arc::clone(&core), Admission { runnable, restart });
-        self.work.store(true, Ordering::Release);
-        drop(registry);
-        self.wake.notify_one();
-        Ok(ChildHandle::new(core))
+        ))
     }
 
     /// The current run's token (the next run's before it starts).

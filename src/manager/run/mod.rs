@@ -41,8 +41,8 @@ mod task;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -54,8 +54,7 @@ use super::exit::Exit;
 use super::registry::{Admission, Phase, Record, Registry};
 use super::shared::ManagerShared;
 use crate::control::{
-    ChildCore, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
-    ShutdownReason, StopListener,
+    ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope, ShutdownReason,
 };
 use crate::error::{ChildFailures, RunError};
 use crate::manager::events;
@@ -437,7 +436,6 @@ fn rerun(
     shared.reason.clear();
     shared.forced.store(false, Ordering::Release);
     shared.end.clear();
-    let listener: Weak<dyn StopListener> = Arc::downgrade(shared) as _;
     let mut unready = 0;
     for child in &mut spec {
         let previous = &child.core;
@@ -445,22 +443,13 @@ fn rerun(
         let Ok((key, name)) = registry.reserve(previous.name.clone(), true) else {
             continue;
         };
-        let own_token = previous.policy.background || shared.settings.ordered_stop;
-        let token = if own_token {
+        let child_token = if shared.stops_alone(previous.policy.background) {
             CancellationToken::new()
         } else {
             token.child_token()
         };
-        let core = Arc::new(ChildCore::new(
-            key,
-            name,
-            previous.policy,
-            token,
-            Weak::clone(&listener),
-            previous.polls().map(PollWatch::threshold),
-            #[cfg(feature = "metrics")]
-            Arc::clone(&shared.metrics),
-        ));
+        let slow_poll = previous.polls().map(PollWatch::threshold);
+        let core = shared.new_core(key, name, previous.policy, child_token, slow_poll);
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {
             unready += 1;
