@@ -490,18 +490,11 @@ where
 }
 
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
-    // One pass over the bytes: this runs on every insert of a process with
-    // the default name. `:` and `<` are ASCII, so every cut is at a char
-    // boundary.
-    let mut start = 0;
-    for (index, byte) in full.bytes().enumerate() {
-        match byte {
-            b'<' => return &full[start..index],
-            b':' => start = index + 1,
-            _ => {}
-        }
-    }
-    &full[start..]
+    // This runs on every insert of a process with the default name: two
+    // byte searches (`memchr`'s), not a loop over chars. The path ends at
+    // the first `<`; the name is what follows its last `:`.
+    let path = full.find('<').map_or(full, |generics| &full[..generics]);
+    path.rfind(':').map_or(path, |colon| &path[colon + 1..])
 }
 
 #[cfg(test)]

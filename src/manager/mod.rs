@@ -8,6 +8,7 @@ mod handle;
 mod json;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod names;
 mod registry;
 mod run;
 mod shared;

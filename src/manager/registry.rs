@@ -21,7 +21,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::task::AbortHandle;
@@ -30,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "metrics")]
 use super::metrics::{Bucket, ManagerMetrics};
+use super::names::{Names, suffixed};
 use super::slab::Slab;
 use crate::control::{ChildCore, ChildKey, Outcome};
 use crate::error::InsertErrorKind;
@@ -233,7 +233,7 @@ pub(crate) struct Registry {
     spec: Vec<Spec>,
     next_id: u64,
     /// Live children by name, for lookups and to keep names unique.
-    names: HashMap<Cow<'static, str>, usize>,
+    names: Names,
     records: Slab<Record>,
     /// Accepted children the loop has not spawned yet.
     pending: Vec<ChildKey>,
@@ -263,6 +263,16 @@ pub(crate) struct Spec {
     pub(crate) restart: Option<RestartState>,
 }
 
+/// A child's place in the registry, reserved under the lock in which it is
+/// admitted.
+pub(crate) struct Reserved {
+    pub(crate) key: ChildKey,
+    /// Its name, with a suffix if its own was taken.
+    pub(crate) name: Cow<'static, str>,
+    /// The name's hash in the registry's name map.
+    pub(crate) hash: u64,
+}
+
 /// What an insert brings to the registry, made before the lock is taken.
 pub(crate) struct Admission {
     pub(crate) runnable: Arc<dyn DynRunnable>,
@@ -282,7 +292,7 @@ impl Registry {
             started: None,
             spec: Vec::new(),
             next_id: 0,
-            names: HashMap::new(),
+            names: Names::new(),
             records: Slab::new(),
             pending: Vec::new(),
             stop_requests: Vec::new(),
@@ -371,7 +381,7 @@ impl Registry {
         &self,
         name: Cow<'static, str>,
         exact: bool,
-    ) -> Result<(ChildKey, Cow<'static, str>), (InsertErrorKind, Cow<'static, str>)> {
+    ) -> Result<Reserved, (InsertErrorKind, Cow<'static, str>)> {
         if let Some(refused) = self.phase.refuses() {
             return Err((refused, name));
         }
@@ -379,30 +389,50 @@ impl Registry {
             slot: self.records.vacant_key(),
             id: self.next_id,
         };
-        if !self.names.contains_key(&name) {
-            return Ok((key, name));
+        let hash = self.names.hash(&name);
+        if !self.name_taken(&name, hash) {
+            return Ok(Reserved { key, name, hash });
         }
         if exact {
             return Err((InsertErrorKind::DuplicateName, name));
         }
         // `worker-7`, or when the user named a sibling that, `worker-7-2`:
         // a suffix never takes a name that is in use.
-        let mut candidate = format!("{name}-{}", key.id);
-        let mut extra = 1;
-        while self.names.contains_key(candidate.as_str()) {
-            extra += 1;
-            candidate = format!("{name}-{}-{extra}", key.id);
+        for extra in 1.. {
+            let candidate = suffixed(&name, key.id, extra);
+            let hash = self.names.hash(&candidate);
+            if !self.name_taken(&candidate, hash) {
+                return Ok(Reserved {
+                    key,
+                    name: Cow::Owned(candidate),
+                    hash,
+                });
+            }
         }
-        Ok((key, Cow::Owned(candidate)))
+        unreachable!("fewer live children than suffixes")
+    }
+
+    fn name_taken(&self, name: &str, hash: u64) -> bool {
+        self.names
+            .get(name, hash, |slot| self.name_at(slot))
+            .is_some()
+    }
+
+    /// The name of the child in `slot`, which holds a live child.
+    fn name_at(&self, slot: usize) -> &str {
+        self.records
+            .get(slot)
+            .map_or("", |record| &record.core.name)
     }
 
     /// Stores a child accepted by [`reserve`](Registry::reserve) (same lock)
-    /// and queues it for the loop.
-    pub(crate) fn admit(&mut self, core: Arc<ChildCore>, admission: Admission) {
+    /// and queues it for the loop; `hash` is its name's, from `reserve`.
+    pub(crate) fn admit(&mut self, core: Arc<ChildCore>, hash: u64, admission: Admission) {
         let key = core.key();
         debug_assert_eq!(key.id, self.next_id);
+        debug_assert_eq!(hash, self.names.hash(&core.name));
         self.next_id += 1;
-        self.names.insert(core.name.clone(), key.slot);
+        self.names.insert(&core.name, hash, key.slot);
         #[cfg(feature = "metrics")]
         self.metrics.moved(None, Some(Bucket::Starting), &core);
         let slot = self.records.insert(Record {
@@ -464,7 +494,9 @@ impl Registry {
 
     /// The record of the live child with this name.
     pub(crate) fn by_name(&self, name: &str) -> Option<&Record> {
-        self.records.get(*self.names.get(name)?)
+        let hash = self.names.hash(name);
+        let slot = self.names.get(name, hash, |slot| self.name_at(slot))?;
+        self.records.get(slot)
     }
 
     pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
@@ -501,7 +533,8 @@ impl Registry {
         let core = Arc::clone(&record.core);
         // A live child's name maps to its slot: no other child can take the
         // name before this one has ended.
-        self.names.remove(&*record.core.name);
+        let name = &*record.core.name;
+        self.names.remove(name, self.names.hash(name), key.slot);
         let removed = if keep {
             None
         } else {
@@ -588,7 +621,7 @@ pub(crate) mod tests {
 
     /// Admits an idle child named `name`.
     pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
-        let (key, name) = registry.reserve(name.into(), true).unwrap();
+        let Reserved { key, name, hash } = registry.reserve(Cow::Owned(name), true).unwrap();
         let policy = ChildPolicy {
             grace: None,
             background: false,
@@ -615,7 +648,7 @@ pub(crate) mod tests {
             runnable: Arc::new(IdleProcess),
             restart: None,
         };
-        registry.admit(Arc::new(core), admission);
+        registry.admit(Arc::new(core), hash, admission);
         key
     }
 

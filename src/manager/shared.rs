@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Admission, Phase, Registry, Stage};
+use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
     ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, PollWatch, ReasonCell,
@@ -166,7 +166,7 @@ impl ManagerShared {
         } else {
             registry.reserve(name, exact)
         };
-        let (key, name) = match reserved {
+        let Reserved { key, name, hash } = match reserved {
             Ok(reserved) => reserved,
             Err((kind, name)) => {
                 drop(registry);
@@ -204,7 +204,7 @@ impl ManagerShared {
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
         let core = self.new_core(key, name, policy, token, slow_poll);
-        registry.admit(Arc::clone(&core), Admission { runnable, restart });
+        registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
         self.wake.notify_one();

@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use task::{DynRunnable, Launch, TaskOutput};
 
 use super::exit::Exit;
-use super::registry::{Admission, Phase, Record, Registry};
+use super::registry::{Admission, Phase, Record, Registry, Reserved};
 use super::shared::ManagerShared;
 use crate::control::{
     ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope, ShutdownReason,
@@ -440,7 +440,7 @@ fn rerun(
     for child in &mut spec {
         let previous = &child.core;
         // Every name is free: the run ended every child.
-        let Ok((key, name)) = registry.reserve(previous.name.clone(), true) else {
+        let Ok(Reserved { key, name, hash }) = registry.reserve(previous.name.clone(), true) else {
             continue;
         };
         let child_token = if shared.stops_alone(previous.policy.background) {
@@ -456,7 +456,7 @@ fn rerun(
         }
         let restart = child.restart.as_ref().map(|state| Box::new(state.fresh()));
         let runnable = Arc::clone(&child.runnable);
-        registry.admit(Arc::clone(&core), Admission { runnable, restart });
+        registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
         child.core = core;
     }
     registry.restore_spec(spec);

@@ -1,0 +1,239 @@
+//! The names of a manager's live children, for lookups by name and to keep
+//! siblings' names unique.
+//!
+//! An insert, a lookup and an end each hash the name once. The map is keyed
+//! by that hash (SipHash with keys of its own, as `std`'s maps are, so that
+//! names taken from outside cannot be chosen to collide) and holds the
+//! record's slot; the record holds the name, which a lookup compares. The
+//! map itself rehashes nothing when it grows and stores no copy of a name.
+//! Two live names with the same 64-bit hash are possible, if unlikely; the
+//! second goes to a map keyed by the name itself, which is empty otherwise.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+/// `name-number`, or `name-number-extra` with an `extra` above 1: the name
+/// of a child whose own name a sibling has. Written by hand: `format!` costs
+/// several times as much, and a manager of many children of one type makes
+/// one for nearly every child.
+pub(crate) fn suffixed(name: &str, number: u64, extra: u32) -> String {
+    let mut digits = [0; 20];
+    let number = decimal(number, &mut digits);
+    let mut extra_digits = [0; 20];
+    let extra = (extra > 1).then(|| decimal(u64::from(extra), &mut extra_digits));
+    let len = name.len() + 1 + number.len() + extra.map_or(0, |extra| 1 + extra.len());
+    let mut text = String::with_capacity(len);
+    text.push_str(name);
+    text.push('-');
+    // Only ASCII digits.
+    text.extend(number.iter().map(|&digit| char::from(digit)));
+    if let Some(extra) = extra {
+        text.push('-');
+        text.extend(extra.iter().map(|&digit| char::from(digit)));
+    }
+    text
+}
+
+/// `number` in decimal, written to the end of `buffer`.
+fn decimal(mut number: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        // A digit: below 10.
+        buffer[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            return &buffer[start..];
+        }
+    }
+}
+
+pub(crate) struct Names {
+    hasher: RandomState,
+    by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+    /// Names whose hash a live name in `by_hash` has too.
+    collided: HashMap<Cow<'static, str>, usize>,
+}
+
+impl Names {
+    pub(crate) fn new() -> Self {
+        Names {
+            hasher: RandomState::new(),
+            by_hash: HashMap::default(),
+            collided: HashMap::new(),
+        }
+    }
+
+    /// The hash every other method takes along with the name.
+    pub(crate) fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// The slot of the live child named `name`; `name_at` reads a live
+    /// child's name from its slot.
+    pub(crate) fn get<'a>(
+        &self,
+        name: &str,
+        hash: u64,
+        name_at: impl Fn(usize) -> &'a str,
+    ) -> Option<usize> {
+        if let Some(&slot) = self.by_hash.get(&hash) {
+            if name_at(slot) == name {
+                return Some(slot);
+            }
+        }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.get(name).copied()
+    }
+
+    /// Adds a name no live child has.
+    pub(crate) fn insert(&mut self, name: &Cow<'static, str>, hash: u64, slot: usize) {
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(slot);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(name.clone(), slot);
+            }
+        }
+    }
+
+    /// Removes the name of the live child in `slot`.
+    pub(crate) fn remove(&mut self, name: &str, hash: u64, slot: usize) {
+        if self.by_hash.get(&hash) == Some(&slot) {
+            self.by_hash.remove(&hash);
+        } else {
+            self.collided.remove(name);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.by_hash.capacity()
+    }
+
+    pub(crate) fn shrink_to(&mut self, capacity: usize) {
+        self.by_hash.shrink_to(capacity);
+        self.collided.shrink_to_fit();
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_hash.clear();
+        self.collided.clear();
+    }
+}
+
+/// Hashes a `u64` that is a hash already: to itself.
+#[derive(Default)]
+pub(crate) struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; this folds anything else in
+        // rather than losing it.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names in slots, as the registry's records hold them.
+    struct Slots(Vec<&'static str>);
+
+    impl Slots {
+        fn at(&self) -> impl Fn(usize) -> &'static str + '_ {
+            |slot| self.0[slot]
+        }
+    }
+
+    #[test]
+    fn names_are_found_by_name_and_forgotten_on_removal() {
+        let slots = Slots(vec!["a", "b", "c"]);
+        let mut names = Names::new();
+        for (slot, name) in slots.0.iter().enumerate() {
+            names.insert(&Cow::Borrowed(*name), names.hash(name), slot);
+        }
+        assert_eq!(names.len(), 3);
+        assert_eq!(names.get("b", names.hash("b"), slots.at()), Some(1));
+        assert_eq!(names.get("d", names.hash("d"), slots.at()), None);
+        names.remove("b", names.hash("b"), 1);
+        assert_eq!(names.get("b", names.hash("b"), slots.at()), None);
+        assert_eq!(names.get("c", names.hash("c"), slots.at()), Some(2));
+        assert_eq!(names.len(), 2);
+    }
+
+    /// Two names with one hash both stay findable, and each is removed
+    /// alone, whichever goes first; the map for collisions empties again.
+    #[test]
+    fn names_with_the_same_hash_are_told_apart() {
+        let slots = Slots(vec!["first", "second", "third"]);
+        for removed_first in [0, 1] {
+            let mut names = Names::new();
+            // Every name gets hash 7: the worst case, forced.
+            for (slot, name) in slots.0.iter().enumerate().take(2) {
+                names.insert(&Cow::Borrowed(*name), 7, slot);
+            }
+            assert_eq!(names.len(), 2);
+            assert_eq!(names.get("first", 7, slots.at()), Some(0));
+            assert_eq!(names.get("second", 7, slots.at()), Some(1));
+            assert_eq!(names.get("third", 7, slots.at()), None);
+
+            let kept = 1 - removed_first;
+            names.remove(slots.0[removed_first], 7, removed_first);
+            assert_eq!(names.get(slots.0[removed_first], 7, slots.at()), None);
+            assert_eq!(names.get(slots.0[kept], 7, slots.at()), Some(kept));
+            // A third name with that hash, while one of the two lives.
+            names.insert(&Cow::Borrowed("third"), 7, 2);
+            assert_eq!(names.get("third", 7, slots.at()), Some(2));
+            assert_eq!(names.get(slots.0[kept], 7, slots.at()), Some(kept));
+            names.remove("third", 7, 2);
+            names.remove(slots.0[kept], 7, kept);
+            assert_eq!(names.len(), 0);
+            assert!(names.collided.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_suffixed_name_is_the_name_a_dash_and_the_number() {
+        let cases = [
+            ("w", 0, 1, "w-0"),
+            ("Idle", 4711, 1, "Idle-4711"),
+            ("Idle", 4711, 2, "Idle-4711-2"),
+            ("Idle", 4711, 10, "Idle-4711-10"),
+            ("ünïcode", 7, 1, "ünïcode-7"),
+            ("x", u64::MAX, u32::MAX, "x-18446744073709551615-4294967295"),
+        ];
+        for (name, number, extra, expected) in cases {
+            let suffixed = suffixed(name, number, extra);
+            assert_eq!(suffixed, expected);
+            assert_eq!(suffixed.capacity(), expected.len(), "allocated once");
+        }
+    }
+
+    #[test]
+    fn a_prehashed_key_is_its_own_hash() {
+        let build = BuildHasherDefault::<Prehashed>::default();
+        assert_eq!(
+            build.hash_one(0x1234_5678_9abc_def0_u64),
+            0x1234_5678_9abc_def0
+        );
+    }
+}
