@@ -9,7 +9,6 @@
 //! Two live names with the same 64-bit hash are possible, if unlikely; the
 //! second goes to a map keyed by the name itself, which is empty otherwise.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
@@ -53,7 +52,7 @@ pub(crate) struct Names {
     hasher: RandomState,
     by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
     /// Names whose hash a live name in `by_hash` has too.
-    collided: HashMap<Cow<'static, str>, usize>,
+    collided: HashMap<String, usize>,
 }
 
 impl Names {
@@ -90,13 +89,14 @@ impl Names {
     }
 
     /// Adds a name no live child has.
-    pub(crate) fn insert(&mut self, name: &Cow<'static, str>, hash: u64, slot: usize) {
+    pub(crate) fn insert(&mut self, name: &str, hash: u64, slot: usize) {
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(slot);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collided.insert(name.clone(), slot);
+                // Rare enough that a copy of the name does not matter.
+                self.collided.insert(name.to_owned(), slot);
             }
         }
     }
@@ -169,7 +169,7 @@ mod tests {
         let slots = Slots(vec!["a", "b", "c"]);
         let mut names = Names::new();
         for (slot, name) in slots.0.iter().enumerate() {
-            names.insert(&Cow::Borrowed(*name), names.hash(name), slot);
+            names.insert(name, names.hash(name), slot);
         }
         assert_eq!(names.len(), 3);
         assert_eq!(names.get("b", names.hash("b"), slots.at()), Some(1));
@@ -189,7 +189,7 @@ mod tests {
             let mut names = Names::new();
             // Every name gets hash 7: the worst case, forced.
             for (slot, name) in slots.0.iter().enumerate().take(2) {
-                names.insert(&Cow::Borrowed(*name), 7, slot);
+                names.insert(name, 7, slot);
             }
             assert_eq!(names.len(), 2);
             assert_eq!(names.get("first", 7, slots.at()), Some(0));
@@ -201,7 +201,7 @@ mod tests {
             assert_eq!(names.get(slots.0[removed_first], 7, slots.at()), None);
             assert_eq!(names.get(slots.0[kept], 7, slots.at()), Some(kept));
             // A third name with that hash, while one of the two lives.
-            names.insert(&Cow::Borrowed("third"), 7, 2);
+            names.insert("third", 7, 2);
             assert_eq!(names.get("third", 7, slots.at()), Some(2));
             assert_eq!(names.get(slots.0[kept], 7, slots.at()), Some(kept));
             names.remove("third", 7, 2);
