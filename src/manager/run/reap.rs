@@ -103,7 +103,6 @@ impl Run<'_> {
         mut outcome: Outcome,
         abort: Option<AbortCause>,
     ) -> Option<(Arc<ChildCore>, Next)> {
-        let now = Instant::now();
         let shared = self.shared;
         let mut registry = shared.registry();
         let record = registry.get_mut(key)?;
@@ -134,7 +133,7 @@ impl Run<'_> {
                     Some(AbortCause::StartTimeout(_) | AbortCause::Wedged(_))
                 )
         );
-        let ran_for = now.saturating_duration_since(attempt.started);
+        let started = attempt.started;
         let order = attempt.order;
         let role = attempt.group;
         // The stage left behind may hold the attempt before's error: it is
@@ -160,6 +159,12 @@ impl Run<'_> {
             } && !self.phase.is_stopping()
                 && !core.token.is_cancelled();
             let mut state = record.restart.as_mut().filter(|_| wanted);
+            // The clock is read only for a child that may be restarted.
+            let now = if state.is_some() {
+                Instant::now()
+            } else {
+                started
+            };
             let allowed = state.as_mut().is_some_and(|state| state.allow_restart(now));
             // The child's own limit first, then its manager's. Checked only
             // here, for a child restarted on its own account: a group's
@@ -173,6 +178,7 @@ impl Run<'_> {
                     exceeded: limit.map(Exceeded::Manager),
                 }),
                 Some(state) if allowed => {
+                    let ran_for = now.saturating_duration_since(started);
                     let delay = state.next_delay(failed, ran_for, self.random.next());
                     let failure = (failed && events::LOGS).then(|| outcome.clone());
                     let last = Box::new(outcome);
