@@ -794,3 +794,45 @@ async fn a_significant_child_stopped_through_its_handle_while_held_for_its_group
         })
     );
 }
+
+/// `Context::token` belongs to the attempt of a child with a restart policy:
+/// cancelling it ends that attempt as if it were asked to stop, and under
+/// `Restart::Always` the child starts again; the child's own token, which a
+/// handle's stop cancels, is untouched.
+#[tokio::test(start_paused = true)]
+async fn cancelling_its_own_token_ends_only_the_attempt_of_a_restarted_child() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&attempts);
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert_with(
+            process_fn("cancels-once", move |ctx| {
+                let counted = Arc::clone(&counted);
+                async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        ctx.token().cancel();
+                    }
+                    ctx.shutdown_requested().await;
+                    Ok::<(), std::io::Error>(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::Always)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    // Paused time: each sleep lets the loop and the child run to idle.
+    for _ in 0..100 {
+        if attempts.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "the child ran again");
+    assert!(!child.is_finished(), "the child runs again");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
