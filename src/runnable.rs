@@ -490,11 +490,20 @@ where
 }
 
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
-    // This runs on every insert of a process with the default name: two
-    // byte searches (`memchr`'s), not a loop over chars. The path ends at
-    // the first `<`; the name is what follows its last `:`.
-    let path = full.find('<').map_or(full, |generics| &full[..generics]);
-    path.rfind(':').map_or(path, |colon| &path[colon + 1..])
+    // This runs on every insert of a process with the default name. Most
+    // types are not generic: their name is what follows the last `:`,
+    // found from the end in a few steps. A generic one ends in `>`; its name
+    // is cut at the first `<`, before the `:`s of its parameters.
+    let path = if full.ends_with('>') {
+        full.find('<').map_or(full, |generics| &full[..generics])
+    } else {
+        full
+    };
+    let start = path
+        .bytes()
+        .rposition(|byte| byte == b':')
+        .map_or(0, |colon| colon + 1);
+    &path[start..]
 }
 
 #[cfg(test)]
@@ -506,5 +515,9 @@ mod tests {
         assert_eq!(short_type_name("a::b::Ticker<c::D>"), "Ticker");
         assert_eq!(short_type_name("Ticker"), "Ticker");
         assert_eq!(short_type_name("a::Ticker"), "Ticker");
+        assert_eq!(short_type_name("a::b::Pair<c::D, e::F<g::H>>"), "Pair");
+        assert_eq!(short_type_name("&a::b::Ticker"), "Ticker");
+        assert_eq!(short_type_name("a::Ticker<'_>"), "Ticker");
+        assert_eq!(short_type_name(""), "");
     }
 }

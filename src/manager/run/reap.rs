@@ -91,7 +91,12 @@ impl Run<'_> {
                         EventKind::Restarting { attempt, delay }
                     });
             }
-            Next::End(ending) => self.end_child(key, ending),
+            Next::End(ending) => {
+                // `end_child` wakes the child's waiters only if someone else
+                // holds its core: this reference must not count.
+                drop(core);
+                self.end_child(key, ending);
+            }
         }
     }
 
