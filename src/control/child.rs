@@ -204,6 +204,13 @@ impl ChildCore {
     /// Records how the child ended, drops messages it will never read and
     /// wakes everyone waiting for it.
     pub(crate) fn finish(&self, outcome: Outcome) {
+        self.close_inbox();
+        self.end.set(outcome);
+    }
+
+    /// Closes the inbox for good: drops messages the child will never read
+    /// and no longer counts a reload it has not taken.
+    pub(crate) fn close_inbox(&self) {
         let (unread, was_pending) = {
             let mut inbox = self.inbox();
             inbox.closed = true;
@@ -216,7 +223,6 @@ impl ChildCore {
         if was_pending {
             self.tell_reload_pending(false);
         }
-        self.end.set(outcome);
     }
 
     pub(crate) fn key(&self) -> ChildKey {

@@ -129,8 +129,12 @@ impl Run<'_> {
             });
         // With auto-cleanup this is often the last reference: no handle or
         // context is left to see the outcome, so there is no one to wake.
+        // The inbox is closed either way: a reload it has not taken no
+        // longer holds its manager's reloads back.
         if Arc::strong_count(&core) > 1 {
             core.finish(outcome);
+        } else {
+            core.close_inbox();
         }
     }
 
