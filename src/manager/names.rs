@@ -1,13 +1,14 @@
 //! The names of a manager's live children, for lookups by name and to keep
 //! siblings' names unique.
 //!
-//! An insert, a lookup and an end each hash the name once. The map is keyed
-//! by that hash (SipHash with keys of its own, as `std`'s maps are, so that
-//! names taken from outside cannot be chosen to collide) and holds the
-//! record's slot; the record holds the name, which a lookup compares. The
-//! map itself rehashes nothing when it grows and stores no copy of a name.
-//! Two live names with the same 64-bit hash are possible, if unlikely; the
-//! second goes to a map keyed by the name itself, which is empty otherwise.
+//! An insert and a lookup each hash the name once; an end reuses the hash
+//! its record keeps. The map is keyed by that hash (SipHash with keys of its
+//! own, as `std`'s maps are, so that names taken from outside cannot be
+//! chosen to collide, folded to 32 bits) and holds the record's slot; the
+//! record holds the name, which a lookup compares. The map rehashes nothing
+//! when it grows and stores no copy of a name: an entry is 8 bytes. Two live
+//! names with the same hash are rare (about one pair among 100,000 names);
+//! the second goes to a map keyed by the name itself, empty otherwise.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -48,7 +49,7 @@ fn push_number(text: &mut String, mut number: u64) {
 
 pub(crate) struct Names {
     hasher: RandomState,
-    by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+    by_hash: HashMap<u32, u32, BuildHasherDefault<Prehashed>>,
     /// Names whose hash a live name in `by_hash` has too.
     collided: HashMap<String, usize>,
 }
@@ -63,8 +64,10 @@ impl Names {
     }
 
     /// The hash every other method takes along with the name.
-    pub(crate) fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
+    pub(crate) fn hash(&self, name: &str) -> u32 {
+        let hash = self.hasher.hash_one(name);
+        // Both halves count.
+        (hash ^ (hash >> 32)) as u32
     }
 
     /// The slot of the live child named `name`; `name_at` reads a live
@@ -72,10 +75,11 @@ impl Names {
     pub(crate) fn get<'a>(
         &self,
         name: &str,
-        hash: u64,
+        hash: u32,
         name_at: impl Fn(usize) -> &'a str,
     ) -> Option<usize> {
         if let Some(&slot) = self.by_hash.get(&hash) {
+            let slot = slot as usize;
             if name_at(slot) == name {
                 return Some(slot);
             }
@@ -87,12 +91,13 @@ impl Names {
     }
 
     /// Adds a name no live child has.
-    pub(crate) fn insert(&mut self, name: &str, hash: u64, slot: usize) {
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
+    pub(crate) fn insert(&mut self, name: &str, hash: u32, slot: usize) {
+        match (self.by_hash.entry(hash), u32::try_from(slot)) {
+            (std::collections::hash_map::Entry::Vacant(entry), Ok(slot)) => {
                 entry.insert(slot);
             }
-            std::collections::hash_map::Entry::Occupied(_) => {
+            // Taken, or (past four billion live children) a slot too large.
+            _ => {
                 // Rare enough that a copy of the name does not matter.
                 self.collided.insert(name.to_owned(), slot);
             }
@@ -100,8 +105,12 @@ impl Names {
     }
 
     /// Removes the name of the live child in `slot`.
-    pub(crate) fn remove(&mut self, name: &str, hash: u64, slot: usize) {
-        if self.by_hash.get(&hash) == Some(&slot) {
+    pub(crate) fn remove(&mut self, name: &str, hash: u32, slot: usize) {
+        if self
+            .by_hash
+            .get(&hash)
+            .is_some_and(|&held| held as usize == slot)
+        {
             self.by_hash.remove(&hash);
         } else {
             self.collided.remove(name);
@@ -127,7 +136,9 @@ impl Names {
     }
 }
 
-/// Hashes a `u64` that is a hash already: to itself.
+/// Hashes a `u32` that is a hash already: spread over 64 bits by an odd
+/// multiplier (the map takes its buckets from the low bits and a tag from the
+/// top seven).
 #[derive(Default)]
 pub(crate) struct Prehashed(u64);
 
@@ -137,15 +148,15 @@ impl Hasher for Prehashed {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed with it; this folds anything else in
+        // Only `u32` keys are hashed with it; this folds anything else in
         // rather than losing it.
         for &byte in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(byte);
         }
     }
 
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
+    fn write_u32(&mut self, value: u32) {
+        self.0 = u64::from(value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -226,12 +237,15 @@ mod tests {
         }
     }
 
+    /// Distinct keys stay distinct, and keys reach the top bits the map
+    /// takes its tags from.
     #[test]
-    fn a_prehashed_key_is_its_own_hash() {
+    fn a_prehashed_key_is_spread_over_64_bits() {
         let build = BuildHasherDefault::<Prehashed>::default();
-        assert_eq!(
-            build.hash_one(0x1234_5678_9abc_def0_u64),
-            0x1234_5678_9abc_def0
-        );
+        let hashes: std::collections::HashSet<u64> =
+            (0..1000_u32).map(|key| build.hash_one(key)).collect();
+        assert_eq!(hashes.len(), 1000);
+        let tags: std::collections::HashSet<u64> = hashes.iter().map(|hash| hash >> 57).collect();
+        assert!(tags.len() > 100, "{} tags", tags.len());
     }
 }

@@ -144,6 +144,9 @@ pub(crate) struct Record {
     /// Counts stage changes; a timer remembers the epoch it was set in and
     /// is void once the child has moved on.
     epoch: u32,
+    /// Its name's hash in the name map, so that its end need not hash the
+    /// name again.
+    name_hash: u32,
     /// Only children with a restart policy have one.
     pub(crate) restart: Option<Box<RestartState>>,
 }
@@ -270,7 +273,7 @@ pub(crate) struct Reserved {
     /// Its name, with a suffix if its own was taken.
     pub(crate) name: Cow<'static, str>,
     /// The name's hash in the registry's name map.
-    pub(crate) hash: u64,
+    pub(crate) hash: u32,
 }
 
 /// What an insert brings to the registry, made before the lock is taken.
@@ -412,7 +415,7 @@ impl Registry {
         unreachable!("fewer live children than suffixes")
     }
 
-    fn name_taken(&self, name: &str, hash: u64) -> bool {
+    fn name_taken(&self, name: &str, hash: u32) -> bool {
         self.names
             .get(name, hash, |slot| self.name_at(slot))
             .is_some()
@@ -427,7 +430,7 @@ impl Registry {
 
     /// Stores a child accepted by [`reserve`](Registry::reserve) (same lock)
     /// and queues it for the loop; `hash` is its name's, from `reserve`.
-    pub(crate) fn admit(&mut self, core: Arc<ChildCore>, hash: u64, admission: Admission) {
+    pub(crate) fn admit(&mut self, core: Arc<ChildCore>, hash: u32, admission: Admission) {
         let key = core.key();
         debug_assert_eq!(key.id, self.next_id);
         debug_assert_eq!(hash, self.names.hash(&core.name));
@@ -440,6 +443,7 @@ impl Registry {
             runnable: admission.runnable,
             stage: Stage::Pending,
             epoch: 0,
+            name_hash: hash,
             restart: admission.restart,
         });
 
@@ -533,8 +537,8 @@ impl Registry {
         let core = Arc::clone(&record.core);
         // A live child's name maps to its slot: no other child can take the
         // name before this one has ended.
-        let name = &*record.core.name;
-        self.names.remove(name, self.names.hash(name), key.slot);
+        self.names
+            .remove(&record.core.name, record.name_hash, key.slot);
         let removed = if keep {
             None
         } else {
