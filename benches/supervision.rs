@@ -593,8 +593,14 @@ impl Countdown {
 /// Builds a fresh runtime, runs `future` as a task on it (so that only the
 /// two workers run, never the main thread), and drops the runtime.
 fn on_runtime<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    // `PROCMGR_BENCH_WORKERS=1` for a profile whose instruction count does
+    // not depend on how the machine schedules two workers.
+    let workers = std::env::var("PROCMGR_BENCH_WORKERS")
+        .ok()
+        .and_then(|workers| workers.parse().ok())
+        .unwrap_or(WORKERS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("a tokio runtime");
