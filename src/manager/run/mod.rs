@@ -78,6 +78,16 @@ pub(crate) async fn supervise(
     tokio::pin!(sleep);
     let token = run.token.clone();
     let requested = run.requested.clone();
+    // The futures the loop waits on live across its turns: each one made
+    // anew registers with its `Notify` (a lock) and leaves it on drop, which
+    // on every turn cost more than a reap. A completed one is polled again
+    // only where it stays complete (a cancelled token), or is made anew.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
+    let drain_requested = requested.cancelled();
+    tokio::pin!(drain_requested);
+    let woken = shared.wake.notified();
+    tokio::pin!(woken);
     let mut armed: Option<Instant> = None;
     loop {
         run.turn();
@@ -104,8 +114,8 @@ pub(crate) async fn supervise(
         let stopping = run.phase.is_stopping();
         tokio::select! {
             biased;
-            () = token.cancelled(), if !stopping => run.begin_stop(parent.as_ref()),
-            () = requested.cancelled(), if run.phase == Phase::Running => run.begin_drain(),
+            () = &mut cancelled, if !stopping => run.begin_stop(parent.as_ref()),
+            () = &mut drain_requested, if run.phase == Phase::Running => run.begin_drain(),
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
@@ -114,7 +124,7 @@ pub(crate) async fn supervise(
                 armed = None;
                 run.timers_due(Instant::now(), parent.as_ref());
             }
-            () = shared.wake.notified() => {}
+            () = &mut woken => woken.set(shared.wake.notified()),
         }
     }
     run.finish()
