@@ -19,7 +19,8 @@
 //! of 1,000 children, runs the burst, waits until every child has been
 //! reaped, lets the loop settle for a few milliseconds, and takes the bytes
 //! in use again: the difference is what the burst left behind. The figure
-//! is the median of 3 runs per side, the sides taking turns.
+//! is the median of 3 runs per side, the sides taking turns. A negative
+//! figure means that the burst's ends gave back what the warm-up had left.
 
 #![allow(clippy::print_stdout)]
 
@@ -239,7 +240,11 @@ impl Drop for Reaped {
 async fn procmgr_burst(handle: &ManagerHandle, n: usize) {
     let reaped = Countdown::new(n);
     for _ in 0..n {
-        drop(handle.insert(Reaped(Arc::clone(&reaped))).expect("accepted"));
+        drop(
+            handle
+                .insert(Reaped(Arc::clone(&reaped)))
+                .expect("accepted"),
+        );
     }
     reaped.wait().await;
     settle().await;

@@ -341,8 +341,7 @@ const KEPT_PER_BURST_CHILD: isize = 8;
 fn a_burst_inserted_at_once_leaves_at_most_8_bytes_per_child_once_reaped() {
     const BURST: usize = 100_000;
     measure(async {
-        let kept =
-            kept_after_a_burst(ProcessManager::new(), BURST, &ChildOptions::new()).await;
+        let kept = kept_after_a_burst(ProcessManager::new(), BURST, &ChildOptions::new()).await;
         assert!(
             kept <= KEPT_PER_BURST_CHILD,
             "after a burst of {BURST} children the manager keeps {kept} B per child"
