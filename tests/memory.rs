@@ -9,12 +9,15 @@
 //! already grown the runtime's and the manager's reusable buffers.
 
 use std::alloc::System;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use procmgr::{
     ChildHandle, ChildOptions, Context, IdleProcess, ManagerHandle, ProcessManager, Runnable,
+    Strategy,
 };
+use tokio::sync::Notify;
 
 #[global_allocator]
 static ALLOCATOR: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
@@ -232,6 +235,133 @@ fn a_burst_of_children_gives_its_bookkeeping_back_once_they_have_ended() {
         run.await.expect("joined").expect("clean stop");
         assert!(
             kept <= 8,
+            "after a burst of {BURST} children the manager keeps {kept} B per child"
+        );
+    });
+}
+
+/// Counts down to zero, and wakes who waits for that.
+struct Countdown {
+    left: AtomicUsize,
+    done: Notify,
+}
+
+impl Countdown {
+    fn new(count: usize) -> Arc<Self> {
+        Arc::new(Countdown {
+            left: AtomicUsize::new(count),
+            done: Notify::new(),
+        })
+    }
+
+    fn arrive(&self) {
+        if self.left.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // `notify_one` keeps the wake-up if no one waits yet.
+            self.done.notify_one();
+        }
+    }
+
+    async fn wait(&self) {
+        while self.left.load(Ordering::Relaxed) != 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
+/// Ends at once, and arrives at its countdown when it is dropped. A
+/// manager holds a child's runnable in the child's record until it removes
+/// the record, so once every `Reaped` of a burst has arrived, every child
+/// of the burst has ended and been reaped, and no one had to hold a
+/// `ChildHandle` for that (100,000 of them would be memory of their own).
+struct Reaped(Arc<Countdown>);
+
+impl Runnable for Reaped {
+    type Error = std::convert::Infallible;
+
+    async fn run(&self, _ctx: Context) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.0.arrive();
+    }
+}
+
+/// What a running manager (kept alive by one idle child) keeps, per child
+/// of the burst, after `burst` children that end at once were inserted all
+/// at once, with `options`, and all have been reaped.
+///
+/// Only with auto-cleanup on (the default): with it off a manager keeps
+/// every ended child's record on purpose, until its handle is dropped.
+async fn kept_after_a_burst(
+    manager: ProcessManager,
+    burst: usize,
+    options: &ChildOptions,
+) -> isize {
+    // Grow the runtime's own run queue to the burst's size first: it keeps
+    // its capacity, and it is not the manager's.
+    let tasks: Vec<_> = (0..burst).map(|_| tokio::spawn(async {})).collect();
+    for task in tasks {
+        task.await.expect("joined");
+    }
+    let handle = manager.handle();
+    manager.insert(IdleProcess).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    let warm_up = Countdown::new(1_000);
+    for _ in 0..1_000 {
+        drop(handle.insert_with(Reaped(Arc::clone(&warm_up)), options.clone()));
+    }
+    warm_up.wait().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let base = in_use();
+
+    // Inserted in one go: the manager's loop gets no turn in between, so
+    // every child of the burst is in its books at once.
+    let reaped = Countdown::new(burst);
+    for _ in 0..burst {
+        drop(handle.insert_with(Reaped(Arc::clone(&reaped)), options.clone()));
+    }
+    reaped.wait().await;
+    drop(reaped);
+    // Time passes and the loop has its turns; nothing else happens.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+
+    let kept = per(in_use() - base, burst);
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    kept
+}
+
+/// The target of issue 11; a bare `JoinSet` keeps about 0.2 B.
+const KEPT_PER_BURST_CHILD: isize = 8;
+
+#[test]
+fn a_burst_inserted_at_once_leaves_at_most_8_bytes_per_child_once_reaped() {
+    const BURST: usize = 100_000;
+    measure(async {
+        let kept = kept_after_a_burst(ProcessManager::new(), BURST, &ChildOptions::new()).await;
+        assert!(
+            kept <= KEPT_PER_BURST_CHILD,
+            "after a burst of {BURST} children the manager keeps {kept} B per child"
+        );
+    });
+}
+
+/// The same with the bookkeeping a group strategy (the id-ordered list)
+/// and a liveness timer per child add.
+#[test]
+fn a_burst_under_a_group_strategy_with_heartbeat_timeouts_leaves_at_most_8_bytes_per_child() {
+    const BURST: usize = 100_000;
+    measure(async {
+        let manager = ProcessManager::builder()
+            .strategy(Strategy::RestForOne)
+            .build();
+        let options = ChildOptions::new().heartbeat_timeout(Duration::from_secs(3600));
+        let kept = kept_after_a_burst(manager, BURST, &options).await;
+        assert!(
+            kept <= KEPT_PER_BURST_CHILD,
             "after a burst of {BURST} children the manager keeps {kept} B per child"
         );
     });

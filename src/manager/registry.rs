@@ -503,6 +503,12 @@ impl Registry {
         self.records.get(slot)
     }
 
+    /// How many records there are: the live children, and with auto-cleanup
+    /// off the ended ones kept.
+    pub(crate) fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
     pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
         self.records.iter()
     }
@@ -562,6 +568,8 @@ impl Registry {
 
     /// Gives memory back after a burst: once most of what the registry grew
     /// to is free, its maps and lists shrink to what the live children need.
+    /// (The slab gives its chunks of records back by itself, as each
+    /// empties; here it only trims its table.)
     /// Called on every end, it looks only after as many ends as an eighth of the
     /// name map's capacity, so its cost is amortized and a manager whose
     /// live count swings does not shrink and grow back in turn.

@@ -3,18 +3,42 @@
 //!
 //! Entries live in fixed-size chunks rather than one growing `Vec`: a `Vec`
 //! that doubles keeps up to half its capacity unused, which at 80 bytes a
-//! record was a sixth of a child's memory.
+//! record was a sixth of a child's memory. Each chunk keeps its own list of
+//! vacant entries, so that a chunk whose last entry is removed can be given
+//! back at once, wherever it lies, without touching the other chunks: after
+//! a burst of children, the chunks they filled go as their last child ends,
+//! not only those at the end, and with no look over every entry.
 
-/// Entries per chunk: big enough that the chunk list stays short, small
-/// enough that the last, partly used chunk costs little.
+/// Entries per chunk: big enough that the chunk table stays short, small
+/// enough that a partly used chunk costs little.
 const CHUNK: usize = 256;
 
 pub(crate) struct Slab<T> {
-    chunks: Vec<Vec<Entry<T>>>,
-    next_free: usize,
+    /// Indexed by `key / CHUNK`. A chunk given back has no entries and no
+    /// allocation; its index is in `spare`.
+    chunks: Vec<Chunk<T>>,
+    /// Chunks with a vacant entry; inserts go into the last. Chunks that
+    /// have filled up or been given back since they were listed may still
+    /// be listed below the last, and are skipped once they come up: the
+    /// last is always one with room (see [`settle_open`](Slab::settle_open)).
+    open: Vec<usize>,
+    /// Indexes of chunks given back, taken again before the table grows.
+    spare: Vec<usize>,
     len: usize,
-    /// [`shrink`](Slab::shrink) looks again once `len` is at most this.
-    look_below: usize,
+    /// Chunks that hold an allocation.
+    allocated: usize,
+}
+
+struct Chunk<T> {
+    /// Empty, with no allocation, once given back; else allocated for
+    /// `CHUNK` entries up front and filled by `push`.
+    entries: Vec<Entry<T>>,
+    used: usize,
+    /// The first vacant entry, or `entries.len()` when every entry pushed
+    /// so far is occupied.
+    next_free: usize,
+    /// Whether the chunk is in `Slab::open`.
+    listed: bool,
 }
 
 enum Entry<T> {
@@ -22,30 +46,30 @@ enum Entry<T> {
     Occupied(T),
 }
 
-impl<T> Slab<T> {
-    pub(crate) const fn new() -> Self {
-        Slab {
-            chunks: Vec::new(),
+impl<T> Chunk<T> {
+    const fn given_back() -> Self {
+        Chunk {
+            entries: Vec::new(),
+            used: 0,
             next_free: 0,
-            len: 0,
-            look_below: 0,
+            listed: false,
         }
     }
 
-    /// The key the next [`insert`](Slab::insert) will use.
-    pub(crate) fn vacant_key(&self) -> usize {
-        self.next_free
+    /// Whether it holds memory. (Records are never zero-sized, whose `Vec`
+    /// would report a capacity without one.)
+    fn is_allocated(&self) -> bool {
+        self.entries.capacity() != 0
     }
 
-    fn entry_mut(&mut self, key: usize) -> Option<&mut Entry<T>> {
-        self.chunks.get_mut(key / CHUNK)?.get_mut(key % CHUNK)
+    fn has_room(&self) -> bool {
+        self.is_allocated() && self.used < CHUNK
     }
 
-    pub(crate) fn insert(&mut self, value: T) -> usize {
-        let key = self.next_free;
-        self.len += 1;
-        self.look_below = self.look_below.max(self.len / 2);
-        match self.entry_mut(key) {
+    fn insert(&mut self, value: T) -> usize {
+        let index = self.next_free;
+        self.used += 1;
+        match self.entries.get_mut(index) {
             Some(entry) => {
                 let Entry::Vacant { next_free } = *entry else {
                     unreachable!("the free list only holds vacant entries");
@@ -54,83 +78,173 @@ impl<T> Slab<T> {
                 self.next_free = next_free;
             }
             None => {
-                // The free list is empty, so `key` is one past the last
-                // entry ever made.
-                if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                if let Some(chunk) = self.chunks.last_mut() {
-                    chunk.push(Entry::Occupied(value));
-                }
-                self.next_free = key + 1;
+                // The free list is empty, so `index` is one past the last
+                // entry pushed.
+                self.entries.push(Entry::Occupied(value));
+                self.next_free = index + 1;
             }
         }
-        key
+        index
     }
 
-    pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
+    fn remove(&mut self, index: usize) -> Option<T> {
         let next_free = self.next_free;
-        let entry = self.entry_mut(key)?;
+        let entry = self.entries.get_mut(index)?;
         if matches!(entry, Entry::Vacant { .. }) {
             return None;
         }
         let Entry::Occupied(value) = std::mem::replace(entry, Entry::Vacant { next_free }) else {
             unreachable!("checked above");
         };
-        self.next_free = key;
+        self.next_free = index;
+        self.used -= 1;
+        Some(value)
+    }
+}
+
+impl<T> Slab<T> {
+    pub(crate) const fn new() -> Self {
+        Slab {
+            chunks: Vec::new(),
+            open: Vec::new(),
+            spare: Vec::new(),
+            len: 0,
+            allocated: 0,
+        }
+    }
+
+    /// Occupied entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The key the next [`insert`](Slab::insert) will use.
+    pub(crate) fn vacant_key(&self) -> usize {
+        match self.open.last() {
+            Some(&chunk) => chunk * CHUNK + self.chunks[chunk].next_free,
+            None => self.spare.last().copied().unwrap_or(self.chunks.len()) * CHUNK,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, value: T) -> usize {
+        let chunk = match self.open.last() {
+            Some(&chunk) => chunk,
+            None => self.allocate(),
+        };
+        let index = self.chunks[chunk].insert(value);
+        self.len += 1;
+        if self.chunks[chunk].used == CHUNK {
+            self.settle_open();
+        }
+        chunk * CHUNK + index
+    }
+
+    /// Allocates a chunk, in a spare index if there is one, and lists it.
+    /// Only called with no chunk listed.
+    fn allocate(&mut self) -> usize {
+        let index = self.spare.pop().unwrap_or_else(|| {
+            self.chunks.push(Chunk::given_back());
+            self.chunks.len() - 1
+        });
+        let chunk = &mut self.chunks[index];
+        chunk.entries = Vec::with_capacity(CHUNK);
+        chunk.listed = true;
+        self.open.push(index);
+        self.allocated += 1;
+        index
+    }
+
+    /// Unlists the chunks at the end of `open` that have no room, so that
+    /// its last has. Each chunk is unlisted once per listing: O(1)
+    /// amortized.
+    fn settle_open(&mut self) {
+        while let Some(&index) = self.open.last() {
+            let chunk = &mut self.chunks[index];
+            if chunk.has_room() {
+                return;
+            }
+            chunk.listed = false;
+            self.open.pop();
+        }
+    }
+
+    /// Removes the entry; a chunk left empty is given back unless the other
+    /// chunks have fewer than half a chunk of room. That margin keeps a
+    /// manager whose live count moves around a chunk's edge from giving a
+    /// chunk back and taking it again on every other child: between giving
+    /// one back and allocating the next there are at least half a chunk of
+    /// inserts.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
+        let index = key / CHUNK;
+        let chunk = self.chunks.get_mut(index)?;
+        let value = chunk.remove(key % CHUNK)?;
         self.len -= 1;
+        if chunk.used == 0 && (self.allocated - 1) * CHUNK - self.len >= CHUNK / 2 {
+            *chunk = Chunk {
+                listed: chunk.listed,
+                ..Chunk::given_back()
+            };
+            self.allocated -= 1;
+            self.spare.push(index);
+            self.settle_open();
+        } else if !chunk.listed {
+            chunk.listed = true;
+            self.open.push(index);
+        }
         Some(value)
     }
 
-    /// Frees the chunks at the end that hold nothing, once at most a quarter
-    /// of the entries are occupied. It looks each time the number occupied
-    /// has halved since it last looked, so its cost is amortized over the
-    /// removals in between.
+    /// Gives back the room the chunk table and its lists grew to, once the
+    /// chunks at its end have been given back. Cheap when there is nothing
+    /// to do; otherwise O(table), which the chunks given back since have
+    /// paid for.
     pub(crate) fn shrink(&mut self) {
-        if self.chunks.len() < 2 || self.len * 4 >= self.chunks.len() * CHUNK {
+        if self.chunks.last().is_none_or(Chunk::is_allocated) {
             return;
         }
-        if self.len > self.look_below {
-            return;
-        }
-        self.look_below = self.len / 2;
-        let before = self.chunks.len();
-        while self.chunks.len() > 1
-            && self.chunks.last().is_some_and(|chunk| {
-                chunk
-                    .iter()
-                    .all(|entry| matches!(entry, Entry::Vacant { .. }))
-            })
+        while self
+            .chunks
+            .last()
+            .is_some_and(|chunk| !chunk.is_allocated())
         {
             self.chunks.pop();
         }
-        if self.chunks.len() == before {
-            return;
-        }
-        self.chunks.shrink_to_fit();
-        // The free list may point into the freed chunks: thread it anew,
-        // lowest key first, ending one past the last entry.
-        let mut next_free = self.chunks.iter().map(Vec::len).sum::<usize>();
-        for (chunk_index, chunk) in self.chunks.iter_mut().enumerate().rev() {
-            for (index, entry) in chunk.iter_mut().enumerate().rev() {
-                if let Entry::Vacant { next_free: next } = entry {
-                    *next = next_free;
-                    next_free = chunk_index * CHUNK + index;
-                }
+        let table = self.chunks.len();
+        let chunks = &mut self.chunks;
+        self.open.retain(|&index| {
+            let keep = index < table && chunks[index].has_room();
+            if let Some(chunk) = chunks.get_mut(index) {
+                chunk.listed = keep;
+            }
+            keep
+        });
+        self.spare.retain(|&index| index < table);
+        // Lowest first, so that the table grows at its end only when full.
+        self.spare.sort_unstable_by(|a, b| b.cmp(a));
+        for list in [&mut self.open, &mut self.spare] {
+            if list.capacity() > 2 * list.len() + 16 {
+                list.shrink_to_fit();
             }
         }
-        self.next_free = next_free;
+        if self.chunks.capacity() > 2 * table + 16 {
+            self.chunks.shrink_to_fit();
+        }
     }
 
     pub(crate) fn get(&self, key: usize) -> Option<&T> {
-        match self.chunks.get(key / CHUNK)?.get(key % CHUNK) {
+        match self.chunks.get(key / CHUNK)?.entries.get(key % CHUNK) {
             Some(Entry::Occupied(value)) => Some(value),
             _ => None,
         }
     }
 
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        match self.entry_mut(key) {
+        match self
+            .chunks
+            .get_mut(key / CHUNK)?
+            .entries
+            .get_mut(key % CHUNK)
+        {
             Some(Entry::Occupied(value)) => Some(value),
             _ => None,
         }
@@ -139,7 +253,7 @@ impl<T> Slab<T> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks
             .iter()
-            .flatten()
+            .flat_map(|chunk| &chunk.entries)
             .filter_map(|entry| match entry {
                 Entry::Occupied(value) => Some(value),
                 Entry::Vacant { .. } => None,
@@ -149,8 +263,14 @@ impl<T> Slab<T> {
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
         self.chunks
             .iter_mut()
-            .flatten()
             .enumerate()
+            .flat_map(|(index, chunk)| {
+                chunk
+                    .entries
+                    .iter_mut()
+                    .enumerate()
+                    .map(move |(entry, value)| (index * CHUNK + entry, value))
+            })
             .filter_map(|(key, entry)| match entry {
                 Entry::Occupied(value) => Some((key, value)),
                 Entry::Vacant { .. } => None,
@@ -158,11 +278,13 @@ impl<T> Slab<T> {
     }
 
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        self.next_free = 0;
+        self.open.clear();
+        self.spare.clear();
         self.len = 0;
+        self.allocated = 0;
         self.chunks
             .drain(..)
-            .flatten()
+            .flat_map(|chunk| chunk.entries)
             .filter_map(|entry| match entry {
                 Entry::Occupied(value) => Some(value),
                 Entry::Vacant { .. } => None,
@@ -205,27 +327,6 @@ mod tests {
         assert_eq!(slab.iter().count(), CHUNK * 2 + 3);
     }
 
-    #[test]
-    fn shrink_frees_empty_chunks_at_the_end_and_keeps_keys_valid() {
-        let mut slab = Slab::new();
-        for n in 0..CHUNK * 4 {
-            slab.insert(n);
-        }
-        for key in (1..CHUNK * 4).filter(|&key| key != 5) {
-            slab.remove(key);
-        }
-        slab.shrink();
-        assert_eq!(slab.chunks.len(), 1);
-        assert_eq!(slab.get(0), Some(&0));
-        assert_eq!(slab.get(5), Some(&5));
-        // Free keys are handed out lowest first, then past the end.
-        let reused: Vec<usize> = (0..CHUNK).map(|n| slab.insert(n)).collect();
-        assert_eq!(reused[..4], [1, 2, 3, 4]);
-        assert_eq!(reused[4], 6);
-        assert_eq!(reused[CHUNK - 2..], [CHUNK, CHUNK + 1]);
-        assert_eq!(slab.iter().count(), CHUNK + 2);
-    }
-
     /// A slab of `chunks` full chunks, with only the keys `keep` says left.
     fn burst(chunks: usize, keep: impl Fn(usize) -> bool) -> Slab<usize> {
         let mut slab = Slab::new();
@@ -238,45 +339,105 @@ mod tests {
         slab
     }
 
-    #[test]
-    fn shrink_gives_chunks_back_only_below_a_quarter_occupied() {
-        // Exactly a quarter: kept, though three chunks hold nothing.
-        let mut slab = burst(4, |key| key < CHUNK);
-        slab.shrink();
-        assert_eq!(slab.chunks.len(), 4);
-        // One fewer: given back.
-        slab.remove(CHUNK - 1);
-        slab.shrink();
-        assert_eq!(slab.chunks.len(), 1);
-        assert_eq!(slab.iter().count(), CHUNK - 1);
+    fn allocated(slab: &Slab<usize>) -> Vec<usize> {
+        (0..slab.chunks.len())
+            .filter(|&index| slab.chunks[index].is_allocated())
+            .collect()
     }
 
     #[test]
-    fn shrink_gives_back_the_second_of_two_chunks() {
-        let mut slab = burst(2, |key| key == 0);
-        slab.shrink();
-        assert_eq!(slab.chunks.len(), 1);
-        assert_eq!(slab.get(0), Some(&0));
+    fn a_chunk_left_empty_is_given_back_wherever_it_lies_and_keys_stay_valid() {
+        // One entry kept in the first chunk and one in the last: the three
+        // between are given back as they empty.
+        let last = 5 * CHUNK - 1;
+        let slab = burst(5, |key| key == 5 || key == last);
+        assert_eq!(allocated(&slab), [0, 4]);
+        assert_eq!(slab.allocated, 2);
+        assert_eq!(slab.len, 2);
+        assert_eq!(slab.get(5), Some(&5));
+        assert_eq!(slab.get(last), Some(&last));
+        assert_eq!(slab.get(CHUNK), None);
+        assert_eq!(slab.iter().count(), 2);
+        let seen: Vec<usize> = burst(5, |key| key == 5 || key == last)
+            .iter_mut()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(seen, [5, last]);
     }
 
     #[test]
-    fn shrink_looks_again_once_the_occupied_count_has_halved() {
-        // 101 occupied, the last in the last chunk: nothing to give back.
-        let last = 4 * CHUNK - 1;
-        let mut slab = burst(4, |key| key < 100 || key == last);
-        slab.shrink();
-        assert_eq!(slab.chunks.len(), 4);
-        // Down to 51: not half of 101 yet, so it does not look.
-        slab.remove(last);
-        for key in 51..100 {
-            slab.remove(key);
+    fn inserts_fill_the_room_left_before_taking_a_chunk_given_back() {
+        let last = 5 * CHUNK - 1;
+        let mut slab = burst(5, |key| key == 5 || key == last);
+        // The room in the first and last chunk first, then a chunk given
+        // back.
+        let keys: Vec<usize> = (0..2 * CHUNK).map(|n| slab.insert(n)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        let expected: Vec<usize> = (0..CHUNK)
+            .filter(|&key| key != 5)
+            .chain(3 * CHUNK..3 * CHUNK + 2)
+            .chain(4 * CHUNK..last)
+            .collect();
+        assert_eq!(sorted, expected);
+        assert_eq!(allocated(&slab), [0, 3, 4]);
+        for key in keys {
+            assert!(slab.get(key).is_some());
         }
+    }
+
+    #[test]
+    fn the_key_an_insert_will_use_is_known_before() {
+        let mut slab = burst(3, |key| key % 7 == 0);
+        for n in 0..3 * CHUNK {
+            let key = slab.vacant_key();
+            assert_eq!(slab.insert(n), key);
+            if n % 3 == 0 {
+                slab.remove(key);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_chunk_is_kept_while_the_others_have_less_than_half_a_chunk_of_room() {
+        // The first chunk has exactly half a chunk of room: the second is
+        // given back as it empties.
+        let half = CHUNK / 2;
+        let slab = burst(2, |key| key < half);
+        assert_eq!(allocated(&slab), [0]);
+        // One entry more in the first chunk: the second is kept.
+        let mut slab = burst(2, |key| key <= half);
+        assert_eq!(allocated(&slab), [0, 1]);
+        // and reused before the table grows.
+        let keys: Vec<usize> = (0..CHUNK + half - 1).map(|n| slab.insert(n)).collect();
+        assert!(keys.iter().all(|&key| key < 2 * CHUNK), "{keys:?}");
+        assert_eq!(slab.chunks.len(), 2);
+    }
+
+    #[test]
+    fn the_last_chunk_is_kept_when_nothing_is_left() {
+        let slab = burst(3, |_| false);
+        assert_eq!(slab.allocated, 1);
+        assert_eq!(slab.len, 0);
+    }
+
+    #[test]
+    fn shrink_trims_the_table_to_its_last_chunk_in_use() {
+        let mut slab = burst(40, |key| key == 3 * CHUNK);
+        assert_eq!(slab.chunks.len(), 40);
         slab.shrink();
         assert_eq!(slab.chunks.len(), 4);
-        // Down to 50, half of 101: it looks, and frees the empty chunks.
-        slab.remove(50);
+        assert!(slab.chunks.capacity() <= 2 * 4 + 16);
+        assert!(slab.spare.iter().all(|&index| index < 4));
+        assert!(slab.open.iter().all(|&index| index < 4));
+        assert_eq!(slab.get(3 * CHUNK), Some(&(3 * CHUNK)));
+        // The table grows again from its end.
+        let keys: Vec<usize> = (0..5 * CHUNK).map(|n| slab.insert(n)).collect();
+        assert_eq!(slab.iter().count(), 5 * CHUNK + 1);
+        assert!(keys.iter().all(|&key| key < 6 * CHUNK));
+        // With the last chunk in use it does nothing.
+        let before = slab.chunks.len();
         slab.shrink();
-        assert_eq!(slab.chunks.len(), 1);
-        assert_eq!(slab.iter().count(), 50);
+        assert_eq!(slab.chunks.len(), before);
     }
 }

@@ -5,8 +5,12 @@
 //! the child's stage changes: an entry set in an earlier stage, or for a
 //! child that has ended, is void and skipped when it comes due. So that void
 //! entries never pile up (a one-hour grace period for children that stop at
-//! once), the heap is swept whenever it has doubled since the last sweep:
-//! its size stays proportional to the live children, at O(1) amortized cost.
+//! once), the heap is swept whenever it has doubled since the last sweep,
+//! or has grown past four entries per record (a child has at most three
+//! valid ones: its grace, its start timeout and a restart or liveness
+//! check), which is what a burst of children that have ended leaves: its
+//! size stays proportional to the live children, at O(1) amortized cost.
+//! Its capacity follows its size down the same way.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -106,21 +110,26 @@ impl Timers {
         None
     }
 
-    /// Drops void entries once the heap has doubled since the last sweep.
+    /// Drops void entries once the heap has doubled since the last sweep or
+    /// holds more than four entries per record, and gives back capacity
+    /// beyond four times its size.
     pub(super) fn sweep(&mut self, registry: &Registry) {
-        if self.heap.len() <= 2 * self.swept + 64 {
-            return;
+        let len = self.heap.len();
+        if len > 2 * self.swept + 64 || len > 4 * registry.record_count() + 64 {
+            self.heap.retain(|Reverse(timer)| {
+                registry
+                    .get(ChildKey {
+                        slot: timer.slot,
+                        id: timer.id,
+                    })
+                    .is_some_and(|record| record.epoch() == timer.epoch)
+            });
+            self.swept = self.heap.len();
         }
-        self.heap.retain(|Reverse(timer)| {
-            registry
-                .get(ChildKey {
-                    slot: timer.slot,
-                    id: timer.id,
-                })
-                .is_some_and(|record| record.epoch() == timer.epoch)
-        });
-        self.heap.shrink_to(2 * self.heap.len());
-        self.swept = self.heap.len();
+        // Timers that fire leave room behind too, not only void entries.
+        if self.heap.capacity() > 4 * self.heap.len() + 64 {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
     }
 }
 
