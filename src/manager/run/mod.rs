@@ -114,8 +114,17 @@ pub(crate) async fn supervise(
         let stopping = run.phase.is_stopping();
         tokio::select! {
             biased;
-            () = &mut cancelled, if !stopping => run.begin_stop(parent.as_ref()),
-            () = &mut drain_requested, if run.phase == Phase::Running => run.begin_drain(),
+            // While it runs, the drain request stands for both: the run's
+            // token is its parent, so a stop cancels it too. One wait
+            // polled instead of two (each poll of a token takes its lock).
+            () = &mut drain_requested, if run.phase == Phase::Running => {
+                if token.is_cancelled() {
+                    run.begin_stop(parent.as_ref());
+                } else {
+                    run.begin_drain();
+                }
+            }
+            () = &mut cancelled, if !stopping && run.phase != Phase::Running => run.begin_stop(parent.as_ref()),
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
