@@ -282,6 +282,10 @@ pub(crate) struct Admission {
     pub(crate) restart: Option<Box<RestartState>>,
 }
 
+/// The name map keeps this much capacity beyond eight times the live
+/// children: a map grown for a thousand names (1,792) is never given back.
+const NAMES_KEPT: usize = 2048;
+
 impl Registry {
     pub(crate) fn new(
         keep_order: bool,
@@ -580,7 +584,10 @@ impl Registry {
         }
         self.ends_since_shrink = 0;
         let live = self.names.len();
-        if self.names.capacity() > 4 * live + 64 {
+        // A map grown for a thousand names is always kept: a manager whose live
+        // count swings by a batch of children would otherwise give its map
+        // back and grow it again with every batch (rehashing each time).
+        if self.names.capacity() > 8 * live + NAMES_KEPT {
             self.names.shrink_to(2 * live);
         }
         self.records.shrink();
@@ -771,30 +778,49 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_name_map_is_given_back_after_a_burst_only_below_a_quarter_full() {
+    fn the_name_map_is_given_back_after_a_burst_only_below_an_eighth_full() {
         let mut registry = registry(false);
-        let keys: Vec<ChildKey> = (0..1000)
+        let keys: Vec<ChildKey> = (0..10_000)
             .map(|n| admit(&mut registry, format!("c{n}")))
             .collect();
         let grown = registry.names.capacity();
-        let (quarter, eighth) = (grown / 4, grown / 8);
-        for &key in &keys[quarter..] {
+        let (eighth, sixteenth) = (grown / 8, grown / 16);
+        for &key in &keys[eighth..] {
             assert!(registry.end(key, false).is_some());
         }
         look(&mut registry);
         // Removals leave tombstones that count against the capacity, so only
         // a shrink (to room for twice the live children) halves it.
         let kept = registry.names.capacity();
-        assert!(kept > grown / 2, "a quarter full: kept, {kept} of {grown}");
-        for &key in &keys[eighth..quarter] {
+        assert!(kept > grown / 2, "an eighth full: kept, {kept} of {grown}");
+        for &key in &keys[sixteenth..eighth] {
             assert!(registry.end(key, false).is_some());
         }
         look(&mut registry);
         let kept = registry.names.capacity();
         assert!(
-            (2 * eighth..=grown / 2).contains(&kept),
-            "an eighth full: room for twice the live children kept, {kept} of {grown}"
+            (2 * sixteenth..=grown / 2).contains(&kept),
+            "a sixteenth full: room for twice the live children kept, {kept} of {grown}"
         );
+    }
+
+    /// A map of a thousand names is never given back: a manager whose live
+    /// count swings by a batch keeps it rather than rehash every batch.
+    #[test]
+    fn room_for_a_thousand_names_is_kept() {
+        let mut registry = registry(false);
+        let keys: Vec<ChildKey> = (0..1000)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let grown = registry.names.capacity();
+        for &key in &keys[1..] {
+            assert!(registry.end(key, false).is_some());
+        }
+        look(&mut registry);
+        // Tombstones count against the capacity; a shrink would leave room
+        // for two.
+        let kept = registry.names.capacity();
+        assert!(kept > grown / 2, "{kept} of {grown}");
     }
 
     #[test]
