@@ -30,10 +30,18 @@ use super::{ChildCore, ControlMessage, EventHubs, EventKind, ReasonCell, Shutdow
 ///     Ok(())
 /// }
 /// ```
-// Kept small on purpose: every process's future holds it, often twice (an
-// `async fn` keeps its arguments beside its locals), and tokio rounds a
-// task's size up in steps of 128 bytes.
+// One pointer on purpose: the task holds the context it passes to `run`
+// beside the process's future, and an `async fn` keeps its arguments beside
+// its locals, so it is held three times. With its 40 bytes of fields inline
+// an idle child's task cell took 384 bytes instead of 256 (tokio sizes
+// cells in steps of 128); the box costs one allocation of 48 bytes per
+// attempt.
 pub struct Context {
+    inner: Box<Inner>,
+}
+
+/// The fields of a [`Context`].
+struct Inner {
     core: Arc<ChildCore>,
     /// This attempt's token: the child's own, or a child of it when the
     /// manager may stop this attempt alone to restart it.
@@ -70,62 +78,64 @@ impl Context {
         scope: Arc<Scope>,
     ) -> Self {
         Context {
-            core,
-            token,
-            scope,
-            seen_reloads,
-            attempt,
-            shutdown_delivered: false,
+            inner: Box::new(Inner {
+                core,
+                token,
+                scope,
+                seen_reloads,
+                attempt,
+                shutdown_delivered: false,
+            }),
         }
     }
 
     /// The manager's path.
     pub(crate) fn parent_path(&self) -> &str {
-        &self.scope.path
+        &self.inner.scope.path
     }
 
     /// Says that the process is no longer ready (a nested manager whose own
     /// child went down).
     pub(crate) fn mark_unready(&self) {
-        self.core.mark_unready(self.attempt);
+        self.inner.core.mark_unready(self.inner.attempt);
     }
 
     /// Says that the reload this process (a nested manager) took has been
     /// taken by its own children too.
     pub(crate) fn reload_taken(&self) {
-        self.core.reload_taken();
+        self.inner.core.reload_taken();
     }
 
     /// The process's record in its manager (a nested manager keeps it, so
     /// that its handle's stop goes through its parent).
     pub(crate) fn core(&self) -> Arc<ChildCore> {
-        Arc::clone(&self.core)
+        Arc::clone(&self.inner.core)
     }
 
     /// Where this process's lifecycle events go.
     pub(crate) fn events(&self) -> &EventHubs {
-        &self.scope.events
+        &self.inner.scope.events
     }
 
     /// The process's id, unique within its manager.
     pub fn id(&self) -> u64 {
-        self.core.id
+        self.inner.core.id
     }
 
     /// Which attempt this is: 1 for the first run, one more for each restart.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.inner.attempt
     }
 
     /// The process's name.
     pub fn name(&self) -> &str {
-        &self.core.name
+        &self.inner.core.name
     }
 
     /// The process's path from the root manager, such as
     /// `root/consumers/kafka-0`.
     pub fn path(&self) -> String {
-        format!("{}/{}", self.scope.path, self.core.name)
+        format!("{}/{}", self.inner.scope.path, self.inner.core.name)
     }
 
     /// Completes when shutdown of this process has been requested, by its own
@@ -135,12 +145,12 @@ impl Context {
     ///
     /// This method is cancel safe.
     pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+        self.inner.token.cancelled()
     }
 
     /// Whether shutdown of this process has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.token.is_cancelled()
+        self.inner.token.is_cancelled()
     }
 
     /// Why shutdown of this process was requested, or `None` while it has not
@@ -162,16 +172,22 @@ impl Context {
     /// }
     /// ```
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
-        if !self.token.is_cancelled() {
+        if !self.inner.token.is_cancelled() {
             return None;
         }
-        if let Some(reason) = self.core.restart_reason() {
+        if let Some(reason) = self.inner.core.restart_reason() {
             return Some(reason);
         }
-        if self.core.was_stopped_alone() {
+        if self.inner.core.was_stopped_alone() {
             return Some(ShutdownReason::Requested);
         }
-        Some(self.scope.reason.get().unwrap_or(ShutdownReason::Requested))
+        Some(
+            self.inner
+                .scope
+                .reason
+                .get()
+                .unwrap_or(ShutdownReason::Requested),
+        )
     }
 
     /// A token that is cancelled when shutdown of this process is requested.
@@ -184,7 +200,7 @@ impl Context {
     /// Hand code that may cancel what it is given a
     /// [`child_token`](Context::child_token) instead.
     pub fn token(&self) -> CancellationToken {
-        self.token.clone()
+        self.inner.token.clone()
     }
 
     /// A child token of this process's token, for a library that takes a
@@ -209,7 +225,7 @@ impl Context {
     /// }
     /// ```
     pub fn child_token(&self) -> CancellationToken {
-        self.token.child_token()
+        self.inner.token.child_token()
     }
 
     /// Runs `future` until it completes or shutdown is requested, whichever
@@ -219,7 +235,7 @@ impl Context {
     ///
     /// As cancel safe as `future` itself: dropping this future drops it.
     pub async fn run_until_shutdown<F: Future>(&self, future: F) -> Option<F::Output> {
-        self.token.run_until_cancelled(future).await
+        self.inner.token.run_until_cancelled(future).await
     }
 
     /// Says that the process is ready: it has bound its socket, connected to
@@ -246,7 +262,7 @@ impl Context {
     /// waits for, may call it either way.
     pub fn mark_ready(&self) {
         debug_assert!(
-            !self.core.policy.undeclared_ready,
+            !self.inner.core.policy.undeclared_ready,
             "process `{}` called `Context::mark_ready` but does not report readiness, so its \
              manager's `is_ready` would not wait for it: declare it with `Runnable::reports_ready`, \
              `ProcessFn::reporting_ready` or `ChildOptions::reports_ready(true)` (or opt out \
@@ -260,15 +276,15 @@ impl Context {
     /// [`mark_ready`](Context::mark_ready), for a nested manager, which
     /// tells whatever runs it that its children are ready.
     pub(crate) fn set_ready(&self) {
-        if self.core.mark_ready(self.attempt) {
+        if self.inner.core.mark_ready(self.inner.attempt) {
             #[cfg(feature = "tracing")]
-            tracing::debug!(path = %self.path(), id = self.core.id, "process ready");
+            tracing::debug!(path = %self.path(), id = self.inner.core.id, "process ready");
             #[cfg(feature = "log")]
-            log::debug!("process {} (id {}) ready", self.path(), self.core.id);
-            self.scope.events.publish(
-                &self.scope.path,
-                Some(&self.core.name),
-                self.core.id,
+            log::debug!("process {} (id {}) ready", self.path(), self.inner.core.id);
+            self.inner.scope.events.publish(
+                &self.inner.scope.path,
+                Some(&self.inner.core.name),
+                self.inner.core.id,
                 || EventKind::Ready,
             );
         }
@@ -279,7 +295,9 @@ impl Context {
     /// that goes longer than that without calling this is treated as wedged:
     /// it is aborted and fails, and its restart policy applies.
     pub fn heartbeat(&self) {
-        self.core.beat(self.attempt, self.scope.started);
+        self.inner
+            .core
+            .beat(self.inner.attempt, self.inner.scope.started);
     }
 
     /// Waits for the next control message.
@@ -297,26 +315,26 @@ impl Context {
     /// when `recv` returns it, so using it in `tokio::select!` loses nothing.
     pub async fn recv(&mut self) -> Option<ControlMessage> {
         loop {
-            let changed = self.core.end.changed();
+            let changed = self.inner.core.end.changed();
             tokio::pin!(changed);
             // Registered before looking, so a message that arrives between
             // the look and the wait still wakes us.
             changed.as_mut().enable();
             let message = next_message(
-                &self.core,
-                &self.scope,
-                &self.token,
-                &mut self.seen_reloads,
-                &mut self.shutdown_delivered,
+                &self.inner.core,
+                &self.inner.scope,
+                &self.inner.token,
+                &mut self.inner.seen_reloads,
+                &mut self.inner.shutdown_delivered,
             );
             if message.is_some() {
                 return message;
             }
-            if self.shutdown_delivered {
+            if self.inner.shutdown_delivered {
                 return None;
             }
             tokio::select! {
-                () = self.token.cancelled() => {}
+                () = self.inner.token.cancelled() => {}
                 () = changed => {}
             }
         }
@@ -326,11 +344,11 @@ impl Context {
     /// same order as [`recv`](Context::recv).
     pub fn try_recv(&mut self) -> Option<ControlMessage> {
         next_message(
-            &self.core,
-            &self.scope,
-            &self.token,
-            &mut self.seen_reloads,
-            &mut self.shutdown_delivered,
+            &self.inner.core,
+            &self.inner.scope,
+            &self.inner.token,
+            &mut self.inner.seen_reloads,
+            &mut self.inner.shutdown_delivered,
         )
     }
 }
@@ -371,7 +389,7 @@ fn next_message(
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("id", &self.core.id)
+            .field("id", &self.inner.core.id)
             .field("path", &self.path())
             .field("shutdown_requested", &self.is_shutdown_requested())
             .finish()
