@@ -17,6 +17,10 @@ use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
 
+/// How many accepted children one turn prepares under one lock before it
+/// spawns them.
+const SPAWN_BATCH: usize = 256;
+
 /// What a restart that came due did.
 pub(super) enum RestartDue {
     /// The next attempt runs; `in_group` if it restarted with its group.
@@ -37,6 +41,7 @@ impl Run<'_> {
             || self.has_queued_members();
         if work || starting {
             let now = Instant::now();
+            let mut pending = Vec::new().into_iter();
             let requests = {
                 let shared = self.shared;
                 let mut guard = shared.registry();
@@ -44,12 +49,8 @@ impl Run<'_> {
                 // A child inserted while a group restarts waits for the
                 // group, so that it never runs beside stopped siblings.
                 if self.group.is_none() {
-                    for key in registry.take_pending() {
-                        if let Some(record) = registry.get_mut(key) {
-                            self.count_in(record);
-                            self.launch(record, now);
-                        }
-                    }
+                    pending = registry.take_pending().into_iter();
+                    self.launch_pending(registry, &mut pending, now);
                 }
                 let requests = registry.take_stop_requests();
                 if let Some(awaited) = self.awaiting_ready {
@@ -76,6 +77,14 @@ impl Run<'_> {
                 requests
             };
             self.flush_spawns();
+            // The rest of a burst of inserts, a batch per lock: the attempts
+            // prepared but not yet spawned are memory per child at the
+            // burst's peak (about 70 bytes each).
+            while !pending.as_slice().is_empty() {
+                let shared = self.shared;
+                self.launch_pending(&mut shared.registry(), &mut pending, now);
+                self.flush_spawns();
+            }
             self.handle_stop_requests(requests, now);
         }
         // A forced shutdown has cancelled the manager's token first, so the
@@ -100,6 +109,21 @@ impl Run<'_> {
             if let Some(record) = registry.get(key) {
                 self.count_in(record);
                 self.start_queue.push_back(key);
+            }
+        }
+    }
+
+    /// Prepares the next [`SPAWN_BATCH`] of the accepted children.
+    fn launch_pending(
+        &mut self,
+        registry: &mut Registry,
+        pending: &mut std::vec::IntoIter<ChildKey>,
+        now: Instant,
+    ) {
+        for key in pending.by_ref().take(SPAWN_BATCH) {
+            if let Some(record) = registry.get_mut(key) {
+                self.count_in(record);
+                self.launch(record, now);
             }
         }
     }
