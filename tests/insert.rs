@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use procmgr::{
-    IdleProcess, InsertErrorKind, ManagerHandle, Outcome, ProcessManager, Runnable, process_fn,
+    ChildHandle, IdleProcess, InsertErrorKind, ManagerHandle, Outcome, ProcessManager, Runnable,
+    process_fn,
 };
 use tokio::sync::mpsc;
 
@@ -292,4 +293,71 @@ async fn inserted_children_get_distinct_ids_and_their_names() {
         .await
         .expect("stops at once")
         .expect("clean stop");
+}
+
+/// A burst larger than the loop's spawn batch (256) lands in one turn: the
+/// loop prepares and spawns it a batch per lock. Every child runs, in the
+/// order it was inserted, and one stopped through its handle before the
+/// loop took it ends stopped, with the rest running on.
+#[tokio::test(start_paused = true)]
+async fn a_burst_larger_than_a_spawn_batch_starts_in_insert_order() {
+    const BURST: usize = 1_000;
+    let manager = ProcessManager::new();
+    let handle = manager.handle();
+    manager.insert(IdleProcess).expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    handle.ready().await;
+
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut children = Vec::new();
+    for n in 0..BURST {
+        let order = Arc::clone(&order);
+        let child = handle
+            .insert(process_fn("burst", move |ctx| {
+                let order = Arc::clone(&order);
+                async move {
+                    order.lock().expect("not poisoned").push(n);
+                    ctx.shutdown_requested().await;
+                    Ok::<_, std::io::Error>(())
+                }
+            }))
+            .expect("accepted");
+        children.push(child);
+    }
+    // Stopped before the loop has taken the burst: in the last batch.
+    let stopped = &children[BURST - 10];
+    stopped.request_shutdown().expect("not ended");
+
+    let stopped_end = tokio::time::timeout(Duration::from_secs(1), stopped.wait())
+        .await
+        .expect("the stopped child ends");
+    assert!(matches!(stopped_end, Outcome::Stopped), "{stopped_end:?}");
+    // The current-thread runtime polls tasks in the order they were
+    // spawned, so the first polls follow the order of the spawns.
+    for _ in 0..100 {
+        if order.lock().expect("not poisoned").len() >= BURST - 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let started = order.lock().expect("not poisoned").clone();
+    let expected: Vec<usize> = (0..BURST).filter(|&n| n != BURST - 10).collect();
+    let mut others: Vec<usize> = started
+        .iter()
+        .copied()
+        .filter(|&n| n != BURST - 10)
+        .collect();
+    assert_eq!(others, expected, "started out of insert order");
+    others.dedup();
+    assert_eq!(others.len(), BURST - 1);
+    assert!(
+        children
+            .iter()
+            .enumerate()
+            .all(|(n, child)| n == BURST - 10 || !child.is_finished())
+    );
+
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    assert!(children.iter().all(ChildHandle::is_finished));
 }
