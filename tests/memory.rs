@@ -373,10 +373,10 @@ fn a_burst_under_a_group_strategy_with_heartbeat_timeouts_leaves_at_most_8_bytes
 /// its one-pointer `Context`, whose fields are the next 40), the
 /// `ChildCore` behind every handle, the child's token, the `JoinSet`
 /// entry, the runnable's `Arc`, the suffixed name, its record and its
-/// entry in the name map (926 bytes here). A task cell that grows past
+/// entry in the name map (900 bytes here). A task cell that grows past
 /// tokio's next 128-byte step, or a field added to every child, fails it.
 /// With the `tracing` feature each task also holds the child's span, which
-/// takes its cell to the next step (1,053 bytes here).
+/// takes its cell to the next step (1,029 bytes here).
 /// Arrives at its countdown once it runs, then waits for shutdown; under
 /// its type's default name.
 struct Waits(Arc<Countdown>);

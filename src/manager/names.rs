@@ -18,13 +18,23 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 /// several times as much, and a manager of many children of one type makes
 /// one for nearly every child.
 pub(crate) fn suffixed(name: &str, number: u64, extra: u32) -> String {
-    let mut text = String::with_capacity(name.len() + 32);
+    // Sized exactly: the string lives as long as its child, and malloc's
+    // size classes go in steps of 16 bytes (`Idle-4711` takes 32 bytes of
+    // heap, 48 with room for the longest number).
+    let extra = (extra > 1).then_some(u64::from(extra));
+    let length = name.len() + 1 + digits(number) + extra.map_or(0, |extra| 1 + digits(extra));
+    let mut text = String::with_capacity(length);
     text.push_str(name);
     push_number(&mut text, number);
-    if extra > 1 {
-        push_number(&mut text, u64::from(extra));
+    if let Some(extra) = extra {
+        push_number(&mut text, extra);
     }
     text
+}
+
+/// How many decimal digits `number` has.
+fn digits(number: u64) -> usize {
+    number.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Appends `-` and `number` in decimal.
@@ -227,13 +237,17 @@ mod tests {
             ("Idle", 4711, 1, "Idle-4711"),
             ("Idle", 4711, 2, "Idle-4711-2"),
             ("Idle", 4711, 10, "Idle-4711-10"),
+            ("Idle", 9, 1, "Idle-9"),
+            ("Idle", 10, 99, "Idle-10-99"),
+            ("Idle", 999_999, 100, "Idle-999999-100"),
             ("ünïcode", 7, 1, "ünïcode-7"),
             ("x", u64::MAX, u32::MAX, "x-18446744073709551615-4294967295"),
         ];
         for (name, number, extra, expected) in cases {
             let suffixed = suffixed(name, number, extra);
             assert_eq!(suffixed, expected);
-            assert!(suffixed.capacity() >= expected.len());
+            // Sized exactly, so that no allocation is larger than it needs.
+            assert_eq!(suffixed.capacity(), expected.len(), "{expected}");
         }
     }
 
