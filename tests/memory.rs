@@ -367,16 +367,6 @@ fn a_burst_under_a_group_strategy_with_heartbeat_timeouts_leaves_at_most_8_bytes
     });
 }
 
-/// Heap in use per idle child, for 10,000 idle children under one default
-/// name (each after the first gets a suffix) on a running manager. What
-/// the figure holds: the task cell (256 bytes: the process's future with
-/// its one-pointer `Context`, whose fields are the next 40), the
-/// `ChildCore` behind every handle, the child's token, the `JoinSet`
-/// entry, the runnable's `Arc`, the suffixed name, its record and its
-/// entry in the name map (900 bytes here). A task cell that grows past
-/// tokio's next 128-byte step, or a field added to every child, fails it.
-/// With the `tracing` feature each task also holds the child's span, which
-/// takes its cell to the next step (1,029 bytes here).
 /// Arrives at its countdown once it runs, then waits for shutdown; under
 /// its type's default name.
 struct Waits(Arc<Countdown>);
@@ -391,8 +381,19 @@ impl Runnable for Waits {
     }
 }
 
+/// Heap in use per idle child, for 10,000 idle children under one default
+/// name (each after the first gets a suffix) on a running manager. What
+/// the figure holds: the task cell (256 bytes: the process's future with
+/// its one-pointer `Context`, whose fields are the next 40), the
+/// `ChildCore` behind every handle, the child's token, the `JoinSet`
+/// entry, the runnable's `Arc`, the suffixed name, its record and its
+/// entry in the name map (884 bytes here). A task cell that grows past
+/// tokio's next 128-byte step, a `ChildCore` past malloc's 256-byte size
+/// class, or a field added to every child, fails it.
+/// With the `tracing` feature each task also holds the child's span, which
+/// takes its cell to the next step (1,013 bytes here).
 #[test]
-fn an_idle_child_costs_at_most_960_bytes_of_heap() {
+fn an_idle_child_costs_at_most_900_bytes_of_heap() {
     const CHILDREN: usize = 10_000;
     measure(async {
         let root = ProcessManager::builder().name("root").build();
@@ -411,10 +412,12 @@ fn an_idle_child_costs_at_most_960_bytes_of_heap() {
         let each = per(in_use() - base, CHILDREN);
         handle.shutdown().await;
         run.await.expect("joined").expect("clean stop");
+        // A few bytes of room (the `metrics` feature adds 8), not a step of
+        // malloc's size classes.
         let limit = if cfg!(feature = "tracing") {
-            1_100
+            1_030
         } else {
-            960
+            900
         };
         assert!(each <= limit, "an idle child costs {each} B of heap");
     });

@@ -650,7 +650,6 @@ pub(crate) mod tests {
             reports_ready: false,
             undeclared_ready: false,
             passes_reloads_on: false,
-            stale_after: None,
         };
         let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
         let core = ChildCore::new(
@@ -659,6 +658,7 @@ pub(crate) mod tests {
             policy,
             CancellationToken::new(),
             listener,
+            None,
             None,
             #[cfg(feature = "metrics")]
             Arc::default(),

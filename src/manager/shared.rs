@@ -194,7 +194,6 @@ impl ManagerShared {
             // Nobody said whether it reports, and no ordered start waits for
             // it: a `mark_ready` would be a forgotten declaration.
             undeclared_ready: !reports_ready && options.reports_ready.is_none() && !announce_ready,
-            stale_after: options.heartbeat_timeout,
         };
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
@@ -203,7 +202,8 @@ impl ManagerShared {
         // its parent has a new one.
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
-        let core = self.new_core(key, name, policy, token, slow_poll);
+        let watch = (options.heartbeat_timeout, slow_poll);
+        let core = self.new_core(key, name, policy, token, watch);
         registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
@@ -226,7 +226,7 @@ impl ManagerShared {
         name: Cow<'static, str>,
         policy: ChildPolicy,
         token: CancellationToken,
-        slow_poll: Option<Duration>,
+        (stale_after, slow_poll): (Option<Duration>, Option<Duration>),
     ) -> Arc<ChildCore> {
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         Arc::new(ChildCore::new(
@@ -235,6 +235,7 @@ impl ManagerShared {
             policy,
             token,
             listener,
+            stale_after,
             slow_poll,
             #[cfg(feature = "metrics")]
             Arc::clone(&self.metrics),
@@ -483,7 +484,7 @@ impl ManagerShared {
                 if let Some(manager) = record.runnable.as_manager() {
                     nested.push(manager);
                 }
-                let Some(stale_after) = record.core.policy.stale_after else {
+                let Some(stale_after) = record.core.stale_after() else {
                     continue;
                 };
                 let asked_to_stop = record

@@ -468,7 +468,8 @@ fn rerun(
             token.child_token()
         };
         let slow_poll = previous.polls().map(PollWatch::threshold);
-        let core = shared.new_core(key, name, previous.policy, child_token, slow_poll);
+        let watch = (previous.stale_after(), slow_poll);
+        let core = shared.new_core(key, name, previous.policy, child_token, watch);
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {
             unready += 1;

@@ -199,7 +199,7 @@ impl Run<'_> {
                 previous,
             })
         });
-        if let Some(stale_after) = core.policy.stale_after {
+        if let Some(stale_after) = core.stale_after() {
             self.timers
                 .set(later(now, stale_after), TimerKind::Liveness, record);
         }

@@ -207,7 +207,7 @@ impl Run<'_> {
                                 .attempt_token()
                                 .is_some_and(CancellationToken::is_cancelled) =>
                     {
-                        let stale_after = record.core.policy.stale_after.unwrap_or_default();
+                        let stale_after = record.core.stale_after().unwrap_or_default();
                         let since = record.core.since_beat(self.scope.started);
                         if since >= stale_after {
                             self.abort(record, AbortCause::Wedged(stale_after));
