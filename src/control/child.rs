@@ -110,6 +110,15 @@ pub(crate) struct ChildCore {
     pub(crate) metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
 }
 
+/// What a child is watched for, if anything; fixed when it is inserted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Watched {
+    /// Its heartbeat timeout.
+    pub(crate) stale_after: Option<Duration>,
+    /// Its slow-poll threshold.
+    pub(crate) slow_poll: Option<Duration>,
+}
+
 /// What [`ChildCore`] measures for a child with a heartbeat timeout or a
 /// slow-poll threshold.
 struct Watch {
@@ -152,8 +161,7 @@ impl ChildCore {
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,
-        stale_after: Option<Duration>,
-        slow_poll: Option<Duration>,
+        watched: Watched,
         #[cfg(feature = "metrics")] metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
     ) -> Self {
         ChildCore {
@@ -165,11 +173,11 @@ impl ChildCore {
             token,
             listener,
             inbox: Mutex::default(),
-            watch: (stale_after.is_some() || slow_poll.is_some()).then(|| {
+            watch: (watched.stale_after.is_some() || watched.slow_poll.is_some()).then(|| {
                 Box::new(Watch {
                     last_beat: AtomicU64::new(0),
-                    stale_after,
-                    polls: slow_poll.map(PollWatch::new),
+                    stale_after: watched.stale_after,
+                    polls: watched.slow_poll.map(PollWatch::new),
                 })
             }),
             stopped_alone: AtomicBool::new(false),

@@ -29,7 +29,7 @@ pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
-pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener};
+pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener, Watched};
 pub(crate) use end::{EndSignal, RunEnd};
 pub(crate) use lifecycle::{EventHub, EventHubs};
 pub(crate) use poll::PollWatch;

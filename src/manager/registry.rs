@@ -619,7 +619,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::IdleProcess;
-    use crate::control::{ChildPolicy, StopListener};
+    use crate::control::{ChildPolicy, StopListener, Watched};
 
     struct NoListener;
 
@@ -658,8 +658,7 @@ pub(crate) mod tests {
             policy,
             CancellationToken::new(),
             listener,
-            None,
-            None,
+            Watched::default(),
             #[cfg(feature = "metrics")]
             Arc::default(),
         );

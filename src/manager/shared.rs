@@ -19,7 +19,7 @@ use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
     ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, PollWatch, ReasonCell,
-    RunEnd, ShutdownReason, StopListener,
+    RunEnd, ShutdownReason, StopListener, Watched,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
@@ -202,8 +202,11 @@ impl ManagerShared {
         // its parent has a new one.
         let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
-        let watch = (options.heartbeat_timeout, slow_poll);
-        let core = self.new_core(key, name, policy, token, watch);
+        let watched = Watched {
+            stale_after: options.heartbeat_timeout,
+            slow_poll,
+        };
+        let core = self.new_core(key, name, policy, token, watched);
         registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
         self.work.store(true, Ordering::Release);
         drop(registry);
@@ -226,7 +229,7 @@ impl ManagerShared {
         name: Cow<'static, str>,
         policy: ChildPolicy,
         token: CancellationToken,
-        (stale_after, slow_poll): (Option<Duration>, Option<Duration>),
+        watched: Watched,
     ) -> Arc<ChildCore> {
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         Arc::new(ChildCore::new(
@@ -235,8 +238,7 @@ impl ManagerShared {
             policy,
             token,
             listener,
-            stale_after,
-            slow_poll,
+            watched,
             #[cfg(feature = "metrics")]
             Arc::clone(&self.metrics),
         ))

@@ -55,6 +55,7 @@ use super::registry::{Admission, Phase, Record, Registry, Reserved};
 use super::shared::ManagerShared;
 use crate::control::{
     ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope, ShutdownReason,
+    Watched,
 };
 use crate::error::{ChildFailures, RunError};
 use crate::manager::events;
@@ -467,9 +468,11 @@ fn rerun(
         } else {
             token.child_token()
         };
-        let slow_poll = previous.polls().map(PollWatch::threshold);
-        let watch = (previous.stale_after(), slow_poll);
-        let core = shared.new_core(key, name, previous.policy, child_token, watch);
+        let watched = Watched {
+            stale_after: previous.stale_after(),
+            slow_poll: previous.polls().map(PollWatch::threshold),
+        };
+        let core = shared.new_core(key, name, previous.policy, child_token, watched);
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {
             unready += 1;
