@@ -490,15 +490,11 @@ where
 }
 
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
-    // This runs on every insert of a process with the default name. Most
-    // types are not generic: their name is what follows the last `:`,
-    // found from the end in a few steps. A generic one ends in `>`; its name
-    // is cut at the first `<`, before the `:`s of its parameters.
-    let path = if full.ends_with('>') {
-        full.find('<').map_or(full, |generics| &full[..generics])
-    } else {
-        full
-    };
+    // This runs on every insert of a process with the default name: cut at
+    // the first `<` (before the `:`s of generic parameters, wherever they
+    // are: `&dyn a::Trait<u8> + Sync` is a `Trait`), then take what follows
+    // the last `:` before it.
+    let path = full.find('<').map_or(full, |generics| &full[..generics]);
     let start = path
         .bytes()
         .rposition(|byte| byte == b':')
@@ -518,6 +514,10 @@ mod tests {
         assert_eq!(short_type_name("a::b::Pair<c::D, e::F<g::H>>"), "Pair");
         assert_eq!(short_type_name("&a::b::Ticker"), "Ticker");
         assert_eq!(short_type_name("a::Ticker<'_>"), "Ticker");
+        assert_eq!(
+            short_type_name("&dyn a::b::Trait<u8> + core::marker::Sync"),
+            "Trait"
+        );
         assert_eq!(short_type_name(""), "");
     }
 }

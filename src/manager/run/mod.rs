@@ -315,7 +315,8 @@ impl<'a> Run<'a> {
     /// for a group restart) instead of waiting for an event.
     fn work_for_next_turn(&self) {
         self.shared.work.store(true, Ordering::Release);
-        // Stores a permit, so the loop's next wait ends at once.
+        // Wakes the loop's wait on `wake`, or, if it is not registered just
+        // then, stores a permit: either way the next wait ends at once.
         self.shared.wake.notify_one();
     }
 

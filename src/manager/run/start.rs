@@ -79,7 +79,8 @@ impl Run<'_> {
             self.flush_spawns();
             // The rest of a burst of inserts, a batch per lock: the attempts
             // prepared but not yet spawned are memory per child at the
-            // burst's peak (about 70 bytes each).
+            // burst's peak (72 bytes each in the two lists, which double as
+            // they grow: about 100 bytes per child of a large burst).
             while !pending.as_slice().is_empty() {
                 let shared = self.shared;
                 self.launch_pending(&mut shared.registry(), &mut pending, now);
@@ -270,7 +271,9 @@ impl Run<'_> {
             },
         ));
         if self.to_spawn.capacity() > 1024 {
-            // A burst of inserts is over: give its batch's memory back.
+            // A large batch (the queued children of an ordered start that a
+            // stop launches at once, or a large group) is over: give its
+            // memory back. Inserts come in batches of `SPAWN_BATCH`.
             self.to_spawn = Vec::new();
         }
         let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });

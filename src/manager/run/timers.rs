@@ -6,11 +6,16 @@
 //! child that has ended, is void and skipped when it comes due. So that void
 //! entries never pile up (a one-hour grace period for children that stop at
 //! once), the heap is swept whenever it has doubled since the last sweep,
-//! or has grown past four entries per record (a child has at most three
-//! valid ones: its grace, its start timeout and a restart or liveness
-//! check), which is what a burst of children that have ended leaves: its
-//! size stays proportional to the live children, at O(1) amortized cost.
-//! Its capacity follows its size down the same way.
+//! or has grown past four entries per record, which is what a burst of
+//! children that have ended leaves. A child usually has one to three valid
+//! entries (its grace, its start timeout, a restart or liveness check), but
+//! its grace can be armed more than once in one stage (by its handle's stop,
+//! then by its group's or its manager's), so the second rule also waits
+//! for a quarter of the heap's size in ends or timer turns since the last
+//! sweep: a heap that stays above four valid entries per record is not
+//! swept on every event. Its size stays proportional to the live children,
+//! at O(1) amortized cost, and its capacity follows its size down the same
+//! way.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -57,6 +62,12 @@ pub(super) struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
     /// The heap's size after the last sweep.
     swept: usize,
+    /// Calls of [`sweep`](Timers::sweep) since the heap was last swept: one
+    /// per final end and per timer turn.
+    since_sweep: usize,
+    /// How many times the heap was swept.
+    #[cfg(test)]
+    sweeps: usize,
 }
 
 impl Timers {
@@ -64,6 +75,9 @@ impl Timers {
         Timers {
             heap: BinaryHeap::new(),
             swept: 0,
+            since_sweep: 0,
+            #[cfg(test)]
+            sweeps: 0,
         }
     }
 
@@ -111,11 +125,20 @@ impl Timers {
     }
 
     /// Drops void entries once the heap has doubled since the last sweep or
-    /// holds more than four entries per record, and gives back capacity
+    /// holds more than four entries per record (and a quarter of its size
+    /// in calls have passed since the last sweep), and gives back capacity
     /// beyond four times its size.
     pub(super) fn sweep(&mut self, registry: &Registry) {
         let len = self.heap.len();
-        if len > 2 * self.swept + 64 || len > 4 * registry.record_count() + 64 {
+        self.since_sweep += 1;
+        let doubled = len > 2 * self.swept + 64;
+        let crowded = len > 4 * registry.record_count() + 64 && self.since_sweep >= len / 4;
+        if doubled || crowded {
+            self.since_sweep = 0;
+            #[cfg(test)]
+            {
+                self.sweeps += 1;
+            }
             self.heap.retain(|Reverse(timer)| {
                 registry
                     .get(ChildKey {
@@ -284,5 +307,29 @@ mod tests {
         set(&mut timers, &registry, live, 115);
         timers.sweep(&registry);
         assert_eq!(timers.heap.len(), 365);
+    }
+
+    /// A heap that holds more than four valid entries per record (a grace
+    /// armed again and again in one stage) is swept again only after a
+    /// quarter of its size in calls, not on every call.
+    #[test]
+    fn a_crowded_heap_of_valid_entries_is_not_swept_on_every_call() {
+        let mut registry = crate::manager::registry::tests::registry(false);
+        let keys: Vec<ChildKey> = (0..100)
+            .map(|n| admit(&mut registry, format!("c{n}")))
+            .collect();
+        let mut timers = Timers::new();
+        // Six valid entries per record: the first sweep finds the heap
+        // doubled since the last (empty) one, and keeps all 600.
+        set(&mut timers, &registry, &keys, 600);
+        timers.sweep(&registry);
+        assert_eq!((timers.sweeps, timers.heap.len()), (1, 600));
+        // Still crowded, but swept again only after a quarter of 600 calls.
+        for _ in 0..149 {
+            timers.sweep(&registry);
+        }
+        assert_eq!(timers.sweeps, 1, "swept before 150 calls");
+        timers.sweep(&registry);
+        assert_eq!(timers.sweeps, 2);
     }
 }
