@@ -361,3 +361,44 @@ async fn a_burst_larger_than_a_spawn_batch_starts_in_insert_order() {
     run.await.expect("joined").expect("clean stop");
     assert!(children.iter().all(ChildHandle::is_finished));
 }
+
+/// Bursts of 3,000 inserts (a dozen spawn batches) on two workers, raced
+/// by stops through the children's handles, a reload and the manager's
+/// stop: every child ends stopped, the run returns cleanly, and no reload
+/// is left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_raced_by_stops_and_a_reload_end_every_child() {
+    for round in 0..5 {
+        let manager = ProcessManager::builder()
+            .name("root")
+            .grace_period(Duration::from_secs(5))
+            .child(IdleProcess)
+            .build();
+        let handle = manager.handle();
+        let run = tokio::spawn(manager.into_future());
+        tokio::task::yield_now().await;
+        let children: Vec<ChildHandle> = (0..3_000)
+            .map(|_| handle.insert(IdleProcess).expect("accepted"))
+            .collect();
+        for child in children.iter().step_by(7) {
+            let _ = child.request_shutdown();
+        }
+        let _ = handle.request_reload();
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        handle.request_shutdown().expect("running");
+        let result = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the run returns")
+            .expect("joined");
+        assert!(result.is_ok(), "{result:?}");
+        for child in &children {
+            let outcome = tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .expect("the child's end is known");
+            assert!(matches!(outcome, Outcome::Stopped), "{outcome:?}");
+        }
+        assert!(!handle.is_reloading());
+    }
+}
