@@ -776,6 +776,53 @@ pub(crate) mod tests {
         }
     }
 
+    /// `shrink` looks only once every eighth of the name map's capacity
+    /// plus 64 ends, and counts again from there.
+    #[test]
+    fn shrink_looks_after_an_eighth_of_the_name_maps_capacity_plus_64_ends() {
+        let mut registry = registry(false);
+        let key = admit(&mut registry, "c".into());
+        for n in 1..1000 {
+            admit(&mut registry, format!("c{n}"));
+        }
+        let ends = registry.names.capacity() / 8 + 64;
+        assert!(ends > 64, "{ends}");
+        registry.ready.reserve_exact(1000);
+        registry.push_ready(key);
+        for round in 0..2 {
+            for n in 1..ends {
+                registry.shrink();
+                assert_eq!(registry.ends_since_shrink, n, "round {round}");
+            }
+            assert!(registry.ready.capacity() >= 1000, "not looked yet");
+            registry.shrink();
+            assert_eq!(registry.ends_since_shrink, 0, "round {round}");
+            assert!(registry.ready.capacity() <= 2, "looked");
+            registry.ready.reserve_exact(1000);
+        }
+    }
+
+    /// The name map is given back once its capacity passes eight times the
+    /// live names plus 2,048, and then to room for twice the live names.
+    #[test]
+    fn the_name_map_shrinks_to_twice_the_live_names_only_past_eight_times_them_plus_2048() {
+        // 8 * 192 + 2048 = 3584, a capacity the map has exactly.
+        for (live, kept) in [(192, 3584), (191, 448)] {
+            let mut registry = registry(false);
+            registry.names.reserve(3584);
+            assert_eq!(registry.names.capacity(), 3584);
+            for n in 0..live {
+                admit(&mut registry, format!("c{n}"));
+            }
+            look(&mut registry);
+            assert_eq!(
+                registry.names.capacity(),
+                kept,
+                "{live} live names in room for 3584"
+            );
+        }
+    }
+
     #[test]
     fn the_name_map_is_given_back_after_a_burst_only_below_an_eighth_full() {
         let mut registry = registry(false);

@@ -440,4 +440,97 @@ mod tests {
         slab.shrink();
         assert_eq!(slab.chunks.len(), before);
     }
+
+    #[test]
+    fn len_counts_the_occupied_entries() {
+        let mut slab = burst(2, |key| key % 2 == 0);
+        assert_eq!(slab.len(), CHUNK);
+        slab.remove(0);
+        assert_eq!(slab.len(), CHUNK - 1);
+    }
+
+    /// With no chunk that has room, the next key is the first of a chunk:
+    /// of the last given back if there is one, else one past the table.
+    #[test]
+    fn the_key_an_insert_will_use_starts_a_chunk_when_none_has_room() {
+        let mut slab = Slab::new();
+        assert_eq!(slab.vacant_key(), 0);
+        for n in 0..3 * CHUNK {
+            assert_eq!(slab.insert(n), n);
+        }
+        assert_eq!(slab.vacant_key(), 3 * CHUNK);
+        // Half the last chunk, then all of the middle one: it is given back.
+        for key in (2 * CHUNK..2 * CHUNK + CHUNK / 2).chain(CHUNK..2 * CHUNK) {
+            slab.remove(key);
+        }
+        assert_eq!(allocated(&slab), [0, 2]);
+        for n in 0..CHUNK / 2 {
+            slab.insert(n);
+        }
+        assert!(slab.open.is_empty());
+        assert_eq!(slab.vacant_key(), CHUNK);
+        assert_eq!(slab.insert(0), CHUNK);
+    }
+
+    /// Gives `list` room for exactly `capacity` entries.
+    fn set_capacity<T>(list: &mut Vec<T>, capacity: usize) {
+        list.shrink_to_fit();
+        list.reserve_exact(capacity - list.len());
+        assert_eq!(list.capacity(), capacity);
+    }
+
+    /// Once the table is trimmed, it and the lists of open and spare chunks
+    /// each keep their room up to twice their length plus 16, and past that
+    /// give back all but their length.
+    #[test]
+    fn shrink_gives_back_room_past_twice_the_length_plus_16() {
+        // Trimmed, the table has five chunks: the first (emptied while the
+        // others were full) and the fifth open, the three between spare.
+        let (table, open, spare) = (5, 2, 3);
+        for extra in [0, 1] {
+            let mut slab = burst(6, |key| key == 4 * CHUNK);
+            set_capacity(&mut slab.chunks, 2 * table + 16 + extra);
+            set_capacity(&mut slab.open, 2 * open + 16 + extra);
+            set_capacity(&mut slab.spare, 2 * spare + 16 + extra);
+            slab.shrink();
+            assert_eq!(slab.open, [0, 4]);
+            assert_eq!(slab.spare, [3, 2, 1]);
+            let kept = |len| if extra == 0 { 2 * len + 16 } else { len };
+            assert_eq!(
+                (
+                    slab.chunks.capacity(),
+                    slab.open.capacity(),
+                    slab.spare.capacity()
+                ),
+                (kept(table), kept(open), kept(spare)),
+                "room for {extra} more than twice the length plus 16"
+            );
+        }
+    }
+
+    /// A chunk given back while lower in the open list than one with room
+    /// stays listed; once the table is trimmed below it, shrink unlists it.
+    #[test]
+    fn shrink_unlists_chunks_given_back_past_the_trimmed_table() {
+        let mut slab = Slab::new();
+        for n in 0..3 * CHUNK {
+            slab.insert(n);
+        }
+        // Open in turn: the second chunk, then the first (with half a chunk
+        // of room), and the second is given back below it; then the third.
+        slab.remove(CHUNK);
+        for key in (0..CHUNK / 2).chain(CHUNK + 1..3 * CHUNK) {
+            slab.remove(key);
+        }
+        assert_eq!(allocated(&slab), [0]);
+        assert_eq!(slab.open, [1, 0]);
+        slab.shrink();
+        assert_eq!(slab.chunks.len(), 1);
+        assert_eq!(slab.open, [0]);
+        assert!(slab.spare.is_empty());
+        for n in 0..CHUNK / 2 {
+            slab.insert(n);
+        }
+        assert_eq!(slab.vacant_key(), CHUNK);
+    }
 }
