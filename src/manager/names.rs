@@ -320,4 +320,54 @@ mod tests {
             assert_ne!(hash(&changed), hash(&ones), "byte {index}");
         }
     }
+
+    /// Random inserts and removes of 64 names forced onto 3 hashes, so
+    /// nearly every name collides with others, against a map: removing one
+    /// of two names with the same hash never loses the other, whichever
+    /// goes first and whatever arrives in between.
+    #[test]
+    fn colliding_names_agree_with_a_map() {
+        use std::collections::HashMap;
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state).expect("64-bit")
+        };
+        let pool: Vec<String> = (0..64).map(|n| format!("n{n}")).collect();
+        let hash = |name: &str| {
+            let last = u32::from(*name.as_bytes().last().expect("not empty"));
+            (u32::try_from(name.len()).expect("short") + last) % 3
+        };
+        let mut in_slot: Vec<Option<&str>> = vec![None; 64];
+        let mut free: Vec<usize> = (0..64).collect();
+        let mut names = Names::new();
+        let mut model: HashMap<&str, usize> = HashMap::new();
+        for _ in 0..50_000 {
+            let name = pool[random() % pool.len()].as_str();
+            if let Some(&slot) = model.get(name) {
+                if random() % 2 == 0 {
+                    names.remove(name, hash(name), slot);
+                    model.remove(name);
+                    in_slot[slot] = None;
+                    free.push(slot);
+                }
+            } else {
+                let slot = free.swap_remove(random() % free.len());
+                in_slot[slot] = Some(name);
+                names.insert(name, hash(name), slot);
+                model.insert(name, slot);
+            }
+            let at = |slot: usize| in_slot[slot].unwrap_or("");
+            for name in &pool {
+                assert_eq!(
+                    names.get(name, hash(name), at),
+                    model.get(name.as_str()).copied(),
+                    "{name}"
+                );
+            }
+            assert_eq!(names.len(), model.len());
+        }
+    }
 }

@@ -533,4 +533,77 @@ mod tests {
         }
         assert_eq!(slab.vacant_key(), CHUNK);
     }
+
+    /// Random inserts, removes and shrinks, in phases that grow, drain and
+    /// churn, against a map: every key the slab hands out is the one
+    /// `vacant_key` said, every value is found under its key, and the
+    /// chunk bookkeeping holds after each step (the allocated count, at
+    /// most one empty chunk kept, every chunk with room listed, the last
+    /// listed one with room).
+    #[test]
+    fn random_operations_agree_with_a_map() {
+        use std::collections::HashMap;
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        let mut random = move || {
+            // xorshift64: deterministic, so a failure repeats.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..4 {
+            let mut slab = Slab::new();
+            let mut model: HashMap<usize, u64> = HashMap::new();
+            for step in 0..40_000_u64 {
+                let roll = random() % 100;
+                let inserts = match (step / 5_000) % 3 {
+                    0 => 70,
+                    1 => 25,
+                    _ => 50,
+                };
+                if roll < inserts || model.is_empty() {
+                    let expected = slab.vacant_key();
+                    let key = slab.insert(step);
+                    assert_eq!(key, expected, "round {round} step {step}");
+                    assert!(
+                        model.insert(key, step).is_none(),
+                        "key {key} handed out twice"
+                    );
+                } else if roll < 99 {
+                    let index = usize::try_from(random()).expect("64-bit") % model.len();
+                    let key = *model.keys().nth(index).expect("in range");
+                    let value = model.remove(&key);
+                    assert_eq!(slab.remove(key), value);
+                    assert_eq!(slab.remove(key), None);
+                } else {
+                    slab.shrink();
+                }
+                assert_eq!(slab.len(), model.len());
+                assert_eq!(
+                    slab.allocated,
+                    slab.chunks
+                        .iter()
+                        .filter(|chunk| chunk.is_allocated())
+                        .count()
+                );
+                let empty = slab
+                    .chunks
+                    .iter()
+                    .filter(|chunk| chunk.is_allocated() && chunk.used == 0)
+                    .count();
+                assert!(empty <= 1, "{empty} empty chunks kept");
+                if let Some(&last) = slab.open.last() {
+                    assert!(slab.chunks[last].has_room());
+                }
+                for (index, chunk) in slab.chunks.iter().enumerate() {
+                    if chunk.has_room() {
+                        assert!(chunk.listed && slab.open.contains(&index), "chunk {index}");
+                    }
+                }
+            }
+            for (&key, value) in &model {
+                assert_eq!(slab.get(key), Some(value));
+            }
+        }
+    }
 }
