@@ -493,9 +493,8 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     // This runs on every insert of a process with the default name: cut at
     // the first `<` (before the `:`s of generic parameters, wherever they
     // are: `&dyn a::Trait<u8> + Sync` is a `Trait`), then take what follows
-    // the last `:` before it.
-    // A byte loop: `str::find` with a `char` costs several times as much on
-    // names this short.
+    // the last `:` before it. Byte loops, because `str::find` with a `char`
+    // costs several times as much on names this short.
     let path = full
         .bytes()
         .position(|byte| byte == b'<')

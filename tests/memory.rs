@@ -163,6 +163,20 @@ fn children_with_a_heartbeat_timeout_leave_no_timers_behind() {
     });
 }
 
+/// A manager named `root`, kept running by one idle child, once it is
+/// ready: its handle and its run.
+async fn running_root() -> (
+    ManagerHandle,
+    tokio::task::JoinHandle<Result<procmgr::Exit, procmgr::RunError>>,
+) {
+    let root = ProcessManager::builder().name("root").build();
+    let handle = root.handle();
+    root.insert(IdleProcess).expect("accepted");
+    let run = tokio::spawn(root.into_future());
+    handle.ready().await;
+    (handle, run)
+}
+
 /// Each manager's share, in bytes, of what `count` managers cost.
 fn per(bytes: isize, count: usize) -> isize {
     bytes / isize::try_from(count).expect("fits")
@@ -172,11 +186,7 @@ fn per(bytes: isize, count: usize) -> isize {
 fn a_thousand_nested_managers_nobody_subscribes_to_are_cheap() {
     const MANAGERS: usize = 1_000;
     measure(async {
-        let root = ProcessManager::builder().name("root").build();
-        let handle = root.handle();
-        root.insert(IdleProcess).expect("accepted");
-        let run = tokio::spawn(root.into_future());
-        handle.ready().await;
+        let (handle, run) = running_root().await;
         let base = in_use();
         for n in 0..MANAGERS {
             let nested = ProcessManager::builder()
@@ -396,11 +406,7 @@ impl Runnable for Waits {
 fn an_idle_child_costs_at_most_900_bytes_of_heap() {
     const CHILDREN: usize = 10_000;
     measure(async {
-        let root = ProcessManager::builder().name("root").build();
-        let handle = root.handle();
-        root.insert(IdleProcess).expect("accepted");
-        let run = tokio::spawn(root.into_future());
-        handle.ready().await;
+        let (handle, run) = running_root().await;
         let running = Countdown::new(CHILDREN);
         let base = in_use();
         for _ in 0..CHILDREN {

@@ -443,13 +443,13 @@ impl ChildCore {
         )
     }
 
-    /// Its slow-poll threshold and measurements, if it has a threshold.
     /// Its heartbeat timeout: it is failed when it goes this long without
     /// a heartbeat.
     pub(crate) fn stale_after(&self) -> Option<Duration> {
         self.watch.as_ref()?.stale_after
     }
 
+    /// Its slow-poll threshold and measurements, if it has a threshold.
     pub(crate) fn polls(&self) -> Option<&PollWatch> {
         self.watch.as_ref()?.polls.as_ref()
     }

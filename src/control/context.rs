@@ -172,17 +172,18 @@ impl Context {
     /// }
     /// ```
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
-        if !self.inner.token.is_cancelled() {
+        let inner = &*self.inner;
+        if !inner.token.is_cancelled() {
             return None;
         }
-        if let Some(reason) = self.inner.core.restart_reason() {
+        if let Some(reason) = inner.core.restart_reason() {
             return Some(reason);
         }
-        if self.inner.core.was_stopped_alone() {
+        if inner.core.was_stopped_alone() {
             return Some(ShutdownReason::Requested);
         }
         Some(
-            self.inner
+            inner
                 .scope
                 .reason
                 .get()
@@ -276,17 +277,15 @@ impl Context {
     /// [`mark_ready`](Context::mark_ready), for a nested manager, which
     /// tells whatever runs it that its children are ready.
     pub(crate) fn set_ready(&self) {
-        if self.inner.core.mark_ready(self.inner.attempt) {
+        let Inner { core, scope, .. } = &*self.inner;
+        if core.mark_ready(self.inner.attempt) {
             #[cfg(feature = "tracing")]
-            tracing::debug!(path = %self.path(), id = self.inner.core.id, "process ready");
+            tracing::debug!(path = %self.path(), id = core.id, "process ready");
             #[cfg(feature = "log")]
-            log::debug!("process {} (id {}) ready", self.path(), self.inner.core.id);
-            self.inner.scope.events.publish(
-                &self.inner.scope.path,
-                Some(&self.inner.core.name),
-                self.inner.core.id,
-                || EventKind::Ready,
-            );
+            log::debug!("process {} (id {}) ready", self.path(), core.id);
+            scope
+                .events
+                .publish(&scope.path, Some(&core.name), core.id, || EventKind::Ready);
         }
     }
 
@@ -295,9 +294,8 @@ impl Context {
     /// that goes longer than that without calling this is treated as wedged:
     /// it is aborted and fails, and its restart policy applies.
     pub fn heartbeat(&self) {
-        self.inner
-            .core
-            .beat(self.inner.attempt, self.inner.scope.started);
+        let inner = &*self.inner;
+        inner.core.beat(inner.attempt, inner.scope.started);
     }
 
     /// Waits for the next control message.
@@ -343,12 +341,13 @@ impl Context {
     /// The next control message if one is waiting, without waiting; the
     /// same order as [`recv`](Context::recv).
     pub fn try_recv(&mut self) -> Option<ControlMessage> {
+        let inner = &mut *self.inner;
         next_message(
-            &self.inner.core,
-            &self.inner.scope,
-            &self.inner.token,
-            &mut self.inner.seen_reloads,
-            &mut self.inner.shutdown_delivered,
+            &inner.core,
+            &inner.scope,
+            &inner.token,
+            &mut inner.seen_reloads,
+            &mut inner.shutdown_delivered,
         )
     }
 }

@@ -328,13 +328,8 @@ mod tests {
     #[test]
     fn colliding_names_agree_with_a_map() {
         use std::collections::HashMap;
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut random = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state).expect("64-bit")
-        };
+        let mut generator = crate::policy::Random::seeded(0x9e37_79b9_7f4a_7c15);
+        let mut random = move || usize::try_from(generator.next()).expect("64-bit");
         let pool: Vec<String> = (0..64).map(|n| format!("n{n}")).collect();
         let hash = |name: &str| {
             let last = u32::from(*name.as_bytes().last().expect("not empty"));

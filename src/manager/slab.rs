@@ -543,14 +543,9 @@ mod tests {
     #[test]
     fn random_operations_agree_with_a_map() {
         use std::collections::HashMap;
-        let mut state: u64 = 0x1234_5678_9abc_def1;
-        let mut random = move || {
-            // xorshift64: deterministic, so a failure repeats.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        // Seeded, so a failure repeats.
+        let mut generator = crate::policy::Random::seeded(0x1234_5678_9abc_def1);
+        let mut random = move || generator.next();
         for round in 0..4 {
             let mut slab = Slab::new();
             let mut model: HashMap<usize, u64> = HashMap::new();

@@ -341,6 +341,13 @@ impl Random {
         Random(hasher.finish())
     }
 
+    /// A generator that starts from `seed`, so that a test's sequence
+    /// repeats.
+    #[cfg(test)]
+    pub(crate) fn seeded(seed: u64) -> Self {
+        Random(seed)
+    }
+
     pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
