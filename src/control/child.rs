@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,7 +6,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch, ShutdownReason};
+use super::{
+    ChildName, ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch, ShutdownReason,
+};
 use crate::error::{ControlError, SendError};
 
 /// A child's address in its manager: the slot of its record and its id. The
@@ -77,7 +78,7 @@ pub(crate) struct ChildCore {
     /// Where the manager keeps this child's record; valid while the child
     /// has not ended.
     slot: usize,
-    pub(crate) name: Cow<'static, str>,
+    pub(crate) name: ChildName,
     pub(crate) policy: ChildPolicy,
     /// The current attempt's number (from 1; 0 before the first) shifted
     /// left by `STATE_BITS`, and its readiness in the low bits. One word, so
@@ -157,7 +158,7 @@ struct Inbox {
 impl ChildCore {
     pub(crate) fn new(
         key: ChildKey,
-        name: Cow<'static, str>,
+        name: ChildName,
         policy: ChildPolicy,
         token: CancellationToken,
         listener: Weak<dyn StopListener>,

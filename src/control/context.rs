@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::{ChildCore, ControlMessage, EventHubs, EventKind, ReasonCell, ShutdownReason};
+use super::{
+    ChildCore, ChildName, ControlMessage, EventHubs, EventKind, ReasonCell, ShutdownReason,
+};
 
 /// What a running process receives from its manager: its identity, the
 /// control messages sent to it, and a way to say it is ready.
@@ -92,6 +94,12 @@ impl Context {
     /// The manager's path.
     pub(crate) fn parent_path(&self) -> &str {
         &self.inner.scope.path
+    }
+
+    /// The process's name, as its core keeps it (reading it as a `str`
+    /// costs a check for a name kept inline).
+    pub(crate) fn child_name(&self) -> &ChildName {
+        &self.inner.core.name
     }
 
     /// Says that the process is no longer ready (a nested manager whose own

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{Outcome, ShutdownReason};
+use super::{ChildName, Outcome, ShutdownReason};
 
 /// How many events a subscriber may fall behind before it starts missing
 /// them (it then learns how many it missed).
@@ -376,7 +376,7 @@ impl EventHubs {
     pub(crate) fn publish(
         &self,
         parent_path: &str,
-        name: Option<&str>,
+        name: Option<&ChildName>,
         id: u64,
         kind: impl FnOnce() -> EventKind,
     ) {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::shared::ManagerShared;
-use crate::control::{ChildCore, Outcome, ShutdownReason};
+use crate::control::{ChildCore, ChildName, Outcome, ShutdownReason};
 
 /// Why an attempt failed, the `cause` label of `procmgr_failures_total`.
 #[derive(Debug, Clone, Copy)]
@@ -57,14 +57,14 @@ pub(crate) fn root_span(name: &str) -> tracing::Span {
     tracing::info_span!("manager", name, path = name)
 }
 
-pub(crate) fn child_started(parent_path: &str, name: &str, id: u64) {
+pub(crate) fn child_started(parent_path: &str, name: &ChildName, id: u64) {
     #[cfg(feature = "tracing")]
     tracing::debug!(path = %format_args!("{parent_path}/{name}"), id, "process started");
     #[cfg(feature = "log")]
     log::debug!("process {parent_path}/{name} (id {id}) started");
 }
 
-pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
+pub(crate) fn child_ended(parent_path: &str, name: &ChildName, id: u64, outcome: &Outcome) {
     #[cfg(feature = "tracing")]
     match outcome {
         Outcome::Failed(error) => tracing::error!(
@@ -95,7 +95,7 @@ pub(crate) fn child_ended(parent_path: &str, name: &str, id: u64, outcome: &Outc
 pub(crate) const LOGS: bool = cfg!(any(feature = "tracing", feature = "log"));
 
 /// An attempt failed; whether the child restarts follows separately.
-pub(crate) fn attempt_failed(parent_path: &str, name: &str, id: u64, outcome: &Outcome) {
+pub(crate) fn attempt_failed(parent_path: &str, name: &ChildName, id: u64, outcome: &Outcome) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         path = %format_args!("{parent_path}/{name}"), id, outcome = %outcome, "process attempt failed"
@@ -156,7 +156,7 @@ pub(crate) fn child_aborting(
 /// One poll of a child's future took `took`, over its `threshold`.
 pub(crate) fn slow_poll(
     parent_path: &str,
-    name: &str,
+    name: &ChildName,
     id: u64,
     took: Duration,
     threshold: Duration,
@@ -197,7 +197,7 @@ pub(crate) fn manager_draining(path: &str, drain: Duration, reason: Option<&Shut
 
 pub(crate) fn child_restarting(
     parent_path: &str,
-    name: &str,
+    name: &ChildName,
     id: u64,
     attempt: u32,
     delay: Duration,

@@ -20,7 +20,6 @@
 //!  any stage ──── final end (`Run::end_child`) ──▶ Ended / removed ◀─────┘
 //! ```
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use tokio::task::AbortHandle;
@@ -29,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "metrics")]
 use super::metrics::{Bucket, ManagerMetrics};
-use super::names::{Names, suffixed};
+use super::names::Names;
 use super::slab::Slab;
-use crate::control::{ChildCore, ChildKey, Outcome};
+use crate::control::{ChildCore, ChildKey, ChildName, Outcome, suffixed};
 use crate::error::InsertErrorKind;
 use crate::manager::run::DynRunnable;
 use crate::policy::RestartState;
@@ -271,7 +270,7 @@ pub(crate) struct Spec {
 pub(crate) struct Reserved {
     pub(crate) key: ChildKey,
     /// Its name, with a suffix if its own was taken.
-    pub(crate) name: Cow<'static, str>,
+    pub(crate) name: ChildName,
     /// The name's hash in the registry's name map.
     pub(crate) hash: u32,
 }
@@ -386,9 +385,9 @@ impl Registry {
     /// the child would be refused, and gives the name back.
     pub(crate) fn reserve(
         &self,
-        name: Cow<'static, str>,
+        name: ChildName,
         exact: bool,
-    ) -> Result<Reserved, (InsertErrorKind, Cow<'static, str>)> {
+    ) -> Result<Reserved, (InsertErrorKind, ChildName)> {
         if let Some(refused) = self.phase.refuses() {
             return Err((refused, name));
         }
@@ -396,8 +395,8 @@ impl Registry {
             slot: self.records.vacant_key(),
             id: self.next_id,
         };
-        let hash = self.names.hash(&name);
-        if !self.name_taken(&name, hash) {
+        let hash = self.names.hash(name.as_bytes());
+        if !self.name_taken(name.as_bytes(), hash) {
             return Ok(Reserved { key, name, hash });
         }
         if exact {
@@ -407,11 +406,11 @@ impl Registry {
         // a suffix never takes a name that is in use.
         for extra in 1.. {
             let candidate = suffixed(&name, key.id, extra);
-            let hash = self.names.hash(&candidate);
-            if !self.name_taken(&candidate, hash) {
+            let hash = self.names.hash(candidate.as_bytes());
+            if !self.name_taken(candidate.as_bytes(), hash) {
                 return Ok(Reserved {
                     key,
-                    name: Cow::Owned(candidate),
+                    name: candidate,
                     hash,
                 });
             }
@@ -419,17 +418,17 @@ impl Registry {
         unreachable!("fewer live children than suffixes")
     }
 
-    fn name_taken(&self, name: &str, hash: u32) -> bool {
+    fn name_taken(&self, name: &[u8], hash: u32) -> bool {
         self.names
             .get(name, hash, |slot| self.name_at(slot))
             .is_some()
     }
 
     /// The name of the child in `slot`, which holds a live child.
-    fn name_at(&self, slot: usize) -> &str {
+    fn name_at(&self, slot: usize) -> &[u8] {
         self.records
             .get(slot)
-            .map_or("", |record| &record.core.name)
+            .map_or(&[], |record| record.core.name.as_bytes())
     }
 
     /// Stores a child accepted by [`reserve`](Registry::reserve) (same lock)
@@ -437,9 +436,9 @@ impl Registry {
     pub(crate) fn admit(&mut self, core: Arc<ChildCore>, hash: u32, admission: Admission) {
         let key = core.key();
         debug_assert_eq!(key.id, self.next_id);
-        debug_assert_eq!(hash, self.names.hash(&core.name));
+        debug_assert_eq!(hash, self.names.hash(core.name.as_bytes()));
         self.next_id += 1;
-        self.names.insert(&core.name, hash, key.slot);
+        self.names.insert(core.name.as_bytes(), hash, key.slot);
         #[cfg(feature = "metrics")]
         self.metrics.moved(None, Some(Bucket::Starting), &core);
         let slot = self.records.insert(Record {
@@ -502,8 +501,10 @@ impl Registry {
 
     /// The record of the live child with this name.
     pub(crate) fn by_name(&self, name: &str) -> Option<&Record> {
-        let hash = self.names.hash(name);
-        let slot = self.names.get(name, hash, |slot| self.name_at(slot))?;
+        let hash = self.names.hash(name.as_bytes());
+        let slot = self
+            .names
+            .get(name.as_bytes(), hash, |slot| self.name_at(slot))?;
         self.records.get(slot)
     }
 
@@ -548,7 +549,7 @@ impl Registry {
         // A live child's name maps to its slot: no other child can take the
         // name before this one has ended.
         self.names
-            .remove(&record.core.name, record.name_hash, key.slot);
+            .remove(record.core.name.as_bytes(), record.name_hash, key.slot);
         let removed = if keep {
             None
         } else {
@@ -640,7 +641,9 @@ pub(crate) mod tests {
 
     /// Admits an idle child named `name`.
     pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
-        let Reserved { key, name, hash } = registry.reserve(Cow::Owned(name), true).unwrap();
+        let Reserved { key, name, hash } = registry
+            .reserve(ChildName::from(std::borrow::Cow::Owned(name)), true)
+            .unwrap();
         let policy = ChildPolicy {
             grace: None,
             background: false,

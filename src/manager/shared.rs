@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildPolicy, EventHub, Outcome, PollWatch, ReasonCell,
-    RunEnd, ShutdownReason, StopListener, Watched,
+    ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Outcome, PollWatch,
+    ReasonCell, RunEnd, ShutdownReason, StopListener, Watched,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
@@ -132,7 +132,7 @@ impl ManagerShared {
     ) -> Result<ChildHandle, InsertError<R>> {
         let options = options.or(runnable.child_options());
         let exact = options.exact_name.unwrap_or(false);
-        let name = options.name.unwrap_or_else(|| runnable.name());
+        let name = ChildName::from(options.name.unwrap_or_else(|| runnable.name()));
         let background = options.background.unwrap_or(false);
         let restart_policy = options.restart.unwrap_or_default();
         // What the insert or the process's options say wins over what the
@@ -172,9 +172,12 @@ impl ManagerShared {
                 drop(registry);
                 let manager = self.path().to_string();
                 return match Arc::try_unwrap(runnable) {
-                    Ok(runnable) => {
-                        Err(InsertError::new(runnable, kind, manager, name.into_owned()))
-                    }
+                    Ok(runnable) => Err(InsertError::new(
+                        runnable,
+                        kind,
+                        manager,
+                        name.into_string(),
+                    )),
                     Err(_) => unreachable!("nothing else has seen the runnable's Arc"),
                 };
             }
@@ -226,7 +229,7 @@ impl ManagerShared {
     pub(crate) fn new_core(
         self: &Arc<Self>,
         key: ChildKey,
-        name: Cow<'static, str>,
+        name: ChildName,
         policy: ChildPolicy,
         token: CancellationToken,
         watched: Watched,

@@ -166,7 +166,7 @@ fn attempt<R: Runnable>(
 ) -> impl Future<Output = std::thread::Result<Result<(), R::Error>>> + Send + '_ {
     AssertUnwindSafe(
         futures::future::lazy(move |_| {
-            events::child_started(ctx.parent_path(), ctx.name(), key.id);
+            events::child_started(ctx.parent_path(), ctx.child_name(), key.id);
             runnable.run(ctx)
         })
         .flatten(),
