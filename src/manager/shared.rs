@@ -336,6 +336,8 @@ impl ManagerShared {
         // What runs user code (an error's `Display`) or allocates much (the
         // path) happens after the lock: under it, only clones of `Arc`s.
         let registry = self.registry();
+        // Set before any attempt starts.
+        let run_started = registry.started();
         let seen: Vec<_> = registry
             .records()
             .map(|record| {
@@ -351,7 +353,9 @@ impl ManagerShared {
                         } else {
                             Seen::Running
                         },
-                        Some(now.saturating_duration_since(attempt.started)),
+                        run_started.map(|run_started| {
+                            now.saturating_duration_since(attempt.started(run_started))
+                        }),
                         attempt.previous.as_deref().cloned(),
                     ),
                     Stage::Backoff { at, last, .. } => (

@@ -138,7 +138,7 @@ impl Run<'_> {
                     Some(AbortCause::StartTimeout(_) | AbortCause::Wedged(_))
                 )
         );
-        let started = attempt.started;
+        let started = attempt.started(self.scope.started);
         let order = attempt.order;
         let role = attempt.group;
         // The stage left behind may hold the attempt before's error: it is

@@ -15,7 +15,7 @@ use super::stop::AbortCause;
 use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
 use crate::control::{ChildKey, Context, EventKind};
-use crate::manager::registry::{Attempt, GroupRole, Phase, Record, Registry, Stage};
+use crate::manager::registry::{Attempt, Phase, Record, Registry, Stage};
 
 /// How many accepted children one turn prepares under one lock before it
 /// spawns them.
@@ -191,14 +191,13 @@ impl Run<'_> {
         self.next_order += 1;
         // Timers for this attempt are set after this: they carry its epoch.
         record.restage(|previous| {
-            Stage::Running(Attempt {
+            Stage::Running(Attempt::new(
                 own_token,
-                abort: None,
-                started: now,
+                self.scope.started,
+                now,
                 order,
-                group: GroupRole::None,
                 previous,
-            })
+            ))
         });
         if let Some(stale_after) = core.stale_after() {
             self.timers
