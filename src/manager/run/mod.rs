@@ -64,6 +64,9 @@ use group::Group;
 use stop::AbortCause;
 use timers::Timers;
 
+/// How many ended tasks the loop reaps in one turn.
+const REAP_BATCH: usize = 64;
+
 /// Runs the manager until every child has ended. `parent` is the manager's
 /// own context when it runs as a child of another manager.
 pub(crate) async fn supervise(
@@ -129,7 +132,20 @@ pub(crate) async fn supervise(
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
-            Some(joined) = run.tasks.join_next() => run.reap(joined),
+            Some(joined) = run.tasks.join_next() => {
+                run.reap(joined);
+                // The tasks that have ended meanwhile too, without a turn
+                // of the loop each: a turn polls every wait above, which
+                // cost more than the reap itself when many children end at
+                // once. Bounded, so a stop or a timer waits for one batch
+                // at most.
+                for _ in 1..REAP_BATCH {
+                    let Some(joined) = run.tasks.try_join_next() else {
+                        break;
+                    };
+                    run.reap(joined);
+                }
+            }
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
                 run.timers_due(Instant::now(), parent.as_ref());
