@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ChildName, ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch, ShutdownReason,
+    AttemptEnd, ChildName, ControlMessage, CustomMessage, EndSignal, Outcome, PollWatch,
+    ShutdownReason,
 };
 use crate::error::{ControlError, SendError};
 
@@ -36,6 +37,9 @@ pub(crate) trait StopListener: Send + Sync {
     /// The child has a reload it has not taken (`true`), or no longer has
     /// one (`false`): it took it, started a new attempt, or ended.
     fn reload_pending(&self, pending: bool);
+
+    /// The child's current attempt has ended: its task reports how.
+    fn attempt_ended(&self, key: ChildKey, end: AttemptEnd);
 }
 
 /// The readiness of an attempt, in the low bits of [`ChildCore`]'s
@@ -462,6 +466,14 @@ impl ChildCore {
     /// Starts the next attempt, unready and alive as of now: counts it,
     /// forgets the last one's restart reason, and returns its number. The
     /// loop closes the previous attempt before.
+    /// Tells the manager, if it is still there, that the current attempt's
+    /// task has ended, and how.
+    pub(crate) fn report_end(&self, end: AttemptEnd) {
+        if let Some(listener) = self.listener.upgrade() {
+            listener.attempt_ended(self.key(), end);
+        }
+    }
+
     pub(crate) fn begin_attempt(&self, base: tokio::time::Instant) -> u32 {
         let attempt = self.attempt() + 1;
         if attempt > 1 {

@@ -1,9 +1,22 @@
+use std::any::Any;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use super::Outcome;
+use crate::runnable::BoxError;
+
+/// How one attempt's task ended, as the task reports it to its manager.
+pub(crate) enum AttemptEnd {
+    /// The process's `run` returned this.
+    Returned(Result<(), BoxError>),
+    /// It panicked, with this payload.
+    Panicked(Box<dyn Any + Send>),
+    /// Its future was dropped before it finished: the manager aborted it,
+    /// or the runtime shut down.
+    Dropped,
+}
 
 /// The one-time "this process has ended, with this outcome" signal that any
 /// number of handles can wait for.

@@ -31,7 +31,7 @@ pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
 pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener, Watched};
-pub(crate) use end::{EndSignal, RunEnd};
+pub(crate) use end::{AttemptEnd, EndSignal, RunEnd};
 pub(crate) use lifecycle::{EventHub, EventHubs};
 pub(crate) use name::{ChildName, suffixed};
 pub(crate) use poll::PollWatch;

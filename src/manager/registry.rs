@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -114,8 +114,9 @@ pub(crate) struct Attempt {
     /// attempt uses the child's token (no restart policy), which saves a
     /// clone per child.
     pub(crate) own_token: Option<CancellationToken>,
-    /// Set once the task is spawned (just after the registry lock).
-    pub(crate) abort: Option<AbortHandle>,
+    /// Its task, once spawned (just after the registry lock): aborted
+    /// through this, never joined (the task reports its end itself).
+    pub(crate) task: Option<JoinHandle<()>>,
     /// When it started: nanoseconds since its run started (the registry's
     /// [`started`](Registry::started)). Half the size of an `Instant`, which
     /// keeps a record at 88 bytes; a `u64` of nanoseconds lasts 584 years.
@@ -142,7 +143,7 @@ impl Attempt {
         let since = now.saturating_duration_since(run_started).as_nanos();
         Attempt {
             own_token,
-            abort: None,
+            task: None,
             started: u64::try_from(since).unwrap_or(u64::MAX),
             order,
             group: GroupRole::None,
@@ -694,6 +695,7 @@ pub(crate) mod tests {
         fn child_ready(&self, _key: ChildKey) {}
         fn counted_ready(&self, _ready: bool) {}
         fn reload_pending(&self, _pending: bool) {}
+        fn attempt_ended(&self, _key: ChildKey, _end: crate::control::AttemptEnd) {}
     }
 
     pub(crate) fn registry(keep_order: bool) -> Registry {

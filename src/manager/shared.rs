@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Outcome, PollWatch,
-    ReasonCell, RunEnd, ShutdownReason, StopListener, Watched,
+    AttemptEnd, ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Outcome,
+    PollWatch, ReasonCell, RunEnd, ShutdownReason, StopListener, Watched,
 };
 use crate::error::{ControlError, InsertError};
 use crate::policy::{ChildOptions, Restart, RestartLimit, RestartState, Strategy};
@@ -76,6 +76,10 @@ pub(crate) struct ManagerShared {
     /// request, readiness), always before `wake` is notified, so that the
     /// loop's turns without work take no lock.
     pub(crate) work: AtomicBool,
+    /// Attempts whose task has ended, in the order they ended, until the
+    /// loop reaps them. Its own lock, not the registry's: a task that ends
+    /// takes it while the loop may hold the registry's.
+    ended: Mutex<Vec<(ChildKey, AttemptEnd)>>,
     /// How the current (or last) run ended.
     pub(crate) end: RunEnd,
     /// Set while it runs nested: its own record in its parent, through
@@ -110,6 +114,7 @@ impl ManagerShared {
             registry: Mutex::new(Registry::new(settings.strategy != Strategy::OneForOne)),
             wake: Notify::new(),
             work: AtomicBool::new(false),
+            ended: Mutex::new(Vec::new()),
             end: RunEnd::default(),
             in_parent: Mutex::new(None),
             settings,
@@ -546,8 +551,8 @@ impl ManagerShared {
         };
         for record in &records {
             if let Some(attempt) = record.attempt() {
-                if let Some(abort) = &attempt.abort {
-                    abort.abort();
+                if let Some(task) = &attempt.task {
+                    task.abort();
                 }
             }
             // A nested manager kept alive elsewhere (an `Arc`, or its record
@@ -562,7 +567,30 @@ impl ManagerShared {
     }
 }
 
+impl ManagerShared {
+    /// Moves the attempts that have ended into `into` (empty), oldest first,
+    /// leaving `into`'s capacity for the next reports.
+    pub(crate) fn take_ended(&self, into: &mut Vec<(ChildKey, AttemptEnd)>) {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut *ended, into);
+    }
+}
+
 impl StopListener for ManagerShared {
+    fn attempt_ended(&self, key: ChildKey, end: AttemptEnd) {
+        // Nothing that can panic runs under this lock but the push.
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = ended.is_empty();
+        ended.push((key, end));
+        drop(ended);
+        // One wake-up per batch: the loop takes every report at once, so
+        // only the first report after it took them needs to wake it. A
+        // wake-up while it runs is kept for its next wait.
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
     fn stop_requested(&self, key: ChildKey) {
         self.registry().push_stop_request(key);
         self.work.store(true, Ordering::Release);

@@ -1,13 +1,13 @@
 //! The supervision loop: one future per manager run that spawns accepted
-//! children onto a `JoinSet`, reaps them as they end, restarts them as their
-//! policy says, and carries out the graceful-then-forced stop.
+//! children, reaps them as their tasks report their ends, restarts them as
+//! their policy says, and carries out the graceful-then-forced stop.
 //!
 //! The loop reads as one call per event (see [`supervise`]); each concern
 //! has its file:
 //!
 //! | file | what it does |
 //! | --- | --- |
-//! | `task.rs` | spawns one attempt of a process; what its task returns |
+//! | `task.rs` | spawns one attempt of a process; how its task reports its end |
 //! | `start.rs` | the loop's turn: inserts, ordered start, restarts due, stop requests |
 //! | `reap.rs` | a task ended: group, restart, or final end |
 //! | `group.rs` | one-for-all and rest-for-one restarts |
@@ -44,18 +44,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use task::{DynRunnable, Launch, TaskOutput};
+pub(crate) use task::{DynRunnable, Launch};
 
 use super::exit::Exit;
 use super::registry::{Admission, Phase, Record, Registry, Reserved};
 use super::shared::ManagerShared;
 use crate::control::{
-    ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope, ShutdownReason,
-    Watched,
+    AttemptEnd, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
+    ShutdownReason, Watched,
 };
 use crate::error::{ChildFailures, RunError};
 use crate::manager::events;
@@ -63,9 +63,6 @@ use crate::policy::{Random, RestartWindow};
 use group::Group;
 use stop::AbortCause;
 use timers::Timers;
-
-/// How many ended tasks the loop reaps in one turn.
-const REAP_BATCH: usize = 64;
 
 /// Runs the manager until every child has ended. `parent` is the manager's
 /// own context when it runs as a child of another manager.
@@ -94,6 +91,9 @@ pub(crate) async fn supervise(
     tokio::pin!(woken);
     let mut armed: Option<Instant> = None;
     loop {
+        // Every attempt that has ended since the last turn, at once: its
+        // task woke the loop (`wake`) if it was the first to end since.
+        run.reap_ended();
         run.turn();
         run.tell_parent(parent.as_ref());
         if run.advance() {
@@ -132,20 +132,6 @@ pub(crate) async fn supervise(
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
-            Some(joined) = run.tasks.join_next() => {
-                run.reap(joined);
-                // The tasks that have ended meanwhile too, without a turn
-                // of the loop each: a turn polls every wait above, which
-                // cost more than the reap itself when many children end at
-                // once. Bounded, so a stop or a timer waits for one batch
-                // at most.
-                for _ in 1..REAP_BATCH {
-                    let Some(joined) = run.tasks.try_join_next() else {
-                        break;
-                    };
-                    run.reap(joined);
-                }
-            }
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
                 run.timers_due(Instant::now(), parent.as_ref());
@@ -180,16 +166,18 @@ struct Run<'a> {
     requested: CancellationToken,
     /// A copy of the registry's phase, changed with it in [`Run::enter`].
     phase: Phase,
-    tasks: JoinSet<TaskOutput>,
+    /// The ends reported since the last turn, being reaped; kept between
+    /// turns so that a turn allocates nothing.
+    ended: Vec<(ChildKey, AttemptEnd)>,
     /// Attempts prepared under the lock, spawned just after it.
     to_spawn: Vec<(Arc<dyn DynRunnable>, Launch)>,
-    /// Their abort handles, on the way into the registry.
-    spawned: Vec<(ChildKey, tokio::task::AbortHandle)>,
+    /// Their tasks' handles, on the way into the registry.
+    spawned: Vec<(ChildKey, JoinHandle<()>)>,
     timers: Timers,
     /// `timers_due`'s list of restarts to finish after the lock.
     restarts_due: Vec<(ChildKey, start::RestartDue)>,
-    /// Tasks this loop aborted: they come back without their key.
-    aborting: HashMap<tokio::task::Id, (ChildKey, AbortCause)>,
+    /// Children whose running attempt this loop aborted, and why.
+    aborting: HashMap<ChildKey, AbortCause>,
     failures: Option<ChildFailures>,
     /// Children the loop has taken from the pending list whose end is not
     /// final yet, other than background ones.
@@ -302,7 +290,7 @@ impl<'a> Run<'a> {
             token,
             requested,
             phase: Phase::Running,
-            tasks: JoinSet::new(),
+            ended: Vec::new(),
             to_spawn: Vec::new(),
             spawned: Vec::new(),
             timers: Timers::new(),
@@ -452,7 +440,7 @@ impl<'a> Run<'a> {
 impl Drop for Run<'_> {
     fn drop(&mut self) {
         if self.phase != Phase::Finished {
-            self.tasks.abort_all();
+            // Aborts every child's running attempt.
             self.shared.abandon(true);
         }
     }

@@ -6,15 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinError;
 use tokio::time::Instant;
 
 use super::Run;
 use super::end::{Ending, Exceeded};
 use super::stop::AbortCause;
-use super::task::{TaskOutput, panic_message};
+use super::task::panic_message;
 use super::timers::{TimerKind, later};
-use crate::control::{ChildCore, ChildKey, EventKind, Outcome};
+use crate::control::{AttemptEnd, ChildCore, ChildKey, EventKind, Outcome};
 use crate::manager::events;
 use crate::manager::registry::{GroupRole, Stage};
 use crate::policy::{Restart, Strategy};
@@ -38,10 +37,22 @@ enum Next {
 }
 
 impl Run<'_> {
-    pub(super) fn reap(&mut self, joined: Result<TaskOutput, JoinError>) {
-        let Some((key, outcome, abort)) = self.outcome_of(joined) else {
-            return;
-        };
+    /// Reaps every attempt whose end its task has reported, in the order
+    /// they ended.
+    pub(super) fn reap_ended(&mut self) {
+        let mut ended = std::mem::take(&mut self.ended);
+        self.shared.take_ended(&mut ended);
+        for (key, end) in ended.drain(..) {
+            self.reap(key, end);
+        }
+        if ended.capacity() <= 1024 {
+            // Kept for the next turn; a burst's is given back.
+            self.ended = ended;
+        }
+    }
+
+    fn reap(&mut self, key: ChildKey, end: AttemptEnd) {
+        let (outcome, abort) = self.outcome_of(key, end);
         if matches!(outcome, Outcome::Aborted) {
             self.abandon_if_nested(key);
         }
@@ -115,12 +126,6 @@ impl Run<'_> {
             return None;
         };
         let core = Arc::clone(&record.core);
-        if let (None, Some(handle)) = (abort, &attempt.abort) {
-            if !self.aborting.is_empty() {
-                // It finished on its own just as it was being aborted.
-                self.aborting.remove(&handle.id());
-            }
-        }
         if matches!(outcome, Outcome::Completed)
             && attempt
                 .own_token
@@ -232,47 +237,24 @@ impl Run<'_> {
         }
     }
 
-    /// The child, its outcome and why it was aborted, from what its task
-    /// returned. Reading a panic's payload and dropping it runs user code, so
-    /// this happens before the registry lock.
-    fn outcome_of(
-        &mut self,
-        joined: Result<TaskOutput, JoinError>,
-    ) -> Option<(ChildKey, Outcome, Option<AbortCause>)> {
-        let (key, returned) = match joined {
-            Ok((key, returned)) => (key, returned),
-            Err(error) => {
-                if let Some((key, cause)) = self.aborting.remove(&error.id()) {
-                    return Some((key, Outcome::Aborted, Some(cause)));
-                }
-                // A panic outside the caught future (in a tracing
-                // subscriber's span enter or exit), or the runtime shutting
-                // down. Rare enough that finding the child by a scan is fine.
-                let key = self.key_of_task(error.id())?;
-                if !error.is_panic() {
-                    return Some((key, Outcome::Aborted, None));
-                }
-                (key, Err(error.into_panic()))
-            }
+    /// The outcome of an attempt, and why it was aborted, from what its
+    /// task reported. Reading a panic's payload and dropping it runs user
+    /// code, so this happens before the registry lock.
+    fn outcome_of(&mut self, key: ChildKey, end: AttemptEnd) -> (Outcome, Option<AbortCause>) {
+        // Every end clears its abort, also one that finished on its own just
+        // as it was aborted: the child's next attempt has the same key.
+        let aborted = if self.aborting.is_empty() {
+            None
+        } else {
+            self.aborting.remove(&key)
         };
-        let outcome = match returned {
-            Ok(Ok(())) => Outcome::Completed,
-            Ok(Err(error)) => Outcome::Failed(Arc::from(error)),
-            Err(payload) => Outcome::Panicked(panic_message(&*payload)),
-        };
-        Some((key, outcome, None))
-    }
-
-    /// The child whose running attempt is the task with this id.
-    fn key_of_task(&self, task: tokio::task::Id) -> Option<ChildKey> {
-        let registry = self.shared.registry();
-        registry.records().find_map(|record| {
-            record
-                .attempt()
-                .and_then(|attempt| attempt.abort.as_ref())
-                .is_some_and(|abort| abort.id() == task)
-                .then(|| record.key())
-        })
+        match end {
+            AttemptEnd::Returned(Ok(())) => (Outcome::Completed, None),
+            AttemptEnd::Returned(Err(error)) => (Outcome::Failed(Arc::from(error)), None),
+            AttemptEnd::Panicked(payload) => (Outcome::Panicked(panic_message(&*payload)), None),
+            // Aborted by this loop, or dropped by the runtime shutting down.
+            AttemptEnd::Dropped => (Outcome::Aborted, aborted),
+        }
     }
 
     /// A child waiting for its restart is not ready, whatever its last

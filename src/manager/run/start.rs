@@ -167,11 +167,11 @@ impl Run<'_> {
         }
         self.launch(record, now);
         // One child: spawned under the lock, which saves taking it again
-        // to store the abort handle. Nothing else waits in `to_spawn` here.
+        // to store the task's handle. Nothing else waits in `to_spawn` here.
         if let Some((runnable, launch)) = self.to_spawn.pop() {
-            let abort = runnable.spawn(&mut self.tasks, launch);
+            let task = runnable.spawn(launch);
             if let Some(attempt) = record.attempt_mut() {
-                attempt.abort = Some(abort);
+                attempt.task = Some(task);
             }
         }
         RestartDue::Started { in_group }
@@ -255,8 +255,8 @@ impl Run<'_> {
         self.to_spawn.push((Arc::clone(&record.runnable), launch));
     }
 
-    /// Spawns the attempts prepared under the lock, then records their abort
-    /// handles.
+    /// Spawns the attempts prepared under the lock, then records their
+    /// tasks' handles.
     pub(super) fn flush_spawns(&mut self) {
         if self.to_spawn.is_empty() {
             return;
@@ -266,7 +266,7 @@ impl Run<'_> {
         spawned.extend(self.to_spawn.drain(..).map(
             |(runnable, launch): (Arc<dyn DynRunnable>, Launch)| {
                 let key = launch.key;
-                (key, runnable.spawn(&mut self.tasks, launch))
+                (key, runnable.spawn(launch))
             },
         ));
         if self.to_spawn.capacity() > 1024 {
@@ -278,12 +278,12 @@ impl Run<'_> {
         let forced = matches!(self.phase, Phase::Stopping { forced: true, .. });
         let shared = self.shared;
         let mut registry = shared.registry();
-        for (key, abort) in spawned.drain(..) {
+        for (key, task) in spawned.drain(..) {
             let Some(record) = registry.get_mut(key) else {
                 continue;
             };
             if let Some(attempt) = record.attempt_mut() {
-                attempt.abort = Some(abort);
+                attempt.task = Some(task);
             }
             if forced && !record.core.policy.background {
                 self.abort(record, AbortCause::Forced);

@@ -286,10 +286,10 @@ impl Run<'_> {
 
     /// Aborts the record's running attempt, once.
     pub(super) fn abort(&mut self, record: &Record, cause: AbortCause) {
-        let Some(abort) = record.attempt().and_then(|attempt| attempt.abort.as_ref()) else {
+        let Some(task) = record.attempt().and_then(|attempt| attempt.task.as_ref()) else {
             return;
         };
-        if let Entry::Vacant(entry) = self.aborting.entry(abort.id()) {
+        if let Entry::Vacant(entry) = self.aborting.entry(record.key()) {
             let core = &record.core;
             let grace = match cause {
                 AbortCause::Grace(grace)
@@ -313,8 +313,8 @@ impl Run<'_> {
             if let Some(polls) = core.polls() {
                 polls.note_abort();
             }
-            abort.abort();
-            entry.insert((record.key(), cause));
+            task.abort();
+            entry.insert(cause);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A child's task: how one attempt of a process is spawned onto its
-//! manager's `JoinSet`, and what the task returns.
+//! A child's task: how one attempt of a process is spawned, and how the
+//! task reports its end to its manager.
 
 use std::any::Any;
 use std::future::Future;
@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinHandle;
 
-use crate::control::{ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
+use crate::control::{AttemptEnd, ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
 use crate::manager::shared::ManagerShared;
 use crate::manager::{ManagerHandle, ProcessManager, events};
 use crate::runnable::{BoxError, Runnable};
-
-/// What a child's task returns: its key, and its result or the payload of
-/// its panic.
-pub(crate) type TaskOutput = (ChildKey, Result<Result<(), BoxError>, Box<dyn Any + Send>>);
 
 /// Everything a child's task needs besides the process.
 pub(crate) struct Launch {
@@ -90,8 +86,9 @@ impl SlowPolls {
 
 /// The object-safe form of [`Runnable`] the manager stores.
 pub(crate) trait DynRunnable: Send + Sync + 'static {
-    /// Spawns one attempt of the process onto the manager's tasks.
-    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle;
+    /// Spawns one attempt of the process; its task reports its end through
+    /// the child's core.
+    fn spawn(self: Arc<Self>, launch: Launch) -> JoinHandle<()>;
 
     /// A handle of the manager this process is, if it is one, so that a
     /// snapshot can walk the tree and an abandoned parent can abandon it.
@@ -99,8 +96,8 @@ pub(crate) trait DynRunnable: Send + Sync + 'static {
 }
 
 impl<R: Runnable> DynRunnable for R {
-    fn spawn(self: Arc<Self>, tasks: &mut JoinSet<TaskOutput>, launch: Launch) -> AbortHandle {
-        spawn_task(self, tasks, launch)
+    fn spawn(self: Arc<Self>, launch: Launch) -> JoinHandle<()> {
+        spawn_task(self, launch)
     }
 
     fn as_manager(&self) -> Option<ManagerHandle> {
@@ -113,20 +110,48 @@ impl<R: Runnable> DynRunnable for R {
     }
 }
 
+/// Reports how an attempt's task ended to its manager, exactly once: what
+/// the task returned, or, when the task is dropped before it finished
+/// (aborted, or the runtime shut down), that it was dropped.
+///
+/// The manager learns of every end from this rather than by joining the
+/// task: the child's core is where its end goes anyway, and a `JoinSet`
+/// would cost every child an entry and the loop a turn per task.
+struct EndReport {
+    core: Option<Arc<ChildCore>>,
+}
+
+impl EndReport {
+    fn send(mut self, end: AttemptEnd) {
+        if let Some(core) = self.core.take() {
+            core.report_end(end);
+        }
+    }
+}
+
+impl Drop for EndReport {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            core.report_end(AttemptEnd::Dropped);
+        }
+    }
+}
+
 /// Spawns one attempt of a child. Generic over the process so that its
 /// future lives inline in the task, without a box of its own.
-fn spawn_task<R: Runnable>(
-    runnable: Arc<R>,
-    tasks: &mut JoinSet<TaskOutput>,
-    launch: Launch,
-) -> AbortHandle {
+fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
     let Launch {
         #[cfg(feature = "tracing")]
         span,
-        key,
+        key: _,
         ctx,
         slow_polls,
     } = launch;
+    // Made here, outside the task's future: a task aborted before its first
+    // poll drops it too, and reports.
+    let report = EndReport {
+        core: Some(ctx.core()),
+    };
     // Two tasks, not one with a branch inside: a task keeps every future it
     // may await side by side, and its size is memory per child, so a child
     // without a slow-poll threshold must not carry the watched variant.
@@ -134,44 +159,58 @@ fn spawn_task<R: Runnable>(
     // a nested block or a named future would keep its own copy.
     let Some(slow) = slow_polls else {
         let task = async move {
-            let result = attempt(&*runnable, ctx, key).await;
-            (key, result.map(|ended| ended.map_err(Into::into)))
+            let report = report;
+            let attempt = attempt(&*runnable, ctx);
+            #[cfg(feature = "tracing")]
+            let attempt = tracing::Instrument::instrument(attempt, span);
+            report.send(caught(attempt).await);
         };
-        #[cfg(feature = "tracing")]
-        let task = tracing::Instrument::instrument(task, span);
-        return tasks.spawn(task);
+        return tokio::spawn(task);
     };
     let task = async move {
+        let report = report;
         // Boxed: `watch` holds it across its polls. Only children with a
         // threshold pay for the allocation.
-        let result = slow.watch(Box::pin(attempt(&*runnable, ctx, key))).await;
-        (key, result.map(|ended| ended.map_err(Into::into)))
+        let attempt = slow.watch(Box::pin(attempt(&*runnable, ctx)));
+        #[cfg(feature = "tracing")]
+        let attempt = tracing::Instrument::instrument(attempt, span);
+        report.send(caught(attempt).await);
     };
-    #[cfg(feature = "tracing")]
-    let task = tracing::Instrument::instrument(task, span);
-    tasks.spawn(task)
+    tokio::spawn(task)
 }
 
-/// One attempt of the process, its panic caught.
+/// Runs an attempt with its panic caught: also one from outside the
+/// process's future, such as a `tracing` subscriber's span enter or exit
+/// around each poll. Combinators, not an `async fn`: one would keep the
+/// attempt's future twice in the task, as its argument and as what it
+/// awaits.
+fn caught<E: Into<BoxError>>(
+    attempt: impl Future<Output = Result<(), E>>,
+) -> impl Future<Output = AttemptEnd> {
+    AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .map(|ended| match ended {
+            Ok(returned) => AttemptEnd::Returned(returned.map_err(Into::into)),
+            Err(payload) => AttemptEnd::Panicked(payload),
+        })
+}
+
+/// One attempt of the process.
 ///
 /// `lazy(..).flatten()` creates the process's future on the first poll,
-/// inside `catch_unwind`, and then holds it in the same place: a `run` that
-/// panics before its first `.await`, or a panicking subscriber of the start
-/// event, fails this child instead of losing it, and the future is stored
-/// once, not twice.
+/// inside the `catch_unwind` of [`caught`], and then holds it in the same
+/// place: a `run` that panics before its first `.await`, or a panicking
+/// subscriber of the start event, fails this child instead of losing it,
+/// and the future is stored once, not twice.
 fn attempt<R: Runnable>(
     runnable: &R,
     ctx: Context,
-    key: ChildKey,
-) -> impl Future<Output = std::thread::Result<Result<(), R::Error>>> + Send + '_ {
-    AssertUnwindSafe(
-        futures::future::lazy(move |_| {
-            events::child_started(ctx.parent_path(), ctx.child_name(), key.id);
-            runnable.run(ctx)
-        })
-        .flatten(),
-    )
-    .catch_unwind()
+) -> impl Future<Output = Result<(), R::Error>> + Send + '_ {
+    futures::future::lazy(move |_| {
+        events::child_started(ctx.parent_path(), ctx.child_name(), ctx.id());
+        runnable.run(ctx)
+    })
+    .flatten()
 }
 
 /// The message of a panic, from its payload.
