@@ -93,7 +93,17 @@ pub(crate) async fn supervise(
     loop {
         // Every attempt that has ended since the last turn, at once: its
         // task woke the loop (`wake`) if it was the first to end since.
-        run.reap_ended();
+        let reaped = run.reap_ended();
+        if reaped > 0 && run.foreground + run.background > 1 {
+            // More ends are likely to follow (a stop, a burst of short
+            // children): let the tasks that are ready run first, so that
+            // the next turn reaps many. The woken loop would otherwise run
+            // straight after each ending task (tokio runs a task woken by
+            // the task before it next) and take a turn per child. Deferred
+            // to the runtime's next check of its drivers, or until it has
+            // nothing else to run.
+            tokio::task::yield_now().await;
+        }
         run.turn();
         run.tell_parent(parent.as_ref());
         if run.advance() {
@@ -132,11 +142,13 @@ pub(crate) async fn supervise(
             // Not while draining either: the parent's shutdown has been
             // taken, and `recv` would return `None` at once from then on.
             message = recv_parent(&mut parent), if run.phase == Phase::Running => run.on_parent_message(message, parent.as_ref()),
+            // Before the timer: a wake-up is far more frequent, and when it
+            // is due the timer need not be polled.
+            () = &mut woken => woken.set(shared.wake.notified()),
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
                 run.timers_due(Instant::now(), parent.as_ref());
             }
-            () = &mut woken => woken.set(shared.wake.notified()),
         }
     }
     run.finish()

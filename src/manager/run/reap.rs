@@ -38,10 +38,11 @@ enum Next {
 
 impl Run<'_> {
     /// Reaps every attempt whose end its task has reported, in the order
-    /// they ended.
-    pub(super) fn reap_ended(&mut self) {
+    /// they ended; returns how many.
+    pub(super) fn reap_ended(&mut self) -> usize {
         let mut ended = std::mem::take(&mut self.ended);
         self.shared.take_ended(&mut ended);
+        let count = ended.len();
         for (key, end) in ended.drain(..) {
             self.reap(key, end);
         }
@@ -49,6 +50,7 @@ impl Run<'_> {
             // Kept for the next turn; a burst's is given back.
             self.ended = ended;
         }
+        count
     }
 
     fn reap(&mut self, key: ChildKey, end: AttemptEnd) {
