@@ -422,11 +422,7 @@ fn an_idle_child_costs_at_most_830_bytes_of_heap() {
         run.await.expect("joined").expect("clean stop");
         // A few bytes of room (the `metrics` feature adds 8), not a step of
         // malloc's size classes.
-        let limit = if cfg!(feature = "tracing") {
-            970
-        } else {
-            830
-        };
+        let limit = if cfg!(feature = "tracing") { 970 } else { 830 };
         assert!(each <= limit, "an idle child costs {each} B of heap");
     });
 }

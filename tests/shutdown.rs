@@ -321,6 +321,55 @@ async fn a_forced_shutdown_before_the_run_still_runs_the_stop() {
     assert!(saw_request);
 }
 
+/// A child inserted into a running manager just before a forced shutdown
+/// is spawned and aborted before its task is ever polled: its end is still
+/// reported (the task is dropped, not joined), as aborted, and the run
+/// returns.
+#[tokio::test(start_paused = true)]
+async fn a_child_aborted_before_its_first_poll_still_ends_as_aborted() {
+    let manager = ProcessManager::new();
+    manager
+        .insert(stops_when_asked("keeper"))
+        .expect("accepted");
+    let handle = manager.handle();
+    let mut events = handle.subscribe();
+    let run = tokio::spawn(manager.into_future());
+    while !matches!(
+        events.recv().await.map(|event| event.kind().clone()),
+        Ok(procmgr::EventKind::Started { .. })
+    ) {}
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::clone(&polled);
+    let late = handle
+        .insert(process_fn("late", move |_ctx| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            async {
+                std::future::pending::<()>().await;
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    // No `.await` between the two: the loop takes both in one turn.
+    handle
+        .force_shutdown(procmgr::ShutdownReason::Requested)
+        .expect("running");
+    let result = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("a forced shutdown returns at once");
+    let failures = result
+        .expect("joined")
+        .expect_err("the late child was aborted");
+    assert!(matches!(
+        failures.failures().map(|f| f.first().cause()),
+        Some(FailureCause::Forced { signal: None })
+    ));
+    assert!(matches!(late.outcome(), Some(Outcome::Aborted)));
+    assert!(
+        !polled.load(std::sync::atomic::Ordering::SeqCst),
+        "its task was polled"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_ordered_stop_gives_a_child_that_cancelled_its_own_token_its_grace_period() {
     let manager = ProcessManager::builder()

@@ -100,12 +100,6 @@ impl std::ops::Deref for ChildName {
     }
 }
 
-impl AsRef<[u8]> for ChildName {
-    fn as_ref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
 impl fmt::Display for ChildName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
@@ -115,12 +109,6 @@ impl fmt::Display for ChildName {
 impl fmt::Debug for ChildName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl PartialEq<str> for ChildName {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
     }
 }
 
@@ -241,7 +229,7 @@ mod tests {
         for name in [borrowed, short, empty, long] {
             let text = name.to_string();
             assert_eq!(format!("{name:?}"), format!("{text:?}"));
-            assert!(name == *text.as_str());
+            assert_eq!(name.as_bytes(), text.as_bytes());
             assert_eq!(name.clone().into_string(), text);
         }
     }
