@@ -359,6 +359,21 @@ fn a_burst_inserted_at_once_leaves_at_most_8_bytes_per_child_once_reaped() {
     });
 }
 
+/// The same for a burst of 10,000: what the manager keeps whatever the
+/// burst's size (lists it keeps room in between turns) must stay small
+/// next to it too.
+#[test]
+fn a_burst_of_10_000_leaves_at_most_8_bytes_per_child_once_reaped() {
+    const BURST: usize = 10_000;
+    measure(async {
+        let kept = kept_after_a_burst(ProcessManager::new(), BURST, &ChildOptions::new()).await;
+        assert!(
+            kept <= KEPT_PER_BURST_CHILD,
+            "after a burst of {BURST} children the manager keeps {kept} B per child"
+        );
+    });
+}
+
 /// The same with the bookkeeping a group strategy (the id-ordered list)
 /// and a liveness timer per child add.
 #[test]

@@ -36,6 +36,9 @@ enum Next {
     End(Ending),
 }
 
+/// The most ends the loop's list keeps room for between turns.
+const KEPT_ENDS: usize = 64;
+
 impl Run<'_> {
     /// Reaps every attempt whose end its task has reported, in the order
     /// they ended; returns how many.
@@ -46,8 +49,10 @@ impl Run<'_> {
         for (key, end) in ended.drain(..) {
             self.reap(key, end);
         }
-        if ended.capacity() <= 1024 {
-            // Kept for the next turn; a burst's is given back.
+        // Kept for the next turn, if small: this list and the manager's
+        // trade places at every turn, so a burst's capacity would stay in
+        // both (40 bytes per end), long after the burst.
+        if ended.capacity() <= KEPT_ENDS {
             self.ended = ended;
         }
         count
