@@ -216,9 +216,11 @@ impl ManagerShared {
         };
         let core = self.new_core(key, name, policy, token, watched);
         registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
-        self.work.store(true, Ordering::Release);
+        let first = self.set_work();
         drop(registry);
-        self.wake.notify_one();
+        if first {
+            self.wake.notify_one();
+        }
         Ok(ChildHandle::new(core))
     }
 
@@ -462,8 +464,7 @@ impl ManagerShared {
             self.readiness.notify_waiters();
         }
         if now_unready <= 1 {
-            self.work.store(true, Ordering::Release);
-            self.wake.notify_one();
+            self.give_work();
         }
     }
 
@@ -568,6 +569,25 @@ impl ManagerShared {
 }
 
 impl ManagerShared {
+    /// Tells the loop that the registry holds work for its next turn: sets
+    /// `work`, and wakes the loop only if `work` was not set already.
+    pub(crate) fn give_work(&self) {
+        if self.set_work() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sets `work`; `true` if it was not set, when the caller must wake the
+    /// loop (after releasing the registry lock, if it holds it). While it
+    /// is set the loop has not begun the turn that clears it (`Run::turn`),
+    /// and that turn sees this work, so a second wake-up would only cost
+    /// the loop an empty turn: a burst of inserts wakes it once.
+    pub(crate) fn set_work(&self) -> bool {
+        // Pairs with the loop's `swap(false)`: what was put in the registry
+        // before this is seen by the turn that clears it.
+        !self.work.swap(true, Ordering::AcqRel)
+    }
+
     /// Moves the attempts that have ended into `into` (empty), oldest first,
     /// leaving `into`'s capacity for the next reports.
     pub(crate) fn take_ended(&self, into: &mut Vec<(ChildKey, AttemptEnd)>) {
@@ -593,8 +613,7 @@ impl StopListener for ManagerShared {
 
     fn stop_requested(&self, key: ChildKey) {
         self.registry().push_stop_request(key);
-        self.work.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.give_work();
     }
 
     fn counted_ready(&self, ready: bool) {
@@ -609,15 +628,13 @@ impl StopListener for ManagerShared {
             // child (its inbox flag decides), so this is the last one.
             self.reloaded.notify_waiters();
             // A nested manager tells its parent from its loop.
-            self.work.store(true, Ordering::Release);
-            self.wake.notify_one();
+            self.give_work();
         }
     }
 
     fn child_ready(&self, key: ChildKey) {
         self.registry().push_ready(key);
-        self.work.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.give_work();
     }
 }
 

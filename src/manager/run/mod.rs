@@ -330,9 +330,9 @@ impl<'a> Run<'a> {
     /// Makes the loop's next turn look at the registry (inserts that waited
     /// for a group restart) instead of waiting for an event.
     fn work_for_next_turn(&self) {
-        self.shared.work.store(true, Ordering::Release);
         // Wakes the loop's wait on `wake`, or, if it is not registered just
         // then, stores a permit: either way the next wait ends at once.
+        self.shared.work.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 
