@@ -606,22 +606,28 @@ impl Registry {
     /// to is free, its maps and lists shrink to what the live children need.
     /// (The slab gives its chunks of records back by itself, as each
     /// empties; here it only trims its table.)
-    /// Called on every end, it looks only after as many ends as an eighth of the
-    /// name map's capacity, so its cost is amortized and a manager whose
-    /// live count swings does not shrink and grow back in turn.
+    /// Called on every end. The name map is looked at every time (two
+    /// loads; each shrink at least quarters it, so rehashing is amortized);
+    /// the rest only after as many ends as an eighth of the name map's
+    /// capacity, so its cost is amortized and a manager whose live count
+    /// swings does not shrink and grow back in turn.
     pub(crate) fn shrink(&mut self) {
+        let live = self.names.len();
+        // A map grown for a thousand names is always kept: a manager whose live
+        // count swings by a batch of children would otherwise give its map
+        // back and grow it again with every batch (rehashing each time).
+        // Not on the schedule of the rest: the map's capacity, and with it
+        // that schedule, depends on its random keys (how many removals leave
+        // tombstones), and a last look that came too early left a map grown
+        // for a whole burst behind it.
+        if self.names.capacity() > 8 * live + NAMES_KEPT {
+            self.names.shrink_to(2 * live);
+        }
         self.ends_since_shrink += 1;
         if self.ends_since_shrink < self.names.capacity() / 8 + 64 {
             return;
         }
         self.ends_since_shrink = 0;
-        let live = self.names.len();
-        // A map grown for a thousand names is always kept: a manager whose live
-        // count swings by a batch of children would otherwise give its map
-        // back and grow it again with every batch (rehashing each time).
-        if self.names.capacity() > 8 * live + NAMES_KEPT {
-            self.names.shrink_to(2 * live);
-        }
         self.records.shrink();
         for list in [&mut self.pending, &mut self.stop_requests, &mut self.ready] {
             if list.capacity() > 4 * list.len() + 64 {
@@ -918,6 +924,30 @@ pub(crate) mod tests {
             (2 * sixteenth..=grown / 2).contains(&kept),
             "a sixteenth full: room for twice the live children kept, {kept} of {grown}"
         );
+    }
+
+    /// Whatever the map's capacity (its random keys decide how many
+    /// removals leave tombstones, and so when it grows), after every end it
+    /// holds at most eight times the live names plus 2,048: ends that stop
+    /// anywhere in a burst never leave the burst's map behind.
+    #[test]
+    fn after_every_end_the_name_map_is_at_most_eight_times_the_live_names_plus_2048() {
+        for seed in 0..4 {
+            let mut registry = registry(false);
+            let keys: Vec<ChildKey> = (0..10_000)
+                .map(|n| admit(&mut registry, format!("s{seed}-{n}")))
+                .collect();
+            for (ended, &key) in keys.iter().enumerate() {
+                assert!(registry.end(key, false).is_some());
+                registry.shrink();
+                let live = keys.len() - ended - 1;
+                assert!(
+                    registry.names.capacity() <= 8 * live + NAMES_KEPT,
+                    "{} for {live} live names",
+                    registry.names.capacity()
+                );
+            }
+        }
     }
 
     /// A map of a thousand names is never given back: a manager whose live
