@@ -6,7 +6,11 @@
 //! children, then a sequence of
 //! operations: inserts of scripted children with random options (restart
 //! policy with a fixed, jitter-free backoff and a restart limit, own grace
-//! period, background, significant, escalate, reports-ready), inserts of
+//! period, background, significant, escalate, reports-ready), bursts of 4
+//! to 16 children of one spec inserted with no `.await` between them (so
+//! that they wake the manager once, and end and are reaped together; more
+//! would overflow the 1,024 events a subscription holds between the
+//! model's reads), inserts of
 //! nested managers with children of their own, stops, reloads and custom
 //! messages through child handles, reloads, shutdowns and forced shutdowns
 //! through manager handles, and advances of virtual time. About 45 % of the
@@ -566,6 +570,14 @@ enum Op {
         manager: u32,
         child: ChildSpec,
     },
+    /// `count` children of one spec at once, with no `.await` between
+    /// them: one wake-up of the manager for all, and ends that come
+    /// together, reaped together.
+    InsertBurst {
+        manager: u32,
+        child: ChildSpec,
+        count: u32,
+    },
     InsertManager {
         parent: u32,
         spec: ManagerSpec,
@@ -691,9 +703,14 @@ impl Op {
     fn generate(rng: &mut Rng) -> Self {
         match rng.below(100) {
             0..=29 => Op::Advance(rng.ms(&[0, 1, 5, 10, 20, 50, 100, 300])),
-            30..=46 => Op::Insert {
+            30..=42 => Op::Insert {
                 manager: rng.index(),
                 child: ChildSpec::generate(rng),
+            },
+            43..=46 => Op::InsertBurst {
+                manager: rng.index(),
+                child: ChildSpec::generate(rng),
+                count: 4 + rng.below(13) as u32,
             },
             47..=55 => Op::insert_manager(rng),
             56..=67 => Op::StopChild(rng.index()),
@@ -1223,6 +1240,16 @@ impl World<'_> {
             Op::Insert { manager, child } => {
                 let manager = *manager as usize % self.managers.len();
                 self.insert(manager, child)?;
+            }
+            Op::InsertBurst {
+                manager,
+                child,
+                count,
+            } => {
+                let manager = *manager as usize % self.managers.len();
+                for _ in 0..*count {
+                    self.insert(manager, child)?;
+                }
             }
             Op::InsertManager {
                 parent,
@@ -2696,6 +2723,15 @@ fn shrink_plan(mut plan: Plan, mut failure: Failure) -> (Plan, Failure) {
                 let mut settled = plan.clone();
                 settled.steps[i].settle = true;
                 candidates.push(settled);
+            }
+            if let Op::InsertBurst { count, .. } = plan.steps[i].op {
+                if count > 1 {
+                    let mut smaller = plan.clone();
+                    if let Op::InsertBurst { count, .. } = &mut smaller.steps[i].op {
+                        *count /= 2;
+                    }
+                    candidates.push(smaller);
+                }
             }
             if let Op::InsertManager { children, .. } = &plan.steps[i].op {
                 for c in 0..children.len() {
