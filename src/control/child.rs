@@ -463,17 +463,22 @@ impl ChildCore {
         self.progress.load(Ordering::Acquire) & STATE_MASK == READY
     }
 
-    /// Starts the next attempt, unready and alive as of now: counts it,
-    /// forgets the last one's restart reason, and returns its number. The
-    /// loop closes the previous attempt before.
     /// Tells the manager, if it is still there, that the current attempt's
-    /// task has ended, and how.
+    /// task has ended, and how. A child whose end is already final (its
+    /// manager was abandoned, which aborts its task) has nobody to reap it:
+    /// its report would only be kept.
     pub(crate) fn report_end(&self, end: AttemptEnd) {
+        if self.is_finished() {
+            return;
+        }
         if let Some(listener) = self.listener.upgrade() {
             listener.attempt_ended(self.key(), end);
         }
     }
 
+    /// Starts the next attempt, unready and alive as of now: counts it,
+    /// forgets the last one's restart reason, and returns its number. The
+    /// loop closes the previous attempt before.
     pub(crate) fn begin_attempt(&self, base: tokio::time::Instant) -> u32 {
         let attempt = self.attempt() + 1;
         if attempt > 1 {

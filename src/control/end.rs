@@ -14,8 +14,9 @@ pub(crate) enum AttemptEnd {
     /// It panicked, with this payload.
     Panicked(Box<dyn Any + Send>),
     /// Its future was dropped before it finished: the manager aborted it,
-    /// or the runtime shut down.
-    Dropped,
+    /// or the runtime shut down; `panicking` if a panic outside the
+    /// process's caught future was unwinding it.
+    Dropped { panicking: bool },
 }
 
 /// The one-time "this process has ended, with this outcome" signal that any

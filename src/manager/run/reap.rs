@@ -36,6 +36,10 @@ enum Next {
     End(Ending),
 }
 
+/// The outcome's message for a panic that unwound a child's task outside
+/// its caught future, whose payload the manager never sees.
+const PANICKED_OUTSIDE: &str = "panicked outside the process's future, while its task was dropped";
+
 /// The most ends the loop's list keeps room for between turns.
 const KEPT_ENDS: usize = 64;
 
@@ -260,7 +264,10 @@ impl Run<'_> {
             AttemptEnd::Returned(Err(error)) => (Outcome::Failed(Arc::from(error)), None),
             AttemptEnd::Panicked(payload) => (Outcome::Panicked(panic_message(&*payload)), None),
             // Aborted by this loop, or dropped by the runtime shutting down.
-            AttemptEnd::Dropped => (Outcome::Aborted, aborted),
+            AttemptEnd::Dropped { panicking } => match aborted {
+                None if panicking => (Outcome::Panicked(PANICKED_OUTSIDE.to_owned()), None),
+                aborted => (Outcome::Aborted, aborted),
+            },
         }
     }
 

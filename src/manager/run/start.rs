@@ -279,12 +279,19 @@ impl Run<'_> {
         let shared = self.shared;
         let mut registry = shared.registry();
         for (key, task) in spawned.drain(..) {
+            // Gone, or no longer running: the manager was abandoned (by its
+            // parent, from another thread) between the spawn and the lock,
+            // and aborted every task it knew of. This one it did not: abort
+            // it here, or dropping its handle would leave it running.
             let Some(record) = registry.get_mut(key) else {
+                task.abort();
                 continue;
             };
-            if let Some(attempt) = record.attempt_mut() {
-                attempt.task = Some(task);
-            }
+            let Some(attempt) = record.attempt_mut() else {
+                task.abort();
+                continue;
+            };
+            attempt.task = Some(task);
             if forced && !record.core.policy.background {
                 self.abort(record, AbortCause::Forced);
             }

@@ -132,7 +132,11 @@ impl EndReport {
 impl Drop for EndReport {
     fn drop(&mut self) {
         if let Some(core) = self.core.take() {
-            core.report_end(AttemptEnd::Dropped);
+            // Unwinding: a panic outside `caught` (a `Drop` of the process
+            // that panics while the task is aborted, or the runtime's).
+            core.report_end(AttemptEnd::Dropped {
+                panicking: std::thread::panicking(),
+            });
         }
     }
 }
@@ -163,7 +167,11 @@ fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
             let attempt = attempt(&*runnable, ctx);
             #[cfg(feature = "tracing")]
             let attempt = tracing::Instrument::instrument(attempt, span);
-            report.send(caught(attempt).await);
+            let end = caught(attempt).await;
+            // The process goes before the report: once reaped, its record
+            // may be gone, and the process must not outlive its end.
+            drop(runnable);
+            report.send(end);
         };
         return tokio::spawn(task);
     };
@@ -174,20 +182,23 @@ fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
         let attempt = slow.watch(Box::pin(attempt(&*runnable, ctx)));
         #[cfg(feature = "tracing")]
         let attempt = tracing::Instrument::instrument(attempt, span);
-        report.send(caught(attempt).await);
+        let end = caught(attempt).await;
+        drop((runnable, slow));
+        report.send(end);
     };
     tokio::spawn(task)
 }
 
 /// Runs an attempt with its panic caught: also one from outside the
 /// process's future, such as a `tracing` subscriber's span enter or exit
-/// around each poll. Combinators, not an `async fn`: one would keep the
-/// attempt's future twice in the task, as its argument and as what it
-/// awaits.
+/// around each poll, or around the drop of the instrumented future, which
+/// `fuse` does inside the `catch_unwind` as soon as it completes.
+/// Combinators, not an `async fn`: one would keep the attempt's future
+/// twice in the task, as its argument and as what it awaits.
 fn caught<E: Into<BoxError>>(
     attempt: impl Future<Output = Result<(), E>>,
 ) -> impl Future<Output = AttemptEnd> {
-    AssertUnwindSafe(attempt)
+    AssertUnwindSafe(attempt.fuse())
         .catch_unwind()
         .map(|ended| match ended {
             Ok(returned) => AttemptEnd::Returned(returned.map_err(Into::into)),
