@@ -163,7 +163,6 @@ fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
     // a nested block or a named future would keep its own copy.
     let Some(slow) = slow_polls else {
         let task = async move {
-            let report = report;
             let attempt = attempt(&*runnable, ctx);
             #[cfg(feature = "tracing")]
             let attempt = tracing::Instrument::instrument(attempt, span);
@@ -176,7 +175,6 @@ fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
         return tokio::spawn(task);
     };
     let task = async move {
-        let report = report;
         // Boxed: `watch` holds it across its polls. Only children with a
         // threshold pay for the allocation.
         let attempt = slow.watch(Box::pin(attempt(&*runnable, ctx)));
