@@ -441,3 +441,61 @@ fn an_idle_child_costs_at_most_830_bytes_of_heap() {
         assert!(each <= limit, "an idle child costs {each} B of heap");
     });
 }
+
+/// Bytes allocated (including what was freed since) while a child under
+/// `Restart::Always` restarts `restarts` times, each attempt taking its
+/// token through `Context::token` if `hands_out`.
+async fn allocated_by_restarts(restarts: u32, hands_out: bool) -> usize {
+    let done = Arc::new(Notify::new());
+    let told = Arc::clone(&done);
+    let manager = ProcessManager::new();
+    manager
+        .insert_with(
+            procmgr::process_fn("restarts", move |ctx| {
+                let told = Arc::clone(&told);
+                async move {
+                    if hands_out {
+                        drop(ctx.token());
+                    }
+                    if ctx.attempt() > restarts {
+                        told.notify_one();
+                        ctx.shutdown_requested().await;
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(procmgr::Restart::Always)
+                .backoff(procmgr::Backoff::none())
+                .restart_limit(procmgr::RestartLimit::new(restarts, Duration::from_secs(1))),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let before = ALLOCATOR.total_allocated();
+    let run = tokio::spawn(manager.into_future());
+    done.notified().await;
+    let allocated = ALLOCATOR.total_allocated() - before;
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+    allocated
+}
+
+/// A restart hands the ended attempt's token on to the next attempt when
+/// nothing else can hold it (its context is gone and never handed the
+/// token out, and nobody cancelled it): only a child that hands its token
+/// out pays for a new one, a tree node of about 100 bytes, per restart.
+#[test]
+fn a_restart_makes_a_new_token_only_for_a_child_that_handed_its_token_out() {
+    const RESTARTS: u32 = 200;
+    measure(async {
+        // Grows the runtime's and the manager's buffers.
+        allocated_by_restarts(RESTARTS, false).await;
+        let keeps = allocated_by_restarts(RESTARTS, false).await;
+        let hands_out = allocated_by_restarts(RESTARTS, true).await;
+        let per_restart = (hands_out - keeps) / RESTARTS as usize;
+        assert!(
+            (64..=256).contains(&per_restart),
+            "a token handed out costs {per_restart} B per restart"
+        );
+    });
+}

@@ -836,3 +836,83 @@ async fn cancelling_its_own_token_ends_only_the_attempt_of_a_restarted_child() {
     run.await.expect("joined").expect("a clean stop");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
+
+/// What the first attempt of [`restarted_after_letting_go`] leaves behind.
+enum Left {
+    /// Its token, handed out through `Context::token`.
+    Token(tokio_util::sync::CancellationToken),
+    /// Its context, moved out of the attempt and still alive.
+    Context(procmgr::Context),
+}
+
+/// A child under `Restart::Always` whose first attempt hands the test its
+/// token (or its context, if `keep_context`) and fails; each later attempt
+/// hands the test its token and waits to be stopped. Cancelling attempt
+/// 2's token stops attempt 2 alone; once attempt 3 runs, what attempt 1
+/// left must not have been stopped with it.
+async fn restarted_after_letting_go(keep_context: bool) {
+    let (left_tx, mut left) = mpsc::unbounded_channel();
+    let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
+    let manager = ProcessManager::new();
+    manager
+        .insert_with(
+            process_fn("restarts", move |ctx| {
+                let left_tx = left_tx.clone();
+                let tokens_tx = tokens_tx.clone();
+                async move {
+                    if ctx.attempt() == 1 {
+                        let left = if keep_context {
+                            Left::Context(ctx)
+                        } else {
+                            Left::Token(ctx.token())
+                        };
+                        left_tx.send(left).expect("the test listens");
+                        return Err(std::io::Error::other("the first attempt fails"));
+                    }
+                    tokens_tx.send(ctx.token()).expect("the test listens");
+                    ctx.shutdown_requested().await;
+                    Ok(())
+                }
+            }),
+            ChildOptions::new()
+                .restart(Restart::Always)
+                .backoff(Backoff::none()),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let run = tokio::spawn(manager.into_future());
+    let first = left.recv().await.expect("attempt 1 ran");
+    let second = tokens.recv().await.expect("attempt 2 ran");
+    second.cancel();
+    let third = tokens.recv().await.expect("attempt 3 ran");
+    assert!(!third.is_cancelled(), "attempt 3 was not asked to stop");
+    match &first {
+        Left::Token(token) => assert!(!token.is_cancelled(), "attempt 1's token"),
+        Left::Context(ctx) => {
+            assert!(!ctx.is_shutdown_requested(), "attempt 1's context");
+            assert_eq!(ctx.attempt(), 1);
+        }
+    }
+    handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+    // A stop of the child reaches every attempt's token.
+    match &first {
+        Left::Token(token) => assert!(token.is_cancelled()),
+        Left::Context(ctx) => assert!(ctx.is_shutdown_requested()),
+    }
+}
+
+/// A restart hands an attempt's token on to the next attempt only when
+/// nothing else can hold it: a token the attempt handed out is never
+/// stopped with a later attempt.
+#[tokio::test(start_paused = true)]
+async fn a_token_an_attempt_handed_out_is_not_stopped_with_a_later_attempt() {
+    restarted_after_letting_go(false).await;
+}
+
+/// Nor is the token of a context that outlives its attempt (moved into
+/// another task, here to the test).
+#[tokio::test(start_paused = true)]
+async fn a_context_that_outlives_its_attempt_is_not_stopped_with_a_later_attempt() {
+    restarted_after_letting_go(true).await;
+}

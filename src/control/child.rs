@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -102,6 +102,9 @@ pub(crate) struct ChildCore {
     /// A handle asked this child to stop, so its grace period has started.
     /// Separate from the token, which the child itself may cancel.
     stop_requested: AtomicBool,
+    /// The last attempt whose context was dropped without handing its
+    /// token out: the manager may give that token to the next attempt.
+    token_returned: AtomicU32,
     pub(crate) end: EndSignal,
     /// The same child in the next run of its manager, once a manager that
     /// ended was restarted by its parent (a restartable subtree): handles
@@ -187,6 +190,7 @@ impl ChildCore {
             }),
             stopped_alone: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
+            token_returned: AtomicU32::new(0),
             end: EndSignal::default(),
             successor: OnceLock::new(),
             #[cfg(feature = "metrics")]
@@ -494,6 +498,18 @@ impl ChildCore {
 
     pub(crate) fn attempt(&self) -> u32 {
         u32::try_from(self.progress.load(Ordering::Acquire) >> STATE_BITS).unwrap_or(u32::MAX)
+    }
+
+    /// The context of `attempt` was dropped without handing its own token
+    /// out: nothing holds the token but the manager's record.
+    pub(crate) fn return_token(&self, attempt: u32) {
+        self.token_returned.store(attempt, Ordering::Release);
+    }
+
+    /// Whether the context of `attempt` returned its token (see
+    /// [`return_token`](ChildCore::return_token)).
+    pub(crate) fn token_returned(&self, attempt: u32) -> bool {
+        self.token_returned.load(Ordering::Acquire) == attempt
     }
 
     pub(crate) fn set_restart_reason(&self, reason: ShutdownReason) {

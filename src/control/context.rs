@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -54,6 +55,22 @@ struct Inner {
     /// (moved into a detached task) still tells its own.
     attempt: u32,
     shutdown_delivered: bool,
+    /// The token is this attempt's own (a child that may restart): once
+    /// the context is dropped, the next attempt may take it over, unless
+    /// it was handed out.
+    own_token: bool,
+    /// [`token`](Context::token) or [`child_token`](Context::child_token)
+    /// handed the token out: it may outlive the attempt, so it is never
+    /// given to the next one.
+    token_shared: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.own_token && !*self.token_shared.get_mut() {
+            self.core.return_token(self.attempt);
+        }
+    }
 }
 
 /// What every child of one manager run shares: the manager's path and its
@@ -76,6 +93,7 @@ impl Context {
         core: Arc<ChildCore>,
         token: CancellationToken,
         attempt: u32,
+        own_token: bool,
         seen_reloads: u64,
         scope: Arc<Scope>,
     ) -> Self {
@@ -87,6 +105,8 @@ impl Context {
                 seen_reloads,
                 attempt,
                 shutdown_delivered: false,
+                own_token,
+                token_shared: AtomicBool::new(false),
             }),
         }
     }
@@ -118,6 +138,12 @@ impl Context {
     /// that its handle's stop goes through its parent).
     pub(crate) fn core(&self) -> Arc<ChildCore> {
         Arc::clone(&self.inner.core)
+    }
+
+    /// Cancels this attempt's token (a nested manager asked to stop tells
+    /// its parent so), without handing the token out.
+    pub(crate) fn cancel(&self) {
+        self.inner.token.cancel();
     }
 
     /// Where this process's lifecycle events go.
@@ -209,6 +235,7 @@ impl Context {
     /// Hand code that may cancel what it is given a
     /// [`child_token`](Context::child_token) instead.
     pub fn token(&self) -> CancellationToken {
+        self.inner.token_shared.store(true, Ordering::Relaxed);
         self.inner.token.clone()
     }
 
@@ -234,6 +261,7 @@ impl Context {
     /// }
     /// ```
     pub fn child_token(&self) -> CancellationToken {
+        self.inner.token_shared.store(true, Ordering::Relaxed);
         self.inner.token.child_token()
     }
 

@@ -228,6 +228,16 @@ impl Run<'_> {
                 }),
             }
         };
+        // A restart takes over the ended attempt's own token when its
+        // context was dropped without handing it out and nobody cancelled
+        // it: only the record holds it, and making and dropping a token is
+        // a third of a restart's cost.
+        if let (Some(Stage::Running(ended)), Some(state)) = (&mut left, record.restart.as_mut()) {
+            let attempt = core.attempt();
+            state.spare_token = ended
+                .own_token
+                .take_if(|token| core.token_returned(attempt) && !token.is_cancelled());
+        }
         drop(registry);
         drop(left);
         Some((core, next))

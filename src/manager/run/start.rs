@@ -184,8 +184,15 @@ impl Run<'_> {
         let key = core.key();
         let attempt = core.begin_attempt(self.scope.started);
         // A child that may restart gets a token per attempt, so the manager
-        // can stop one attempt without stopping the child.
-        let own_token = record.restart.is_some().then(|| core.token.child_token());
+        // can stop one attempt without stopping the child: the last one's,
+        // if nothing else holds it (see `Run::decide`), or a new one.
+        let own_token = record.restart.as_mut().map(|state| {
+            state
+                .spare_token
+                .take()
+                .unwrap_or_else(|| core.token.child_token())
+        });
+        let own = own_token.is_some();
         let token = own_token.clone().unwrap_or_else(|| core.token.clone());
         let order = self.next_order;
         self.next_order += 1;
@@ -250,7 +257,14 @@ impl Run<'_> {
             ),
             key,
             slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
-            ctx: Context::new(core, token, attempt, seen_reloads, Arc::clone(&self.scope)),
+            ctx: Context::new(
+                core,
+                token,
+                attempt,
+                own,
+                seen_reloads,
+                Arc::clone(&self.scope),
+            ),
         };
         self.to_spawn.push((Arc::clone(&record.runnable), launch));
     }

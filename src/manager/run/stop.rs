@@ -87,7 +87,7 @@ impl Run<'_> {
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
             // its outcome there reads "stopped".
-            ctx.token().cancel();
+            ctx.cancel();
         }
         let reason = self.shared.reason.get();
         events::manager_stopping(self.shared, &self.scope.path, reason.as_ref());
