@@ -997,3 +997,111 @@ async fn a_background_childs_own_restarts_do_not_end_the_wait_for_a_group_restar
     handle.shutdown().await;
     run.await.expect("joined").expect("a clean stop");
 }
+
+/// An attempt that finishes on its own in the very poll during which the
+/// loop aborts it (here: it is blocked in that poll, on another worker,
+/// until the test has seen the abort) ends as it returned, and its abort
+/// is forgotten: the child's next attempt, which has the same key, can be
+/// aborted in turn. Real threads and real time: the race needs a task
+/// mid-poll on one worker while the loop runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_returns_as_it_is_aborted_leaves_the_next_attempt_abortable() {
+    const GRACE: Duration = Duration::from_millis(20);
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let release = Arc::new(Mutex::new(release));
+    let (fail_tx, fail) = mpsc::unbounded_channel::<()>();
+    let fail = Arc::new(tokio::sync::Mutex::new(fail));
+    let manager = ProcessManager::builder()
+        .strategy(Strategy::OneForAll)
+        .grace_period(GRACE)
+        .build();
+    let restartable = || {
+        ChildOptions::new()
+            .restart(Restart::Always)
+            .backoff(Backoff::none())
+    };
+    manager
+        .insert_with(
+            process_fn("stuck", move |ctx| {
+                let started = started_tx.clone();
+                let release = Arc::clone(&release);
+                async move {
+                    started.send(ctx.attempt()).expect("the test listens");
+                    ctx.shutdown_requested().await;
+                    if ctx.attempt() == 1 {
+                        // Blocks inside the poll (its worker's other tasks
+                        // move to another thread) until the test has seen
+                        // the loop abort this attempt; then returns all the
+                        // same.
+                        tokio::task::block_in_place(|| {
+                            release
+                                .lock()
+                                .expect("lock")
+                                .recv()
+                                .expect("the test releases it");
+                        });
+                        return Ok(());
+                    }
+                    if ctx.attempt() == 2 {
+                        // Ignores the stop: only an abort ends it.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<(), std::io::Error>(())
+                }
+            }),
+            restartable(),
+        )
+        .expect("accepted");
+    manager
+        .insert_with(
+            process_fn("trigger", move |ctx| {
+                let fail = Arc::clone(&fail);
+                async move {
+                    tokio::select! {
+                        _ = async { fail.lock().await.recv().await } => {
+                            Err(std::io::Error::other("asked to fail"))
+                        }
+                        () = ctx.shutdown_requested() => Ok(()),
+                    }
+                }
+            }),
+            restartable(),
+        )
+        .expect("accepted");
+    let handle = manager.handle();
+    let mut events = handle.subscribe();
+    let run = tokio::spawn(manager.into_future());
+    let bound = Duration::from_secs(10);
+
+    assert_eq!(started.recv().await, Some(1));
+    fail_tx.send(()).expect("trigger listens");
+    // The group stops `stuck`, which blocks; its grace period ends and the
+    // loop aborts it mid-poll.
+    timeout(bound, async {
+        loop {
+            let event = events.recv().await.expect("events go on");
+            if event.path() == "manager/stuck"
+                && matches!(event.kind(), procmgr::EventKind::Aborted)
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("attempt 1 is aborted after its grace period");
+    release_tx.send(()).expect("attempt 1 waits");
+    let second = timeout(bound, started.recv()).await;
+    assert_eq!(second, Ok(Some(2)), "the group restarted");
+
+    // Attempt 2 ignores the next group stop: the loop must abort it too.
+    fail_tx.send(()).expect("trigger listens");
+    let third = timeout(bound, started.recv()).await;
+    assert_eq!(
+        third,
+        Ok(Some(3)),
+        "attempt 2 was aborted, and the group restarted"
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}
