@@ -226,3 +226,35 @@ async fn a_nested_manager_aborted_before_it_ran_resolves_its_handles_when_the_us
  {
     aborted_before_its_first_poll_resolves_every_handle(true, Held::Shared).await;
 }
+
+/// A nested manager that stops on its own (its significant child ended)
+/// was asked to stop as far as its parent is concerned: its outcome there
+/// reads `Stopped`, not `Completed`.
+#[tokio::test(start_paused = true)]
+async fn a_nested_manager_that_stops_on_its_own_reads_stopped_in_its_parent() {
+    let nested = ProcessManager::builder().name("inner").build();
+    let main = nested
+        .insert_with(
+            process_fn("main", |_ctx| async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, std::io::Error>(())
+            }),
+            ChildOptions::new().significant(true),
+        )
+        .expect("accepted");
+    let helper = nested.insert(stops_when_asked("helper")).expect("accepted");
+    let root = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
+    let inner = root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+
+    assert!(matches!(inner.wait().await, Outcome::Stopped));
+    assert!(matches!(main.outcome(), Some(Outcome::Completed)));
+    assert!(matches!(helper.outcome(), Some(Outcome::Stopped)));
+    assert!(!handle.is_finished(), "the root runs on");
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
