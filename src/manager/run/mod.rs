@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use task::{DynRunnable, Launch};
+pub(crate) use task::DynRunnable;
 
 use super::exit::Exit;
 use super::registry::{Admission, Phase, Record, Registry, Reserved};
@@ -182,7 +182,7 @@ struct Run<'a> {
     /// turns so that a turn allocates nothing.
     ended: Vec<(ChildKey, AttemptEnd)>,
     /// Attempts prepared under the lock, spawned just after it.
-    to_spawn: Vec<(Arc<dyn DynRunnable>, Launch)>,
+    to_spawn: Vec<(Arc<dyn DynRunnable>, start::Prepared)>,
     /// Their tasks' handles, on the way into the registry.
     spawned: Vec<(ChildKey, JoinHandle<()>)>,
     timers: Timers,

@@ -9,17 +9,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::Run;
 use super::stop::AbortCause;
 use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
-use crate::control::{ChildKey, Context, EventKind};
+use crate::control::{ChildCore, ChildKey, Context, EventKind};
 use crate::manager::registry::{Attempt, Phase, Record, Registry, Stage};
 
 /// How many accepted children one turn prepares under one lock before it
 /// spawns them.
 const SPAWN_BATCH: usize = 256;
+
+/// An attempt prepared under the registry lock, to be launched (its event,
+/// span and context made) and spawned after it.
+pub(super) struct Prepared {
+    key: ChildKey,
+    core: Arc<ChildCore>,
+    /// The attempt's own token, for a child that may restart; the child's
+    /// token otherwise.
+    own_token: Option<CancellationToken>,
+    attempt: u32,
+    seen_reloads: u64,
+}
 
 /// What a restart that came due did.
 pub(super) enum RestartDue {
@@ -124,7 +137,7 @@ impl Run<'_> {
         for key in pending.by_ref().take(SPAWN_BATCH) {
             if let Some(record) = registry.get_mut(key) {
                 self.count_in(record);
-                self.launch(record, now);
+                self.prepare(record, now);
             }
         }
     }
@@ -150,7 +163,7 @@ impl Run<'_> {
             if !stopping {
                 self.awaiting_ready = Some(key);
             }
-            self.launch(record, now);
+            self.prepare(record, now);
             if !stopping {
                 return;
             }
@@ -165,11 +178,11 @@ impl Run<'_> {
         if record.core.token.is_cancelled() {
             return RestartDue::Stopped;
         }
-        self.launch(record, now);
+        self.prepare(record, now);
         // One child: spawned under the lock, which saves taking it again
         // to store the task's handle. Nothing else waits in `to_spawn` here.
-        if let Some((runnable, launch)) = self.to_spawn.pop() {
-            let task = runnable.spawn(launch);
+        if let Some((runnable, prepared)) = self.to_spawn.pop() {
+            let task = runnable.spawn(self.launch(prepared));
             if let Some(attempt) = record.attempt_mut() {
                 attempt.task = Some(task);
             }
@@ -179,7 +192,7 @@ impl Run<'_> {
 
     /// Prepares the record's next attempt; it is spawned by
     /// [`flush_spawns`](Run::flush_spawns) once the lock is released.
-    fn launch(&mut self, record: &mut Record, now: Instant) {
+    fn prepare(&mut self, record: &mut Record, now: Instant) {
         let core = Arc::clone(&record.core);
         let key = core.key();
         let attempt = core.begin_attempt(self.scope.started);
@@ -192,8 +205,9 @@ impl Run<'_> {
                 .take()
                 .unwrap_or_else(|| core.token.child_token())
         });
-        let own = own_token.is_some();
-        let token = own_token.clone().unwrap_or_else(|| core.token.clone());
+        // The attempt's own token goes to its context too; the child's
+        // token is cloned after the lock.
+        let token = own_token.clone();
         let order = self.next_order;
         self.next_order += 1;
         // Timers for this attempt are set after this: they carry its epoch.
@@ -217,7 +231,7 @@ impl Run<'_> {
             if self.shared.settings.ordered_stop {
                 self.stop_order.push((order, key));
             } else {
-                token.cancel();
+                token.as_ref().unwrap_or(&core.token).cancel();
                 if let Some(grace) = core.policy.grace {
                     self.timers.set(later(now, grace), TimerKind::Abort, record);
                 }
@@ -241,12 +255,36 @@ impl Run<'_> {
         } else {
             core.forget_reloads()
         };
+        // The rest (the event, the span, the context) is made after the
+        // lock, which the inserting tasks wait for.
+        let prepared = Prepared {
+            key,
+            own_token: token,
+            core,
+            attempt,
+            seen_reloads,
+        };
+        self.to_spawn.push((Arc::clone(&record.runnable), prepared));
+    }
+
+    /// What an attempt prepared under the lock needs besides: its start
+    /// event, its span and its context.
+    fn launch(&self, prepared: Prepared) -> Launch {
+        let Prepared {
+            key: _,
+            core,
+            own_token,
+            attempt,
+            seen_reloads,
+        } = prepared;
         self.scope
             .events
             .publish(&self.scope.path, Some(&core.name), core.id, || {
                 EventKind::Started { attempt }
             });
-        let launch = Launch {
+        let own = own_token.is_some();
+        let token = own_token.unwrap_or_else(|| core.token.clone());
+        Launch {
             #[cfg(feature = "tracing")]
             span: crate::manager::events::child_span(
                 &self.scope.span,
@@ -255,7 +293,6 @@ impl Run<'_> {
                 core.id,
                 attempt,
             ),
-            key,
             slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
             ctx: Context::new(
                 core,
@@ -265,8 +302,7 @@ impl Run<'_> {
                 seen_reloads,
                 Arc::clone(&self.scope),
             ),
-        };
-        self.to_spawn.push((Arc::clone(&record.runnable), launch));
+        }
     }
 
     /// Spawns the attempts prepared under the lock, then records their
@@ -277,12 +313,14 @@ impl Run<'_> {
         }
         // Both lists are kept between turns, so that a turn allocates nothing.
         let mut spawned = std::mem::take(&mut self.spawned);
-        spawned.extend(self.to_spawn.drain(..).map(
-            |(runnable, launch): (Arc<dyn DynRunnable>, Launch)| {
-                let key = launch.key;
-                (key, runnable.spawn(launch))
+        let mut to_spawn = std::mem::take(&mut self.to_spawn);
+        spawned.extend(to_spawn.drain(..).map(
+            |(runnable, prepared): (Arc<dyn DynRunnable>, Prepared)| {
+                let key = prepared.key;
+                (key, runnable.spawn(self.launch(prepared)))
             },
         ));
+        self.to_spawn = to_spawn;
         if self.to_spawn.capacity() > 1024 {
             // A large batch (the queued children of an ordered start that a
             // stop launches at once, or a large group) is over: give its

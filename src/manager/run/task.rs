@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 
-use crate::control::{AttemptEnd, ChildCore, ChildKey, Context, EventKind, PollWatch, Scope};
+use crate::control::{AttemptEnd, ChildCore, Context, EventKind, PollWatch, Scope};
 use crate::manager::shared::ManagerShared;
 use crate::manager::{ManagerHandle, ProcessManager, events};
 use crate::runnable::{BoxError, Runnable};
@@ -19,7 +19,6 @@ use crate::runnable::{BoxError, Runnable};
 pub(crate) struct Launch {
     #[cfg(feature = "tracing")]
     pub(super) span: tracing::Span,
-    pub(super) key: ChildKey,
     pub(super) ctx: Context,
     /// For a child with a slow-poll threshold: what its polls are measured
     /// against and reported to. Boxed, so that a child without one pays a
@@ -147,7 +146,6 @@ fn spawn_task<R: Runnable>(runnable: Arc<R>, launch: Launch) -> JoinHandle<()> {
     let Launch {
         #[cfg(feature = "tracing")]
         span,
-        key: _,
         ctx,
         slow_polls,
     } = launch;
