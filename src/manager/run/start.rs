@@ -2,8 +2,9 @@
 //! come due, and the handles' stop requests the loop picks up on its turn.
 //!
 //! An attempt is prepared under the registry lock (its stage, its token, its
-//! timers, its context) and spawned just after it, so that inserting tasks do
-//! not wait while the loop spawns a batch.
+//! timers) and launched (its start event, span and context made) and spawned
+//! just after it, so that inserting tasks do not wait while the loop
+//! launches a batch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
