@@ -272,3 +272,59 @@ async fn cancelling_a_child_token_stops_nothing_but_a_stop_reaches_it() {
     assert!(later_cancelled, "a stop reaches every child token");
     run.await.expect("joined").expect("clean stop");
 }
+
+/// A process has no token until it asks for one. A wait for shutdown that
+/// began before the process made its token ends when the process cancels
+/// that token: making the token wakes the wait, which then waits for the
+/// token too.
+#[tokio::test(start_paused = true)]
+async fn a_token_made_while_shutdown_is_awaited_ends_the_wait_when_cancelled() {
+    let manager = ProcessManager::new();
+    let child = manager
+        .insert(process_fn("cancels-itself", |ctx| async move {
+            let waiting = ctx.shutdown_requested();
+            tokio::pin!(waiting);
+            assert!(futures::FutureExt::now_or_never(waiting.as_mut()).is_none());
+            let token = ctx.token();
+            assert!(futures::FutureExt::now_or_never(waiting.as_mut()).is_none());
+            token.cancel();
+            waiting.await;
+            assert!(ctx.is_shutdown_requested());
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    let outcome = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the wait ended with the token");
+    assert!(matches!(outcome, Outcome::Stopped), "{outcome:?}");
+    run.await.expect("joined").expect("clean stop");
+}
+
+/// A token made after the stop was asked for is cancelled already, and so
+/// is a child token of it.
+#[tokio::test(start_paused = true)]
+async fn a_token_made_after_the_stop_is_cancelled_already() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let manager = ProcessManager::new();
+    let handle = manager.handle();
+    manager
+        .insert(process_fn("late", move |ctx| {
+            let tx = tx.lock().expect("lock").take();
+            async move {
+                ctx.shutdown_requested().await;
+                let (token, child) = (ctx.token(), ctx.child_token());
+                if let Some(tx) = tx {
+                    let _ = tx.send((token.is_cancelled(), child.is_cancelled()));
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let run = tokio::spawn(manager.into_future());
+    tokio::task::yield_now().await;
+    handle.shutdown().await;
+    assert_eq!(rx.await.expect("reported"), (true, true));
+    run.await.expect("joined").expect("clean stop");
+}

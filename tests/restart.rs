@@ -853,12 +853,14 @@ enum Left {
 async fn restarted_after_letting_go(keep_context: bool) {
     let (left_tx, mut left) = mpsc::unbounded_channel();
     let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let manager = ProcessManager::new();
     manager
         .insert_with(
             process_fn("restarts", move |ctx| {
                 let left_tx = left_tx.clone();
                 let tokens_tx = tokens_tx.clone();
+                let seen_tx = seen_tx.clone();
                 async move {
                     if ctx.attempt() == 1 {
                         let left = if keep_context {
@@ -871,6 +873,7 @@ async fn restarted_after_letting_go(keep_context: bool) {
                     }
                     tokens_tx.send(ctx.token()).expect("the test listens");
                     ctx.shutdown_requested().await;
+                    let _ = seen_tx.send(ctx.is_shutdown_requested());
                     Ok(())
                 }
             }),
@@ -884,6 +887,7 @@ async fn restarted_after_letting_go(keep_context: bool) {
     let first = left.recv().await.expect("attempt 1 ran");
     let second = tokens.recv().await.expect("attempt 2 ran");
     second.cancel();
+    assert_eq!(seen.recv().await, Some(true), "attempt 2 saw its stop");
     let third = tokens.recv().await.expect("attempt 3 ran");
     assert!(!third.is_cancelled(), "attempt 3 was not asked to stop");
     match &first {
@@ -891,8 +895,22 @@ async fn restarted_after_letting_go(keep_context: bool) {
         Left::Context(ctx) => {
             assert!(!ctx.is_shutdown_requested(), "attempt 1's context");
             assert_eq!(ctx.attempt(), 1);
+            // Its token is its own: it neither is attempt 3's nor takes
+            // its place.
+            assert!(!ctx.token().is_cancelled());
         }
     }
+    third.cancel();
+    assert_eq!(
+        seen.recv().await,
+        Some(true),
+        "attempt 3 sees its token cancelled as a stop"
+    );
+    let fourth = timeout(Duration::from_secs(60), tokens.recv()).await;
+    assert!(
+        matches!(fourth, Ok(Some(ref token)) if !token.is_cancelled()),
+        "cancelling attempt 3's token ended it, and attempt 4 ran"
+    );
     handle.shutdown().await;
     run.await.expect("joined").expect("a clean stop");
     // A stop of the child reaches every attempt's token.
@@ -911,7 +929,8 @@ async fn a_token_an_attempt_handed_out_is_not_stopped_with_a_later_attempt() {
 }
 
 /// Nor is the token of a context that outlives its attempt (moved into
-/// another task, here to the test).
+/// another task, here to the test); a token that context makes later is
+/// its own, and does not take the running attempt's place.
 #[tokio::test(start_paused = true)]
 async fn a_context_that_outlives_its_attempt_is_not_stopped_with_a_later_attempt() {
     restarted_after_letting_go(true).await;

@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -89,22 +89,18 @@ pub(crate) struct ChildCore {
     /// that a context of an ended attempt, which knows only its own number,
     /// can never make a later attempt ready: its compare-and-swap fails.
     progress: AtomicU64,
-    pub(crate) token: CancellationToken,
+    /// Whether, and how, the child was asked to stop: the `STOP_*` bits,
+    /// and in the high half the last attempt stopped alone. A child has no
+    /// token of its own unless its process asks for one
+    /// ([`Context::token`](crate::Context::token)): a stop is this word and
+    /// a wake-up of `end`'s waiters.
+    stop: AtomicU64,
     listener: Weak<dyn StopListener>,
     inbox: Mutex<Inbox>,
     /// Its heartbeat and slow-poll measurements, for a child with a
     /// heartbeat timeout or a slow-poll threshold: boxed, so that a child
     /// with neither pays one word.
     watch: Option<Box<Watch>>,
-    /// Shutdown was requested through this child's own handle before anyone
-    /// else requested it.
-    stopped_alone: AtomicBool,
-    /// A handle asked this child to stop, so its grace period has started.
-    /// Separate from the token, which the child itself may cancel.
-    stop_requested: AtomicBool,
-    /// The last attempt whose context was dropped without handing its
-    /// token out: the manager may give that token to the next attempt.
-    token_returned: AtomicU32,
     pub(crate) end: EndSignal,
     /// The same child in the next run of its manager, once a manager that
     /// ended was restarted by its parent (a restartable subtree): handles
@@ -160,14 +156,38 @@ struct Inbox {
     /// Why the manager stopped the current attempt to restart it with a
     /// sibling; cleared when the next attempt starts.
     restart_reason: Option<Box<ShutdownReason>>,
+    /// The tokens the process asked for, if it did.
+    tokens: Option<Box<Tokens>>,
 }
+
+/// The tokens a process asked for ([`Context::token`](crate::Context::token)):
+/// one per attempt, each a child of one for the child, which a stop for
+/// good cancels.
+struct Tokens {
+    root: CancellationToken,
+    /// The attempt `current` belongs to.
+    attempt: u32,
+    current: CancellationToken,
+}
+
+/// Bits of [`ChildCore`]'s `stop` word.
+/// Asked to stop for good: by a handle, or by the manager.
+const STOP_FOR_GOOD: u64 = 1;
+/// The first stop came through the child's own handle.
+const STOP_ALONE: u64 = 1 << 1;
+/// A handle asked it to stop: its grace period has started.
+const STOP_ASKED: u64 = 1 << 2;
+/// The process made a token: `Inbox::tokens` holds it.
+const STOP_TOKEN: u64 = 1 << 3;
+const STOP_BITS: u64 = (1 << STOP_ATTEMPT_SHIFT) - 1;
+/// The high half holds the last attempt stopped alone.
+const STOP_ATTEMPT_SHIFT: u32 = 32;
 
 impl ChildCore {
     pub(crate) fn new(
         key: ChildKey,
         name: ChildName,
         policy: ChildPolicy,
-        token: CancellationToken,
         listener: Weak<dyn StopListener>,
         watched: Watched,
         #[cfg(feature = "metrics")] metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
@@ -178,7 +198,7 @@ impl ChildCore {
             name,
             policy,
             progress: AtomicU64::new(0),
-            token,
+            stop: AtomicU64::new(0),
             listener,
             inbox: Mutex::default(),
             watch: (watched.stale_after.is_some() || watched.slow_poll.is_some()).then(|| {
@@ -188,9 +208,6 @@ impl ChildCore {
                     polls: watched.slow_poll.map(PollWatch::new),
                 })
             }),
-            stopped_alone: AtomicBool::new(false),
-            stop_requested: AtomicBool::new(false),
-            token_returned: AtomicU32::new(0),
             end: EndSignal::default(),
             successor: OnceLock::new(),
             #[cfg(feature = "metrics")]
@@ -261,11 +278,14 @@ impl ChildCore {
         if self.is_finished() {
             return Err(ControlError::Ended);
         }
-        if !self.token.is_cancelled() {
-            self.stopped_alone.store(true, Ordering::Release);
-            self.token.cancel();
+        let before = self
+            .stop
+            .fetch_or(STOP_FOR_GOOD | STOP_ASKED, Ordering::AcqRel);
+        if before & STOP_FOR_GOOD == 0 {
+            self.stop.fetch_or(STOP_ALONE, Ordering::AcqRel);
+            self.stop_reached_tokens(None);
         }
-        if !self.stop_requested.swap(true, Ordering::AcqRel) {
+        if before & STOP_ASKED == 0 {
             if let Some(listener) = self.listener.upgrade() {
                 listener.stop_requested(self.key());
             }
@@ -353,12 +373,140 @@ impl ChildCore {
     }
 
     /// Whether a handle asked this child to stop.
+    /// A handle asked this child to stop, so its grace period has started.
     pub(crate) fn was_asked_to_stop(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
+        self.stop.load(Ordering::Acquire) & STOP_ASKED != 0
     }
 
+    /// Shutdown was requested through this child's own handle before anyone
+    /// else requested it.
     pub(crate) fn was_stopped_alone(&self) -> bool {
-        self.stopped_alone.load(Ordering::Acquire)
+        self.stop.load(Ordering::Acquire) & STOP_ALONE != 0
+    }
+
+    /// Asks the child to stop for good, on its manager's behalf (the
+    /// manager stops, or stops it in its turn): every attempt from now on
+    /// sees it. Whether it was news.
+    pub(crate) fn stop(&self) -> bool {
+        let before = self.stop.fetch_or(STOP_FOR_GOOD, Ordering::AcqRel);
+        if before & STOP_FOR_GOOD != 0 {
+            return false;
+        }
+        self.stop_reached_tokens(None);
+        true
+    }
+
+    /// Asks `attempt` alone to stop (a group restart, a stale heartbeat, a
+    /// nested manager that stops by itself): the child's next attempt does
+    /// not see it.
+    pub(crate) fn stop_attempt(&self, attempt: u32) {
+        let stamp = u64::from(attempt) << STOP_ATTEMPT_SHIFT;
+        let mut now = self.stop.load(Ordering::Acquire);
+        loop {
+            let next = (now & STOP_BITS) | stamp;
+            match self
+                .stop
+                .compare_exchange(now, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
+        }
+        self.stop_reached_tokens(Some(attempt));
+    }
+
+    /// Whether the child was asked to stop for good.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire) & STOP_FOR_GOOD != 0
+    }
+
+    /// Whether `attempt` was asked to stop, in any way: the child for good,
+    /// the attempt alone, or the attempt's token cancelled by the process
+    /// itself.
+    pub(crate) fn stop_reached(&self, attempt: u32) -> bool {
+        let now = self.stop.load(Ordering::Acquire);
+        // Attempts count from 1: a stamp of 0 is no stop.
+        let stamp = now >> STOP_ATTEMPT_SHIFT;
+        if now & STOP_FOR_GOOD != 0 || (stamp != 0 && stamp == u64::from(attempt)) {
+            return true;
+        }
+        now & STOP_TOKEN != 0
+            && self
+                .inbox()
+                .tokens
+                .as_ref()
+                .is_some_and(|tokens| tokens.attempt == attempt && tokens.current.is_cancelled())
+    }
+
+    /// Cancels the tokens made for the process that a stop reached (all of
+    /// them for a stop for good, the one of `attempt` for a stop of it
+    /// alone) and wakes everyone waiting on the child.
+    fn stop_reached_tokens(&self, attempt: Option<u32>) {
+        if self.stop.load(Ordering::Acquire) & STOP_TOKEN != 0 {
+            let inbox = self.inbox();
+            if let Some(tokens) = &inbox.tokens {
+                match attempt {
+                    None => tokens.root.cancel(),
+                    Some(attempt) if tokens.attempt == attempt => tokens.current.cancel(),
+                    Some(_) => {}
+                }
+            }
+        }
+        self.end.wake_all();
+    }
+
+    /// The token of `attempt`, made on first use: cancelled when the
+    /// attempt is asked to stop in any way, and, for a stop for good, with
+    /// the tokens of the attempts before it.
+    pub(crate) fn token_of(&self, attempt: u32) -> CancellationToken {
+        let token = {
+            let mut inbox = self.inbox();
+            self.stop.fetch_or(STOP_TOKEN, Ordering::AcqRel);
+            let tokens = inbox.tokens.get_or_insert_with(|| {
+                let root = CancellationToken::new();
+                Box::new(Tokens {
+                    current: root.child_token(),
+                    root,
+                    attempt,
+                })
+            });
+            if attempt > tokens.attempt {
+                tokens.current = tokens.root.child_token();
+                tokens.attempt = attempt;
+            }
+            // Under the lock, after the token is there: a stop that set its
+            // bit before cancels it here, one after finds it.
+            let now = self.stop.load(Ordering::Acquire);
+            if now & STOP_FOR_GOOD != 0 {
+                tokens.root.cancel();
+            } else if now >> STOP_ATTEMPT_SHIFT == u64::from(attempt) {
+                tokens.current.cancel();
+            }
+            if attempt < tokens.attempt {
+                // A context that outlived its attempt: a token of its own,
+                // which only a stop of the child reaches; the running
+                // attempt's stays.
+                tokens.root.child_token()
+            } else {
+                tokens.current.clone()
+            }
+        };
+        // A wait for the stop that began before the token was made looks
+        // again, and waits for the token too.
+        self.end.wake_all();
+        token
+    }
+
+    /// The token of `attempt`, if the process has made one.
+    pub(crate) fn made_token(&self, attempt: u32) -> Option<CancellationToken> {
+        if self.stop.load(Ordering::Acquire) & STOP_TOKEN == 0 {
+            return None;
+        }
+        self.inbox()
+            .tokens
+            .as_ref()
+            .filter(|tokens| tokens.attempt == attempt)
+            .map(|tokens| tokens.current.clone())
     }
 
     /// Marks `attempt` ready; `true` if it was unready and still runs. A
@@ -498,18 +646,6 @@ impl ChildCore {
 
     pub(crate) fn attempt(&self) -> u32 {
         u32::try_from(self.progress.load(Ordering::Acquire) >> STATE_BITS).unwrap_or(u32::MAX)
-    }
-
-    /// The context of `attempt` was dropped without handing its own token
-    /// out: nothing holds the token but the manager's record.
-    pub(crate) fn return_token(&self, attempt: u32) {
-        self.token_returned.store(attempt, Ordering::Release);
-    }
-
-    /// Whether the context of `attempt` returned its token (see
-    /// [`return_token`](ChildCore::return_token)).
-    pub(crate) fn token_returned(&self, attempt: u32) -> bool {
-        self.token_returned.load(Ordering::Acquire) == attempt
     }
 
     pub(crate) fn set_restart_reason(&self, reason: ShutdownReason) {

@@ -109,17 +109,12 @@ pub(crate) enum Stage {
 
 /// One running attempt of a child.
 pub(crate) struct Attempt {
-    /// The attempt's own token, a child token of the child's, when the
-    /// manager may stop this attempt alone to restart it; `None` when the
-    /// attempt uses the child's token (no restart policy), which saves a
-    /// clone per child.
-    pub(crate) own_token: Option<CancellationToken>,
     /// Its task, once spawned (just after the registry lock): aborted
     /// through this, never joined (the task reports its end itself).
     pub(crate) task: Option<JoinHandle<()>>,
     /// When it started: nanoseconds since its run started (the registry's
     /// [`started`](Registry::started)). Half the size of an `Instant`, which
-    /// keeps a record at 88 bytes; a `u64` of nanoseconds lasts 584 years.
+    /// keeps a record at 80 bytes; a `u64` of nanoseconds lasts 584 years.
     started: u64,
     /// Counts attempts started by this run, so attempts sort by when they
     /// started, whatever their slots.
@@ -134,7 +129,6 @@ pub(crate) struct Attempt {
 impl Attempt {
     /// An attempt that starts `now`, in a run that started at `run_started`.
     pub(crate) fn new(
-        own_token: Option<CancellationToken>,
         run_started: Instant,
         now: Instant,
         order: u64,
@@ -142,7 +136,6 @@ impl Attempt {
     ) -> Attempt {
         let since = now.saturating_duration_since(run_started).as_nanos();
         Attempt {
-            own_token,
             task: None,
             started: u64::try_from(since).unwrap_or(u64::MAX),
             order,
@@ -226,10 +219,16 @@ impl Record {
             .moved(from, Bucket::of(&self.stage), &self.core);
     }
 
-    /// The token that stops the running attempt, if one runs.
-    pub(crate) fn attempt_token(&self) -> Option<&CancellationToken> {
-        self.attempt()
-            .map(|attempt| attempt.own_token.as_ref().unwrap_or(&self.core.token))
+    /// Asks the running attempt, if one runs, to stop alone.
+    pub(crate) fn stop_attempt(&self) {
+        if self.attempt().is_some() {
+            self.core.stop_attempt(self.core.attempt());
+        }
+    }
+
+    /// Whether an attempt runs and was asked to stop, in any way.
+    pub(crate) fn stopping(&self) -> bool {
+        self.attempt().is_some() && self.core.stop_reached(self.core.attempt())
     }
 
     /// The running attempt, if one runs.
@@ -659,11 +658,11 @@ pub(crate) mod tests {
     use crate::IdleProcess;
     use crate::control::{ChildPolicy, StopListener, Watched};
 
-    /// A record is 88 bytes: 256 of them fill a chunk of the slab, one per
+    /// A record is 80 bytes: 256 of them fill a chunk of the slab, one per
     /// live child.
     #[test]
-    fn a_record_takes_88_bytes() {
-        assert_eq!(size_of::<Record>(), 88);
+    fn a_record_takes_80_bytes() {
+        assert_eq!(size_of::<Record>(), 80);
     }
 
     /// An attempt keeps when it started as an offset from its run's start,
@@ -677,17 +676,11 @@ pub(crate) mod tests {
             Duration::from_millis(1500),
             Duration::from_secs(86_400 * 365),
         ] {
-            let attempt = Attempt::new(None, run_started, run_started + offset, 0, None);
+            let attempt = Attempt::new(run_started, run_started + offset, 0, None);
             assert_eq!(attempt.started(run_started), run_started + offset);
         }
         // An instant before the run's start (none is) reads as the start.
-        let early = Attempt::new(
-            None,
-            run_started + Duration::from_secs(1),
-            run_started,
-            0,
-            None,
-        );
+        let early = Attempt::new(run_started + Duration::from_secs(1), run_started, 0, None);
         assert_eq!(
             early.started(run_started + Duration::from_secs(1)),
             run_started + Duration::from_secs(1)
@@ -732,7 +725,6 @@ pub(crate) mod tests {
             key,
             name,
             policy,
-            CancellationToken::new(),
             listener,
             Watched::default(),
             #[cfg(feature = "metrics")]

@@ -145,10 +145,6 @@ impl ManagerShared {
         let reports_ready = options
             .reports_ready
             .unwrap_or_else(|| runnable.reports_ready());
-        // Background children, and all children of a manager that stops
-        // them in order, are stopped by the loop one by one rather than all
-        // at once through the manager's token.
-        let own_token = self.stops_alone(background).then(CancellationToken::new);
         // What allocates happens before the lock, which the loop takes too,
         // except the child's core: its id must be taken under the lock, so
         // that ids follow the order in which children reach the registry
@@ -206,15 +202,12 @@ impl ManagerShared {
         if reports_ready {
             self.unready.fetch_add(1, Ordering::AcqRel);
         }
-        // The run's token is taken under the lock: a manager restarted by
-        // its parent has a new one.
-        let token = own_token.unwrap_or_else(|| registry.token().child_token());
         let slow_poll = options.slow_poll.or(self.settings.slow_poll);
         let watched = Watched {
             stale_after: options.heartbeat_timeout,
             slow_poll,
         };
-        let core = self.new_core(key, name, policy, token, watched);
+        let core = self.new_core(key, name, policy, watched);
         registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
         let first = self.set_work();
         drop(registry);
@@ -224,21 +217,12 @@ impl ManagerShared {
         Ok(ChildHandle::new(core))
     }
 
-    /// Whether a child gets a token of its own instead of a child token of
-    /// the run's: background children, and every child of a manager that
-    /// stops them in order, are stopped by the loop one by one rather than
-    /// all at once through the run's token.
-    pub(crate) fn stops_alone(&self, background: bool) -> bool {
-        background || self.settings.ordered_stop
-    }
-
     /// A child's core; its key comes from the registry, under its lock.
     pub(crate) fn new_core(
         self: &Arc<Self>,
         key: ChildKey,
         name: ChildName,
         policy: ChildPolicy,
-        token: CancellationToken,
         watched: Watched,
     ) -> Arc<ChildCore> {
         let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
@@ -246,17 +230,11 @@ impl ManagerShared {
             key,
             name,
             policy,
-            token,
             listener,
             watched,
             #[cfg(feature = "metrics")]
             Arc::clone(&self.metrics),
         ))
-    }
-
-    /// The current run's token (the next run's before it starts).
-    pub(crate) fn token(&self) -> CancellationToken {
-        self.registry().token().clone()
     }
 
     pub(crate) fn request_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
@@ -292,9 +270,27 @@ impl ManagerShared {
     /// loop asks the children to stop when it is over), or the stop.
     pub(crate) fn begin_shutdown(&self) {
         if self.settings.drain.is_zero() {
-            self.token().cancel();
+            self.stop_run(&self.registry());
         } else {
             self.requested().cancel();
+        }
+    }
+
+    /// Cancels the current run's token (the next run's before it starts)
+    /// and asks every child that stops with it to stop: all but the
+    /// background ones, unless the manager stops its children in order
+    /// (the loop asks them one by one). Children have no token of their
+    /// own, so this is what a child token of the run's token did: every
+    /// attempt of theirs sees the stop from now on.
+    pub(crate) fn stop_run(&self, registry: &Registry) {
+        registry.token().cancel();
+        if self.settings.ordered_stop {
+            return;
+        }
+        for record in registry.records() {
+            if !record.core.policy.background {
+                record.core.stop();
+            }
         }
     }
 
@@ -308,7 +304,7 @@ impl ManagerShared {
     pub(crate) fn force_shutdown(&self, reason: ShutdownReason) -> Result<(), ControlError> {
         self.request_shutdown(reason)?;
         // A force cuts a drain short.
-        self.token().cancel();
+        self.stop_run(&self.registry());
         self.forced.store(true, Ordering::Release);
         self.wake.notify_one();
         Ok(())
@@ -352,10 +348,7 @@ impl ManagerShared {
                 let (state, uptime, last) = match record.stage() {
                     Stage::Pending => (Seen::Starting, None, None),
                     Stage::Running(attempt) => (
-                        if record
-                            .attempt_token()
-                            .is_some_and(CancellationToken::is_cancelled)
-                        {
+                        if record.stopping() {
                             Seen::Stopping
                         } else {
                             Seen::Running
@@ -502,9 +495,7 @@ impl ManagerShared {
                 let Some(stale_after) = record.core.stale_after() else {
                     continue;
                 };
-                let asked_to_stop = record
-                    .attempt_token()
-                    .is_some_and(CancellationToken::is_cancelled);
+                let asked_to_stop = record.stopping();
                 if !asked_to_stop && record.core.since_beat(started) >= stale_after {
                     stale.push(Arc::clone(&record.core));
                 }
@@ -547,7 +538,7 @@ impl ManagerShared {
                 registry.keep_spec();
             }
             registry.set_phase(Phase::Finished);
-            registry.token().cancel();
+            self.stop_run(&registry);
             registry.drain()
         };
         for record in &records {

@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// When a child is started again after it ends.
 ///
@@ -265,10 +264,6 @@ pub(crate) struct RestartState {
     pub(crate) limit: RestartLimit,
     failures_in_a_row: u32,
     window: RestartWindow,
-    /// The last attempt's token, when nothing else holds it and it was not
-    /// cancelled: the next attempt takes it instead of a new one (a token
-    /// costs about 900 instructions to make and drop, a third of a restart).
-    pub(crate) spare_token: Option<CancellationToken>,
 }
 
 impl RestartState {
@@ -279,7 +274,6 @@ impl RestartState {
             limit,
             failures_in_a_row: 0,
             window: RestartWindow::default(),
-            spare_token: None,
         }
     }
 

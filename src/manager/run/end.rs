@@ -119,7 +119,7 @@ impl Run<'_> {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
             });
-            self.token.cancel();
+            self.shared.stop_run(&self.shared.registry());
         }
         events::child_ended(&self.scope.path, &core.name, core.id, &outcome);
         self.scope
@@ -214,7 +214,7 @@ impl Run<'_> {
                 self.failures = Some(ChildFailures::new(failure));
                 // Requesting shutdown through the token lets the loop's
                 // shutdown branch run the stop, same as any other request.
-                self.token.cancel();
+                self.shared.stop_run(&self.shared.registry());
             }
         }
     }

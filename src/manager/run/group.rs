@@ -114,9 +114,7 @@ impl Run<'_> {
                             group.queued.push((order, key));
                             GroupRole::Queued
                         } else {
-                            if let Some(token) = record.attempt_token() {
-                                token.cancel();
-                            }
+                            record.stop_attempt();
                             self.arm_grace(record, now);
                             group.stopping += 1;
                             GroupRole::Stopping
@@ -170,9 +168,7 @@ impl Run<'_> {
                     continue;
                 };
                 attempt.group = GroupRole::Stopping;
-                if let Some(token) = record.attempt_token() {
-                    token.cancel();
-                }
+                record.stop_attempt();
                 self.arm_grace(record, now);
                 group.stopping = 1;
                 break;
@@ -209,7 +205,7 @@ impl Run<'_> {
                     finals.push((key, Ending::Group));
                     continue;
                 }
-                if record.core.token.is_cancelled() {
+                if record.core.is_stopped() {
                     finals.push((key, Ending::Waiting));
                     continue;
                 }

@@ -480,16 +480,11 @@ fn rerun(
         let Ok(Reserved { key, name, hash }) = registry.reserve(previous.name.clone(), true) else {
             continue;
         };
-        let child_token = if shared.stops_alone(previous.policy.background) {
-            CancellationToken::new()
-        } else {
-            token.child_token()
-        };
         let watched = Watched {
             stale_after: previous.stale_after(),
             slow_poll: previous.polls().map(PollWatch::threshold),
         };
-        let core = shared.new_core(key, name, previous.policy, child_token, watched);
+        let core = shared.new_core(key, name, previous.policy, watched);
         previous.set_successor(Arc::clone(&core));
         if core.policy.reports_ready {
             unready += 1;

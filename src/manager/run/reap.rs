@@ -137,13 +137,7 @@ impl Run<'_> {
             return None;
         };
         let core = Arc::clone(&record.core);
-        if matches!(outcome, Outcome::Completed)
-            && attempt
-                .own_token
-                .as_ref()
-                .unwrap_or(&core.token)
-                .is_cancelled()
-        {
+        if matches!(outcome, Outcome::Completed) && core.stop_reached(core.attempt()) {
             outcome = Outcome::Stopped;
         }
         let failed = matches!(
@@ -178,7 +172,7 @@ impl Run<'_> {
                 Some(Restart::Always) => true,
                 Some(Restart::Never) | None => false,
             } && !self.phase.is_stopping()
-                && !core.token.is_cancelled();
+                && !core.is_stopped();
             let mut state = record.restart.as_mut().filter(|_| wanted);
             // The clock is read only for a child that may be restarted.
             let now = if state.is_some() {
@@ -228,16 +222,6 @@ impl Run<'_> {
                 }),
             }
         };
-        // A restart takes over the ended attempt's own token when its
-        // context was dropped without handing it out and nobody cancelled
-        // it: only the record holds it, and making and dropping a token is
-        // a third of a restart's cost.
-        if let (Some(Stage::Running(ended)), Some(state)) = (&mut left, record.restart.as_mut()) {
-            let attempt = core.attempt();
-            state.spare_token = ended
-                .own_token
-                .take_if(|token| core.token_returned(attempt) && !token.is_cancelled());
-        }
         drop(registry);
         drop(left);
         Some((core, next))

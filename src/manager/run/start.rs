@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::Run;
 use super::stop::AbortCause;
@@ -28,9 +27,6 @@ const SPAWN_BATCH: usize = 256;
 pub(super) struct Prepared {
     key: ChildKey,
     core: Arc<ChildCore>,
-    /// The attempt's own token, for a child that may restart; the child's
-    /// token otherwise.
-    own_token: Option<CancellationToken>,
     attempt: u32,
     seen_reloads: u64,
 }
@@ -176,7 +172,7 @@ impl Run<'_> {
     /// handle just then, which makes its end final (after the lock).
     pub(super) fn restart_due(&mut self, record: &mut Record, now: Instant) -> RestartDue {
         let in_group = self.backoff_is_group(&record.core);
-        if record.core.token.is_cancelled() {
+        if record.core.is_stopped() {
             return RestartDue::Stopped;
         }
         self.prepare(record, now);
@@ -197,42 +193,23 @@ impl Run<'_> {
         let core = Arc::clone(&record.core);
         let key = core.key();
         let attempt = core.begin_attempt(self.scope.started);
-        // A child that may restart gets a token per attempt, so the manager
-        // can stop one attempt without stopping the child: the last one's,
-        // if nothing else holds it (see `Run::decide`), or a new one.
-        let own_token = record.restart.as_mut().map(|state| {
-            state
-                .spare_token
-                .take()
-                .unwrap_or_else(|| core.token.child_token())
-        });
-        // The attempt's own token goes to its context too; the child's
-        // token is cloned after the lock.
-        let token = own_token.clone();
         let order = self.next_order;
         self.next_order += 1;
         // Timers for this attempt are set after this: they carry its epoch.
         record.restage(|previous| {
-            Stage::Running(Attempt::new(
-                own_token,
-                self.scope.started,
-                now,
-                order,
-                previous,
-            ))
+            Stage::Running(Attempt::new(self.scope.started, now, order, previous))
         });
         if let Some(stale_after) = core.stale_after() {
             self.timers
                 .set(later(now, stale_after), TimerKind::Liveness, record);
         }
         if self.phase.is_stopping() && !core.policy.background {
-            // Independent tokens (ordered stop) are not cancelled by the
-            // manager's: a child spawned during the stop must stop too, in
-            // its turn, and its grace period starts when it is asked.
+            // A child spawned during the stop must stop too: at once, or
+            // with ordered stop in its turn, when its grace period starts.
             if self.shared.settings.ordered_stop {
                 self.stop_order.push((order, key));
             } else {
-                token.as_ref().unwrap_or(&core.token).cancel();
+                core.stop();
                 if let Some(grace) = core.policy.grace {
                     self.timers.set(later(now, grace), TimerKind::Abort, record);
                 }
@@ -260,7 +237,6 @@ impl Run<'_> {
         // lock, which the inserting tasks wait for.
         let prepared = Prepared {
             key,
-            own_token: token,
             core,
             attempt,
             seen_reloads,
@@ -274,7 +250,6 @@ impl Run<'_> {
         let Prepared {
             key: _,
             core,
-            own_token,
             attempt,
             seen_reloads,
         } = prepared;
@@ -283,8 +258,6 @@ impl Run<'_> {
             .publish(&self.scope.path, Some(&core.name), core.id, || {
                 EventKind::Started { attempt }
             });
-        let own = own_token.is_some();
-        let token = own_token.unwrap_or_else(|| core.token.clone());
         Launch {
             #[cfg(feature = "tracing")]
             span: crate::manager::events::child_span(
@@ -295,14 +268,7 @@ impl Run<'_> {
                 attempt,
             ),
             slow_polls: SlowPolls::of(&core, &self.scope, self.shared),
-            ctx: Context::new(
-                core,
-                token,
-                attempt,
-                own,
-                seen_reloads,
-                Arc::clone(&self.scope),
-            ),
+            ctx: Context::new(core, attempt, seen_reloads, Arc::clone(&self.scope)),
         }
     }
 

@@ -10,9 +10,9 @@
 //! The manager's stop, in order:
 //! 1. The phase becomes `Stopping` with the manager's grace deadline, under
 //!    the registry lock, so inserts are refused from then on.
-//! 2. The manager's token is cancelled, which reaches every child whose
-//!    token is a child of it; with ordered stop the loop asks the children
-//!    one by one instead, newest first.
+//! 2. The manager's token is cancelled, and every running child but the
+//!    background ones is asked to stop (`ChildCore::stop`); with ordered
+//!    stop the loop asks them one by one instead, newest first.
 //! 3. Children waiting for a restart end at once with their last outcome:
 //!    shutdown wins over restarts. Children still queued by an ordered start
 //!    start, and stop at once.
@@ -83,7 +83,7 @@ impl Run<'_> {
             // Inserts that waited for the group start (and stop) now.
             self.work_for_next_turn();
         }
-        self.token.cancel();
+        self.shared.stop_run(&self.shared.registry());
         if let Some(ctx) = parent {
             // Tell the parent that this manager was asked to stop, so that
             // its outcome there reads "stopped".
@@ -164,7 +164,7 @@ impl Run<'_> {
             };
             // Its grace period starts now, even if it cancelled its own token
             // before (a nested manager stopping by itself).
-            record.core.token.cancel();
+            record.core.stop();
             let own = later(now, self.grace_of(record));
             let at = deadline.map_or(own, |overall| overall.min(own));
             self.timers.set(at, TimerKind::Abort, record);
@@ -196,7 +196,7 @@ impl Run<'_> {
                 match record.stage() {
                     Stage::Backoff { .. } | Stage::Held { .. } => waiting.push(record.key()),
                     Stage::Running(_) => {
-                        record.core.token.cancel();
+                        record.core.stop();
                         self.arm_grace(record, now);
                     }
                     Stage::Pending | Stage::Ended => {}

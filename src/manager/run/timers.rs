@@ -22,7 +22,6 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::Run;
 use super::end::Ending;
@@ -225,10 +224,7 @@ impl Run<'_> {
                     }
                     // A child asked to stop has its grace period instead.
                     (TimerKind::Liveness, Stage::Running(_))
-                        if !self.phase.is_stopping()
-                            && !record
-                                .attempt_token()
-                                .is_some_and(CancellationToken::is_cancelled) =>
+                        if !self.phase.is_stopping() && !record.stopping() =>
                     {
                         let stale_after = record.core.stale_after().unwrap_or_default();
                         let since = record.core.since_beat(self.scope.started);
