@@ -372,7 +372,6 @@ impl ChildCore {
         Some(ControlMessage::Reload)
     }
 
-    /// Whether a handle asked this child to stop.
     /// A handle asked this child to stop, so its grace period has started.
     pub(crate) fn was_asked_to_stop(&self) -> bool {
         self.stop.load(Ordering::Acquire) & STOP_ASKED != 0
