@@ -292,12 +292,23 @@ enum OnStop {
     Ignore,
 }
 
+/// How an attempt learns that it is asked to stop: from its messages
+/// (`ControlMessage::Shutdown`), or only from a token it makes when it
+/// starts, which a child has only if it asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Messages,
+    Token,
+    ChildToken,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
     end: End,
     after: Duration,
     on_stop: OnStop,
     ready_after: Option<Duration>,
+    watch: Watch,
 }
 
 impl Attempt {
@@ -318,6 +329,11 @@ impl Attempt {
             after: rng.ms(&[1, 10, 40, 100, 400]),
             on_stop,
             ready_after: rng.chance(50).then(|| rng.ms(&[0, 20])),
+            watch: match rng.below(10) {
+                0 => Watch::Token,
+                1 => Watch::ChildToken,
+                _ => Watch::Messages,
+            },
         }
     }
 }
@@ -334,6 +350,11 @@ impl fmt::Display for Attempt {
         }
         if let Some(ready) = self.ready_after {
             write!(f, ", ready after {ready:?}")?;
+        }
+        match self.watch {
+            Watch::Messages => {}
+            Watch::Token => f.write_str(", watches its token")?,
+            Watch::ChildToken => f.write_str(", watches a child token")?,
         }
         Ok(())
     }
@@ -832,8 +853,24 @@ async fn run_attempt(mut ctx: Context, attempt: Attempt, _alive: Alive) -> Resul
     let ready = tokio::time::sleep_until(attempt.ready_after.map_or(far, |d| Instant::now() + d));
     let stopped = tokio::time::sleep_until(far);
     tokio::pin!(action, ready, stopped);
+    // Made at the start: a stop that came before is seen at once.
+    let token = match attempt.watch {
+        Watch::Messages => None,
+        Watch::Token => Some(ctx.token()),
+        Watch::ChildToken => Some(ctx.child_token()),
+    };
+    let watched = async {
+        match &token {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(watched);
     let mut marked = false;
     let mut stopping = false;
+    // With a token, the messages say nothing of the stop: only the token
+    // does, so a token the stop missed would leave the attempt running.
+    let mut messages_done = false;
     loop {
         tokio::select! {
             () = &mut action => match attempt.end {
@@ -846,7 +883,14 @@ async fn run_attempt(mut ctx: Context, attempt: Attempt, _alive: Alive) -> Resul
                 marked = true;
                 ctx.mark_ready();
             }
-            message = ctx.recv(), if !stopping => match message {
+            () = &mut watched, if !stopping => {
+                stopping = true;
+                if let OnStop::ReturnAfter(delay) = attempt.on_stop {
+                    stopped.as_mut().reset(Instant::now() + delay);
+                }
+            }
+            message = ctx.recv(), if !stopping && !messages_done => match message {
+                Some(ControlMessage::Shutdown) | None if token.is_some() => messages_done = true,
                 Some(ControlMessage::Shutdown) | None => {
                     stopping = true;
                     if let OnStop::ReturnAfter(delay) = attempt.on_stop {
