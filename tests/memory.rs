@@ -344,6 +344,45 @@ async fn kept_after_a_burst(
     kept
 }
 
+/// An ordered start of many children: once they have all started and
+/// ended, the manager keeps no room for them (its start queue held 16 bytes
+/// per child, doubled as it grew, for the rest of the run).
+#[test]
+fn an_ordered_start_of_10_000_leaves_at_most_8_bytes_per_child_once_reaped() {
+    const CHILDREN: usize = 10_000;
+    measure(async {
+        // Grow the runtime's own run queue first: it is not the manager's.
+        let tasks: Vec<_> = (0..CHILDREN).map(|_| tokio::spawn(async {})).collect();
+        for task in tasks {
+            task.await.expect("joined");
+        }
+        let manager = ProcessManager::builder()
+            .ordered_start(Duration::from_secs(1))
+            .build();
+        let handle = manager.handle();
+        let base = in_use();
+        let reaped = Countdown::new(CHILDREN);
+        for _ in 0..CHILDREN {
+            manager
+                .insert(Reaped(Arc::clone(&reaped)))
+                .expect("accepted");
+        }
+        // Last in the order: keeps the run going once the others ended.
+        manager.insert(IdleProcess).expect("accepted");
+        let run = tokio::spawn(manager.into_future());
+        reaped.wait().await;
+        drop(reaped);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let kept = per(in_use() - base, CHILDREN);
+        handle.shutdown().await;
+        run.await.expect("joined").expect("clean stop");
+        assert!(
+            kept <= KEPT_PER_BURST_CHILD,
+            "{kept} B kept per child of an ordered start"
+        );
+    });
+}
+
 /// The target of issue 11; a bare `JoinSet` keeps about 0.2 B.
 const KEPT_PER_BURST_CHILD: isize = 8;
 

@@ -154,6 +154,11 @@ impl Run<'_> {
     pub(super) fn start_queued(&mut self, registry: &mut Registry, now: Instant) {
         let stopping = self.phase.is_stopping();
         while let Some(key) = self.start_queue.pop_front() {
+            if self.start_queue.is_empty() && self.start_queue.capacity() > 1024 {
+                // A large ordered start is over: its queue's room is given
+                // back, not kept for the rest of the run.
+                self.start_queue = std::collections::VecDeque::new();
+            }
             let Some(record) = registry.get_mut(key) else {
                 continue;
             };
