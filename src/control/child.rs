@@ -402,6 +402,11 @@ impl ChildCore {
         let stamp = u64::from(attempt) << STOP_ATTEMPT_SHIFT;
         let mut now = self.stop.load(Ordering::Acquire);
         loop {
+            // Only forward: a late stop of an earlier attempt must not take
+            // back the stop of a later one.
+            if now >> STOP_ATTEMPT_SHIFT >= u64::from(attempt) {
+                break;
+            }
             let next = (now & STOP_BITS) | stamp;
             match self
                 .stop

@@ -738,6 +738,45 @@ pub(crate) mod tests {
         key
     }
 
+    /// A child's stop word: a stop of one attempt reaches that attempt
+    /// only, never an earlier or a later one; a late stop of an earlier
+    /// attempt does not take back a later one's; a stop for good reaches
+    /// every attempt; a token made for an attempt follows the same rules.
+    #[test]
+    fn a_stop_of_one_attempt_reaches_that_attempt_only() {
+        let mut registry = registry(true);
+        let key = admit(&mut registry, "stops".to_owned());
+        let core = Arc::clone(&registry.get(key).expect("admitted").core);
+        let started = tokio::time::Instant::now();
+        assert_eq!(core.begin_attempt(started), 1);
+        assert!(!core.stop_reached(0) && !core.stop_reached(1));
+        let first = core.token_of(1);
+        core.stop_attempt(1);
+        assert!(core.stop_reached(1) && first.is_cancelled());
+        assert_eq!(core.begin_attempt(started), 2);
+        let second = core.token_of(2);
+        assert!(!core.stop_reached(2) && !second.is_cancelled());
+        core.stop_attempt(2);
+        core.stop_attempt(1);
+        assert!(
+            core.stop_reached(2),
+            "a late stop of attempt 1 took back 2's"
+        );
+        assert!(!core.stop_reached(3) && !core.is_stopped());
+        assert!(!core.was_asked_to_stop() && !core.was_stopped_alone());
+        assert_eq!(core.begin_attempt(started), 3);
+        let third = core.token_of(3);
+        assert!(!third.is_cancelled());
+        assert!(core.stop(), "the first stop for good is news");
+        assert!(!core.stop(), "the second is not");
+        assert!(core.is_stopped() && core.stop_reached(3) && core.stop_reached(4));
+        assert!(third.is_cancelled() && core.token_of(4).is_cancelled());
+        assert!(
+            !core.was_stopped_alone(),
+            "the manager stopped it, not a handle"
+        );
+    }
+
     /// Defect 13: a rest-for-one group is found from the trigger on, so a
     /// restart of the child started last looks at one child however many
     /// started before it.
