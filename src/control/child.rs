@@ -403,9 +403,10 @@ impl ChildCore {
         let mut now = self.stop.load(Ordering::Acquire);
         loop {
             // Only forward: a late stop of an earlier attempt must not take
-            // back the stop of a later one.
+            // back the stop of a later one, nor reach its token. One of the
+            // same attempt found its token already.
             if now >> STOP_ATTEMPT_SHIFT >= u64::from(attempt) {
-                break;
+                return;
             }
             let next = (now & STOP_BITS) | stamp;
             match self
@@ -478,22 +479,23 @@ impl ChildCore {
                 tokens.current = tokens.root.child_token();
                 tokens.attempt = attempt;
             }
-            // Under the lock, after the token is there: a stop that set its
-            // bit before cancels it here, one after finds it.
-            let now = self.stop.load(Ordering::Acquire);
-            if now & STOP_FOR_GOOD != 0 {
-                tokens.root.cancel();
-            } else if now >> STOP_ATTEMPT_SHIFT == u64::from(attempt) {
-                tokens.current.cancel();
-            }
-            if attempt < tokens.attempt {
+            let token = if attempt < tokens.attempt {
                 // A context that outlived its attempt: a token of its own,
                 // which only a stop of the child reaches; the running
                 // attempt's stays.
                 tokens.root.child_token()
             } else {
                 tokens.current.clone()
+            };
+            // Under the lock, after the token is there: a stop that set its
+            // bit before cancels it here, one after finds it.
+            let now = self.stop.load(Ordering::Acquire);
+            if now & STOP_FOR_GOOD != 0 {
+                tokens.root.cancel();
+            } else if now >> STOP_ATTEMPT_SHIFT == u64::from(attempt) {
+                token.cancel();
             }
+            token
         };
         // A wait for the stop that began before the token was made looks
         // again, and waits for the token too.

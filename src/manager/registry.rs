@@ -764,13 +764,29 @@ pub(crate) mod tests {
         );
         assert!(!core.stop_reached(3) && !core.is_stopped());
         assert!(!core.was_asked_to_stop() && !core.was_stopped_alone());
+        assert!(core.token_of(2).is_cancelled(), "made after its stop");
         assert_eq!(core.begin_attempt(started), 3);
         let third = core.token_of(3);
         assert!(!third.is_cancelled());
+        // Every call of the same attempt gets the same token.
+        let again = core.token_of(3);
+        // A context of attempt 2 that outlived it gets a token of its own.
+        let stale = core.token_of(2);
+        stale.cancel();
+        assert!(!again.is_cancelled() && !core.stop_reached(3));
+        // A late stop of attempt 2 reaches nothing of attempt 3.
+        core.stop_attempt(2);
+        assert!(!third.is_cancelled() && !core.stop_reached(3));
+        // Attempt 4 makes no token: its stop leaves attempt 3's alone.
+        assert_eq!(core.begin_attempt(started), 4);
+        core.stop_attempt(4);
+        assert!(core.stop_reached(4) && !third.is_cancelled());
+        again.cancel();
+        assert!(third.is_cancelled(), "the same token");
         assert!(core.stop(), "the first stop for good is news");
         assert!(!core.stop(), "the second is not");
-        assert!(core.is_stopped() && core.stop_reached(3) && core.stop_reached(4));
-        assert!(third.is_cancelled() && core.token_of(4).is_cancelled());
+        assert!(core.is_stopped() && core.stop_reached(4) && core.stop_reached(5));
+        assert!(stale.is_cancelled() && core.token_of(5).is_cancelled());
         assert!(
             !core.was_stopped_alone(),
             "the manager stopped it, not a handle"
