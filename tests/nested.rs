@@ -258,3 +258,47 @@ async fn a_nested_manager_that_stops_on_its_own_reads_stopped_in_its_parent() {
     handle.shutdown().await;
     run.await.expect("joined").expect("clean stop");
 }
+
+/// A nested manager asked to stop through its own handle, with a reason,
+/// stops through its parent, and its children are told that reason.
+#[tokio::test(start_paused = true)]
+async fn a_nested_managers_children_see_the_reason_its_own_handle_gave() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let nested = ProcessManager::builder().name("inner").build();
+    nested
+        .insert(process_fn("leaf", move |ctx| {
+            let tx = tx.lock().expect("lock").take();
+            async move {
+                ctx.shutdown_requested().await;
+                if let Some(tx) = tx {
+                    let _ = tx.send(ctx.shutdown_reason());
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        }))
+        .expect("accepted");
+    let nested_handle = nested.handle();
+    let root = ProcessManager::builder()
+        .name("root")
+        .child(IdleProcess)
+        .build();
+    root.insert(nested).expect("accepted");
+    let handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    tokio::task::yield_now().await;
+
+    nested_handle
+        .request_shutdown_with(ShutdownReason::Signal(procmgr::Signal::Terminate))
+        .expect("running");
+    let seen = timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("the leaf was stopped")
+        .expect("reported");
+    assert_eq!(
+        seen,
+        Some(ShutdownReason::Signal(procmgr::Signal::Terminate))
+    );
+    handle.shutdown().await;
+    run.await.expect("joined").expect("clean stop");
+}
