@@ -283,6 +283,12 @@ impl ManagerShared {
     /// own, so this is what a child token of the run's token did: every
     /// attempt of theirs sees the stop from now on.
     pub(crate) fn stop_run(&self, registry: &Registry) {
+        // Once is enough: a force after a request, and the loop's stop after
+        // either, find the children stopped; one prepared later stops as it
+        // is prepared (`Run::prepare`), and inserts are refused meanwhile.
+        if registry.token().is_cancelled() {
+            return;
+        }
         registry.token().cancel();
         if self.settings.ordered_stop {
             return;

@@ -25,7 +25,6 @@ const SPAWN_BATCH: usize = 256;
 /// An attempt prepared under the registry lock, to be launched (its event,
 /// span and context made) and spawned after it.
 pub(super) struct Prepared {
-    key: ChildKey,
     core: Arc<ChildCore>,
     attempt: u32,
     seen_reloads: u64,
@@ -241,7 +240,6 @@ impl Run<'_> {
         // The rest (the event, the span, the context) is made after the
         // lock, which the inserting tasks wait for.
         let prepared = Prepared {
-            key,
             core,
             attempt,
             seen_reloads,
@@ -253,7 +251,6 @@ impl Run<'_> {
     /// event, its span and its context.
     fn launch(&self, prepared: Prepared) -> Launch {
         let Prepared {
-            key: _,
             core,
             attempt,
             seen_reloads,
@@ -288,7 +285,7 @@ impl Run<'_> {
         let mut to_spawn = std::mem::take(&mut self.to_spawn);
         spawned.extend(to_spawn.drain(..).map(
             |(runnable, prepared): (Arc<dyn DynRunnable>, Prepared)| {
-                let key = prepared.key;
+                let key = prepared.core.key();
                 (key, runnable.spawn(self.launch(prepared)))
             },
         ));
