@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use super::{
     ShutdownReason,
 };
 use crate::error::{ControlError, SendError};
+use crate::manager::ManagerShared;
 
 /// A child's address in its manager: the slot of its record and its id. The
 /// id tells a record from a newer one that reuses the slot.
@@ -55,7 +56,7 @@ const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildPolicy {
     /// Its own grace period, instead of the manager's.
-    pub(crate) grace: Option<Duration>,
+    pub(crate) grace: Grace,
     /// Stopped only after every other child of its manager has ended.
     pub(crate) background: bool,
     /// Its end, when it is not restarted, stops the manager.
@@ -73,6 +74,25 @@ pub(crate) struct ChildPolicy {
     /// waits for it: [`Context::mark_ready`](crate::Context::mark_ready) on
     /// it is a mistake.
     pub(crate) undeclared_ready: bool,
+}
+
+/// A child's own grace period, if it has one, in nanoseconds (`u64::MAX`
+/// for none): half the size of an `Option<Duration>`, which keeps the
+/// policy at 16 bytes. A grace period longer than 584 years is one of 584
+/// years.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grace(u64);
+
+impl Grace {
+    pub(crate) fn new(grace: Option<Duration>) -> Grace {
+        Grace(grace.map_or(u64::MAX, |grace| {
+            u64::try_from(grace.as_nanos()).map_or(u64::MAX - 1, |nanos| nanos.min(u64::MAX - 1))
+        }))
+    }
+
+    pub(crate) fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
 }
 
 /// The state one child shares between its handles, its context and its
@@ -95,18 +115,15 @@ pub(crate) struct ChildCore {
     /// ([`Context::token`](crate::Context::token)): a stop is this word and
     /// a wake-up of `end`'s waiters.
     stop: AtomicU64,
-    listener: Weak<dyn StopListener>,
+    /// Its manager, told of what the child does on its own
+    /// ([`StopListener`]); the concrete type, half the size of a `dyn`.
+    listener: Weak<ManagerShared>,
     inbox: Mutex<Inbox>,
     /// Its heartbeat and slow-poll measurements, for a child with a
     /// heartbeat timeout or a slow-poll threshold: boxed, so that a child
     /// with neither pays one word.
     watch: Option<Box<Watch>>,
     pub(crate) end: EndSignal,
-    /// The same child in the next run of its manager, once a manager that
-    /// ended was restarted by its parent (a restartable subtree): handles
-    /// follow it, so a handle taken before the restart controls the child
-    /// that runs now. Set once, after this child's end.
-    successor: OnceLock<Arc<ChildCore>>,
     /// Its manager's metrics, told of each of its stage changes. Here
     /// rather than in the manager's record, whose storage is allocated in
     /// chunks of 256 records.
@@ -138,9 +155,11 @@ struct Watch {
 
 #[derive(Default)]
 struct Inbox {
-    /// How many reloads were requested so far; the context remembers how many
-    /// it has seen, which coalesces reloads without losing one.
-    reloads: u64,
+    /// How many reloads were requested so far, modulo 2^31 ([`RELOADS`]);
+    /// the context remembers how many it has seen, which coalesces reloads
+    /// without losing one (unless a process misses a multiple of 2^31 of
+    /// them in a row).
+    reloads: u32,
     /// A reload is waiting to be taken and counts in the manager's
     /// `reloading`; every change of it is reported to the listener, so the
     /// count is exact.
@@ -148,17 +167,32 @@ struct Inbox {
     /// The process has looked at its messages at least once; one that never
     /// does (it only waits for shutdown) would hold every reload pending.
     listening: bool,
-    /// Boxed on first use: most children never get a custom message, and a
-    /// box is a quarter of an empty `VecDeque`'s size.
-    #[allow(clippy::box_collection)]
-    messages: Option<Box<VecDeque<CustomMessage>>>,
     closed: bool,
+    /// What most children never have, in one box made on first use.
+    rare: Option<Box<Rare>>,
+    /// The same child in the next run of its manager, once a manager that
+    /// ended was restarted by its parent (a restartable subtree): handles
+    /// follow it, so a handle taken before the restart controls the child
+    /// that runs now. Set once, after this child's end; the `stop` word's
+    /// [`SUCCEEDED`] bit says it is there without the lock.
+    successor: Option<Arc<ChildCore>>,
+}
+
+/// The part of a child's inbox that most children never use.
+#[derive(Default)]
+struct Rare {
+    /// Custom messages not yet read.
+    messages: VecDeque<CustomMessage>,
     /// Why the manager stopped the current attempt to restart it with a
     /// sibling; cleared when the next attempt starts.
-    restart_reason: Option<Box<ShutdownReason>>,
+    restart_reason: Option<ShutdownReason>,
     /// The tokens the process asked for, if it did.
-    tokens: Option<Box<Tokens>>,
+    tokens: Option<Tokens>,
 }
+
+/// Reload counts wrap at 2^31: the context keeps its count and whether it
+/// has delivered the stop in one 32-bit word.
+pub(crate) const RELOADS: u32 = (1 << 31) - 1;
 
 /// The tokens a process asked for ([`Context::token`](crate::Context::token)):
 /// one per attempt, each a child of one for the child, which a stop for
@@ -177,8 +211,10 @@ const STOP_FOR_GOOD: u64 = 1;
 const STOP_ALONE: u64 = 1 << 1;
 /// A handle asked it to stop: its grace period has started.
 const STOP_ASKED: u64 = 1 << 2;
-/// The process made a token: `Inbox::tokens` holds it.
+/// The process made a token: `Inbox::rare` holds it.
 const STOP_TOKEN: u64 = 1 << 3;
+/// Not a stop: the child has a successor (`Inbox::successor`).
+const SUCCEEDED: u64 = 1 << 4;
 const STOP_BITS: u64 = (1 << STOP_ATTEMPT_SHIFT) - 1;
 /// The high half holds the last attempt stopped alone.
 const STOP_ATTEMPT_SHIFT: u32 = 32;
@@ -188,7 +224,7 @@ impl ChildCore {
         key: ChildKey,
         name: ChildName,
         policy: ChildPolicy,
-        listener: Weak<dyn StopListener>,
+        listener: Weak<ManagerShared>,
         watched: Watched,
         #[cfg(feature = "metrics")] metrics: std::sync::Arc<crate::manager::ManagerMetrics>,
     ) -> Self {
@@ -209,7 +245,6 @@ impl ChildCore {
                 })
             }),
             end: EndSignal::default(),
-            successor: OnceLock::new(),
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -217,18 +252,31 @@ impl ChildCore {
 
     /// The child as it is now: this core, or the latest of its successors
     /// in later runs of its manager.
-    pub(crate) fn current(&self) -> &ChildCore {
-        let mut core = self;
-        while let Some(next) = core.successor.get() {
+    pub(crate) fn current(&self) -> Current<'_> {
+        let Some(mut core) = self.successor() else {
+            return Current::This(self);
+        };
+        while let Some(next) = core.successor() {
             core = next;
         }
-        core
+        Current::Later(core)
+    }
+
+    fn successor(&self) -> Option<Arc<ChildCore>> {
+        if self.stop.load(Ordering::Acquire) & SUCCEEDED == 0 {
+            return None;
+        }
+        self.inbox().successor.clone()
     }
 
     /// Makes `next` this child in its manager's next run.
     pub(crate) fn set_successor(&self, next: Arc<ChildCore>) {
         debug_assert!(self.is_finished(), "only an ended child has a successor");
-        let _ = self.successor.set(next);
+        let mut inbox = self.inbox();
+        if inbox.successor.is_none() {
+            inbox.successor = Some(next);
+            self.stop.fetch_or(SUCCEEDED, Ordering::AcqRel);
+        }
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
@@ -253,7 +301,10 @@ impl ChildCore {
             let mut inbox = self.inbox();
             inbox.closed = true;
             (
-                std::mem::take(&mut inbox.messages),
+                inbox
+                    .rare
+                    .as_mut()
+                    .map(|rare| std::mem::take(&mut rare.messages)),
                 std::mem::take(&mut inbox.reload_pending),
             )
         };
@@ -299,7 +350,7 @@ impl ChildCore {
             if inbox.closed {
                 return Err(ControlError::Ended);
             }
-            inbox.reloads += 1;
+            inbox.reloads = inbox.reloads.wrapping_add(1) & RELOADS;
             inbox.listening && !std::mem::replace(&mut inbox.reload_pending, true)
         };
         if newly_pending {
@@ -318,7 +369,7 @@ impl ChildCore {
 
     /// The reloads requested so far, for an attempt that starts from fresh
     /// configuration: none of them is pending any more.
-    pub(crate) fn forget_reloads(&self) -> u64 {
+    pub(crate) fn forget_reloads(&self) -> u32 {
         let (reloads, was_pending) = {
             let mut inbox = self.inbox();
             (inbox.reloads, std::mem::take(&mut inbox.reload_pending))
@@ -342,8 +393,9 @@ impl ChildCore {
                 return Err(SendError::new(message));
             }
             inbox
-                .messages
+                .rare
                 .get_or_insert_with(Box::default)
+                .messages
                 .push_back(CustomMessage::new(message));
         }
         self.end.wake_all();
@@ -352,14 +404,15 @@ impl ChildCore {
 
     /// The next reload or custom message, if any; `seen_reloads` is the
     /// receiver's count of reloads already delivered.
-    pub(crate) fn take_message(&self, seen_reloads: &mut u64) -> Option<ControlMessage> {
+    pub(crate) fn take_message(&self, seen_reloads: &mut u32) -> Option<ControlMessage> {
         let taken = {
             let mut inbox = self.inbox();
             inbox.listening = true;
             if inbox.reloads == *seen_reloads {
                 return inbox
-                    .messages
+                    .rare
                     .as_mut()?
+                    .messages
                     .pop_front()
                     .map(ControlMessage::Custom);
             }
@@ -438,8 +491,7 @@ impl ChildCore {
         now & STOP_TOKEN != 0
             && self
                 .inbox()
-                .tokens
-                .as_ref()
+                .tokens()
                 .is_some_and(|tokens| tokens.attempt == attempt && tokens.current.is_cancelled())
     }
 
@@ -449,7 +501,7 @@ impl ChildCore {
     fn stop_reached_tokens(&self, attempt: Option<u32>) {
         if self.stop.load(Ordering::Acquire) & STOP_TOKEN != 0 {
             let inbox = self.inbox();
-            if let Some(tokens) = &inbox.tokens {
+            if let Some(tokens) = inbox.tokens() {
                 match attempt {
                     None => tokens.root.cancel(),
                     Some(attempt) if tokens.attempt == attempt => tokens.current.cancel(),
@@ -467,14 +519,18 @@ impl ChildCore {
         let token = {
             let mut inbox = self.inbox();
             self.stop.fetch_or(STOP_TOKEN, Ordering::AcqRel);
-            let tokens = inbox.tokens.get_or_insert_with(|| {
-                let root = CancellationToken::new();
-                Box::new(Tokens {
-                    current: root.child_token(),
-                    root,
-                    attempt,
-                })
-            });
+            let tokens = inbox
+                .rare
+                .get_or_insert_with(Box::default)
+                .tokens
+                .get_or_insert_with(|| {
+                    let root = CancellationToken::new();
+                    Tokens {
+                        current: root.child_token(),
+                        root,
+                        attempt,
+                    }
+                });
             if attempt > tokens.attempt {
                 tokens.current = tokens.root.child_token();
                 tokens.attempt = attempt;
@@ -509,8 +565,7 @@ impl ChildCore {
             return None;
         }
         self.inbox()
-            .tokens
-            .as_ref()
+            .tokens()
             .filter(|tokens| tokens.attempt == attempt)
             .map(|tokens| tokens.current.clone())
     }
@@ -640,7 +695,9 @@ impl ChildCore {
     pub(crate) fn begin_attempt(&self, base: tokio::time::Instant) -> u32 {
         let attempt = self.attempt() + 1;
         if attempt > 1 {
-            self.inbox().restart_reason = None;
+            if let Some(rare) = &mut self.inbox().rare {
+                rare.restart_reason = None;
+            }
         }
         if let Some(watch) = &self.watch {
             watch.last_beat.store(nanos_since(base), Ordering::Release);
@@ -655,11 +712,38 @@ impl ChildCore {
     }
 
     pub(crate) fn set_restart_reason(&self, reason: ShutdownReason) {
-        self.inbox().restart_reason = Some(Box::new(reason));
+        self.inbox()
+            .rare
+            .get_or_insert_with(Box::default)
+            .restart_reason = Some(reason);
     }
 
     pub(crate) fn restart_reason(&self) -> Option<ShutdownReason> {
-        self.inbox().restart_reason.as_deref().cloned()
+        self.inbox().rare.as_ref()?.restart_reason.clone()
+    }
+}
+
+impl Inbox {
+    fn tokens(&self) -> Option<&Tokens> {
+        self.rare.as_ref()?.tokens.as_ref()
+    }
+}
+
+/// A child's core as it is now ([`ChildCore::current`]): the one asked
+/// for, or, once its manager was restarted, the latest of its successors.
+pub(crate) enum Current<'a> {
+    This(&'a ChildCore),
+    Later(Arc<ChildCore>),
+}
+
+impl std::ops::Deref for Current<'_> {
+    type Target = ChildCore;
+
+    fn deref(&self) -> &ChildCore {
+        match self {
+            Current::This(core) => core,
+            Current::Later(core) => core,
+        }
     }
 }
 
@@ -674,4 +758,39 @@ fn nanos_since(base: tokio::time::Instant) -> u64 {
             .as_nanos(),
     )
     .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core is 184 bytes (192 with metrics): with the `Arc`'s counts, 200,
+    /// one of malloc's 208-byte chunks per child. Each 16 bytes more is a
+    /// chunk size up.
+    #[test]
+    fn a_core_takes_184_bytes() {
+        let metrics = if cfg!(feature = "metrics") { 8 } else { 0 };
+        assert_eq!(size_of::<ChildCore>(), 184 + metrics);
+        assert_eq!(size_of::<ChildPolicy>(), 16);
+        assert_eq!(size_of::<Mutex<Inbox>>(), 32);
+    }
+
+    /// A grace period keeps its nanoseconds; none stays none; one too long
+    /// for them is one of 584 years.
+    #[test]
+    fn a_grace_period_is_kept_in_nanoseconds() {
+        for grace in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_millis(1500),
+            Duration::from_secs(86_400 * 365 * 500),
+        ] {
+            assert_eq!(Grace::new(Some(grace)).get(), Some(grace));
+        }
+        assert_eq!(Grace::new(None).get(), None);
+        assert_eq!(
+            Grace::new(Some(Duration::MAX)).get(),
+            Some(Duration::from_nanos(u64::MAX - 1))
+        );
+    }
 }

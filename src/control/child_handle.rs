@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use super::child::Current;
 use super::{ChildCore, Outcome, ProcessControlHandler};
 use crate::error::{ControlError, SendError};
 
@@ -71,7 +72,7 @@ impl ChildHandle {
 
     /// The child as it is now: after its manager was restarted by its
     /// parent, the same child in the manager's new run.
-    fn core(&self) -> &ChildCore {
+    fn core(&self) -> Current<'_> {
         self.core.current()
     }
 
@@ -152,7 +153,8 @@ impl ChildHandle {
     ///
     /// This method is cancel safe: any number of tasks may wait at once.
     pub fn wait(&self) -> impl Future<Output = Outcome> + Send + '_ {
-        self.core().end.wait()
+        let core = self.core();
+        async move { core.end.wait().await }
     }
 
     /// Requests a shutdown and waits until the child has ended; returns the

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::child::RELOADS;
 use super::{
     ChildCore, ChildName, ControlMessage, EventHubs, EventKind, ReasonCell, ShutdownReason,
 };
@@ -34,10 +35,10 @@ use super::{
 /// ```
 // One pointer on purpose: the task holds the context it passes to `run`
 // beside the process's future, and an `async fn` keeps its arguments beside
-// its locals, so it is held three times. With its 40 bytes of fields inline
-// an idle child's task cell took 384 bytes instead of 256 (tokio sizes
-// cells in steps of 128); the box costs one allocation of 48 bytes per
-// attempt.
+// its locals, so it is held three times. With its fields inline an idle
+// child's task cell took 384 bytes instead of 256 (tokio sizes cells in
+// steps of 128); the box costs one allocation of 32 bytes per attempt
+// (24 requested: a byte more and malloc's chunk is 48).
 pub struct Context {
     inner: Box<Inner>,
 }
@@ -46,11 +47,40 @@ pub struct Context {
 struct Inner {
     core: Arc<ChildCore>,
     scope: Arc<Scope>,
-    seen_reloads: u64,
     /// Fixed when the attempt starts: a context that outlives its attempt
     /// (moved into a detached task) still tells its own.
     attempt: u32,
-    shutdown_delivered: bool,
+    delivered: Delivered,
+}
+
+/// What a context has delivered, in one word: the reloads it has seen,
+/// counted as the inbox counts them (modulo 2^31), and in the top bit
+/// whether it has delivered [`ControlMessage::Shutdown`].
+#[derive(Debug, Clone, Copy)]
+struct Delivered(u32);
+
+const SHUTDOWN_DELIVERED: u32 = 1 << 31;
+
+impl Delivered {
+    fn new(seen_reloads: u32) -> Delivered {
+        Delivered(seen_reloads & RELOADS)
+    }
+
+    fn shutdown(self) -> bool {
+        self.0 & SHUTDOWN_DELIVERED != 0
+    }
+
+    fn set_shutdown(&mut self) {
+        self.0 |= SHUTDOWN_DELIVERED;
+    }
+
+    fn reloads(self) -> u32 {
+        self.0 & RELOADS
+    }
+
+    fn set_reloads(&mut self, seen: u32) {
+        self.0 = (self.0 & SHUTDOWN_DELIVERED) | (seen & RELOADS);
+    }
 }
 
 /// What every child of one manager run shares: the manager's path and its
@@ -72,16 +102,15 @@ impl Context {
     pub(crate) fn new(
         core: Arc<ChildCore>,
         attempt: u32,
-        seen_reloads: u64,
+        seen_reloads: u32,
         scope: Arc<Scope>,
     ) -> Self {
         Context {
             inner: Box::new(Inner {
                 core,
                 scope,
-                seen_reloads,
                 attempt,
-                shutdown_delivered: false,
+                delivered: Delivered::new(seen_reloads),
             }),
         }
     }
@@ -339,13 +368,12 @@ impl Context {
                 &self.inner.core,
                 &self.inner.scope,
                 self.inner.attempt,
-                &mut self.inner.seen_reloads,
-                &mut self.inner.shutdown_delivered,
+                &mut self.inner.delivered,
             );
             if message.is_some() {
                 return message;
             }
-            if self.inner.shutdown_delivered {
+            if self.inner.delivered.shutdown() {
                 return None;
             }
             // A stop wakes `changed`; a token the process cancelled itself
@@ -372,8 +400,7 @@ impl Context {
             &inner.core,
             &inner.scope,
             inner.attempt,
-            &mut inner.seen_reloads,
-            &mut inner.shutdown_delivered,
+            &mut inner.delivered,
         )
     }
 }
@@ -384,14 +411,15 @@ fn next_message(
     core: &ChildCore,
     scope: &Scope,
     attempt: u32,
-    seen_reloads: &mut u64,
-    shutdown_delivered: &mut bool,
+    delivered: &mut Delivered,
 ) -> Option<ControlMessage> {
-    if !*shutdown_delivered && core.stop_reached(attempt) {
-        *shutdown_delivered = true;
+    if !delivered.shutdown() && core.stop_reached(attempt) {
+        delivered.set_shutdown();
         return Some(ControlMessage::Shutdown);
     }
-    let message = core.take_message(seen_reloads);
+    let mut seen_reloads = delivered.reloads();
+    let message = core.take_message(&mut seen_reloads);
+    delivered.set_reloads(seen_reloads);
     if let Some(ControlMessage::Reload) = message {
         #[cfg(feature = "tracing")]
         tracing::debug!(path = %format_args!("{}/{}", scope.path, core.name), id = core.id, "reload delivered");
@@ -448,5 +476,37 @@ impl fmt::Debug for Context {
             .field("path", &self.path())
             .field("shutdown_requested", &self.is_shutdown_requested())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A context's fields take 24 bytes: malloc's 32-byte chunk (25 would
+    /// take 48).
+    #[test]
+    fn a_context_takes_24_bytes() {
+        assert_eq!(size_of::<Inner>(), 24);
+        assert_eq!(size_of::<Context>(), 8);
+    }
+
+    /// The stop delivered and the reloads seen share a word without
+    /// touching each other; reload counts wrap as the inbox's do.
+    #[test]
+    fn what_a_context_delivered_shares_a_word() {
+        let mut delivered = Delivered::new(RELOADS);
+        assert_eq!(delivered.reloads(), RELOADS);
+        assert!(!delivered.shutdown());
+        delivered.set_shutdown();
+        assert!(delivered.shutdown());
+        assert_eq!(delivered.reloads(), RELOADS);
+        delivered.set_reloads(RELOADS.wrapping_add(1) & RELOADS);
+        assert_eq!(delivered.reloads(), 0);
+        assert!(delivered.shutdown());
+        delivered.set_reloads(7);
+        assert_eq!(delivered.reloads(), 7);
+        assert!(delivered.shutdown());
+        assert!(!Delivered::new(u32::MAX).shutdown());
     }
 }

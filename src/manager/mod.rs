@@ -34,7 +34,7 @@ use crate::control::{ChildHandle, Context};
 use crate::error::{InsertError, RunError};
 use crate::policy::ChildOptions;
 use crate::runnable::Runnable;
-use shared::ManagerShared;
+pub(crate) use shared::ManagerShared;
 
 /// The grace period of a manager built without one.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);

@@ -656,7 +656,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::IdleProcess;
-    use crate::control::{ChildPolicy, StopListener, Watched};
+    use crate::control::{ChildPolicy, Grace, Watched};
 
     /// A record is 80 bytes: 256 of them fill a chunk of the slab, one per
     /// live child.
@@ -687,16 +687,6 @@ pub(crate) mod tests {
         );
     }
 
-    struct NoListener;
-
-    impl StopListener for NoListener {
-        fn stop_requested(&self, _key: ChildKey) {}
-        fn child_ready(&self, _key: ChildKey) {}
-        fn counted_ready(&self, _ready: bool) {}
-        fn reload_pending(&self, _pending: bool) {}
-        fn attempt_ended(&self, _key: ChildKey, _end: crate::control::AttemptEnd) {}
-    }
-
     pub(crate) fn registry(keep_order: bool) -> Registry {
         Registry::new(
             keep_order,
@@ -711,7 +701,7 @@ pub(crate) mod tests {
             .reserve(ChildName::from(std::borrow::Cow::Owned(name)), true)
             .unwrap();
         let policy = ChildPolicy {
-            grace: None,
+            grace: Grace::new(None),
             background: false,
             significant: false,
             escalate: true,
@@ -720,12 +710,11 @@ pub(crate) mod tests {
             undeclared_ready: false,
             passes_reloads_on: false,
         };
-        let listener: Weak<dyn StopListener> = Weak::<NoListener>::new();
         let core = ChildCore::new(
             key,
             name,
             policy,
-            listener,
+            Weak::new(),
             Watched::default(),
             #[cfg(feature = "metrics")]
             Arc::default(),

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    AttemptEnd, ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Outcome,
+    AttemptEnd, ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Grace, Outcome,
     PollWatch, ReasonCell, RunEnd, ShutdownReason, StopListener, Watched,
 };
 use crate::error::{ControlError, InsertError};
@@ -188,7 +188,7 @@ impl ManagerShared {
         let announce_ready =
             self.settings.ordered_start.is_some() && registry.phase() == Phase::Idle;
         let policy = ChildPolicy {
-            grace: options.grace,
+            grace: Grace::new(options.grace),
             background,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
@@ -225,12 +225,11 @@ impl ManagerShared {
         policy: ChildPolicy,
         watched: Watched,
     ) -> Arc<ChildCore> {
-        let listener: Weak<dyn StopListener> = Arc::downgrade(self) as _;
         Arc::new(ChildCore::new(
             key,
             name,
             policy,
-            listener,
+            Arc::downgrade(self),
             watched,
             #[cfg(feature = "metrics")]
             Arc::clone(&self.metrics),

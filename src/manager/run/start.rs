@@ -27,7 +27,7 @@ const SPAWN_BATCH: usize = 256;
 pub(super) struct Prepared {
     core: Arc<ChildCore>,
     attempt: u32,
-    seen_reloads: u64,
+    seen_reloads: u32,
 }
 
 /// What a restart that came due did.
@@ -214,7 +214,7 @@ impl Run<'_> {
                 self.stop_order.push((order, key));
             } else {
                 core.stop();
-                if let Some(grace) = core.policy.grace {
+                if let Some(grace) = core.policy.grace.get() {
                     self.timers.set(later(now, grace), TimerKind::Abort, record);
                 }
             }

@@ -115,7 +115,7 @@ impl Run<'_> {
                         self.stop_order.push((attempt.order, record.key()));
                     }
                     Stage::Running(_) if !background => {
-                        if let Some(grace) = record.core.policy.grace {
+                        if let Some(grace) = record.core.policy.grace.get() {
                             self.timers.set(later(now, grace), TimerKind::Abort, record);
                         }
                     }
@@ -237,7 +237,9 @@ impl Run<'_> {
             // With ordered stop the manager's grace period bounds the whole
             // sequence; otherwise children with a grace period of their own
             // have a timer of their own.
-            if !record.core.policy.background && (ordered || record.core.policy.grace.is_none()) {
+            if !record.core.policy.background
+                && (ordered || record.core.policy.grace.get().is_none())
+            {
                 self.abort(record, AbortCause::Grace(grace));
             }
         }
@@ -274,6 +276,7 @@ impl Run<'_> {
             .core
             .policy
             .grace
+            .get()
             .unwrap_or(self.shared.settings.grace)
     }
 
