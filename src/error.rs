@@ -629,6 +629,9 @@ pub enum InsertErrorKind {
     /// ([`ChildOptions::exact_name`](crate::ChildOptions::exact_name)) that
     /// a live sibling already has.
     DuplicateName,
+    /// The manager holds as many children as it can: 2^32 records, live
+    /// children and, with auto-cleanup off, ended ones it keeps.
+    Full,
 }
 
 impl<R> InsertError<R> {
@@ -693,6 +696,10 @@ impl<R> fmt::Display for InsertError<R> {
             InsertErrorKind::Stopped => write!(
                 f,
                 "cannot insert `{child}` into process manager `{manager}`: it has stopped"
+            ),
+            InsertErrorKind::Full => write!(
+                f,
+                "cannot insert `{child}` into process manager `{manager}`: it holds 2^32 children, its limit"
             ),
         }
     }
@@ -848,3 +855,20 @@ impl<T> fmt::Display for SendError<T> {
 }
 
 impl<T> Error for SendError<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full manager says so, and hands the process back.
+    #[test]
+    fn a_full_manager_says_so_and_hands_the_process_back() {
+        let refused = InsertError::new(7_u8, InsertErrorKind::Full, "root".into(), "w".into());
+        assert_eq!(refused.kind(), InsertErrorKind::Full);
+        assert_eq!(
+            refused.to_string(),
+            "cannot insert `w` into process manager `root`: it holds 2^32 children, its limit"
+        );
+        assert_eq!(refused.into_inner(), 7);
+    }
+}

@@ -247,6 +247,12 @@ impl Record {
     }
 }
 
+/// A record's slot as the lists of slots keep it: a manager holds at most
+/// 2^32 records, so that an accepted child waits to spawn in 4 bytes.
+fn slot_index(slot: usize) -> Option<u32> {
+    u32::try_from(slot).ok()
+}
+
 pub(crate) struct Registry {
     phase: Phase,
     /// The current run's token: cancelled when it stops. Every child's
@@ -267,8 +273,9 @@ pub(crate) struct Registry {
     /// Live children by name, for lookups and to keep names unique.
     names: Names,
     records: Slab<Record>,
-    /// Accepted children the loop has not spawned yet.
-    pending: Vec<ChildKey>,
+    /// The slots of accepted children the loop has not spawned yet: 4 bytes
+    /// each, a list that holds every child of a burst at its peak.
+    pending: Vec<u32>,
     /// Children asked to stop through their own handle, whose grace period
     /// the loop must start.
     stop_requests: Vec<ChildKey>,
@@ -421,8 +428,12 @@ impl Registry {
         if let Some(refused) = self.phase.refuses() {
             return Err((refused, name));
         }
+        let slot = self.records.vacant_key();
+        if slot_index(slot).is_none() {
+            return Err((InsertErrorKind::Full, name));
+        }
         let key = ChildKey {
-            slot: self.records.vacant_key(),
+            slot,
             id: self.next_id,
         };
         let hash = self.names.hash(name.as_bytes());
@@ -484,12 +495,27 @@ impl Registry {
         if self.keep_order {
             self.order.push(key);
         }
-        self.pending.push(key);
+        // `reserve` refused a slot past `u32`.
+        if let Some(slot) = slot_index(key.slot) {
+            self.pending.push(slot);
+        }
     }
 
-    /// The accepted children still to spawn, oldest first.
-    pub(crate) fn take_pending(&mut self) -> Vec<ChildKey> {
+    /// The slots of the accepted children still to spawn, oldest first;
+    /// [`pending`](Registry::pending) finds each one's record.
+    pub(crate) fn take_pending(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// The record in `slot` if it is still to spawn. A slot listed in
+    /// [`take_pending`](Registry::take_pending) holds the child accepted
+    /// there unless that one has ended since and another took its slot,
+    /// which is then listed too, and spawns once all the same: its first
+    /// listing finds it, the second finds it running.
+    pub(crate) fn pending(&mut self, slot: u32) -> Option<&mut Record> {
+        self.records
+            .get_mut(slot as usize)
+            .filter(|record| matches!(record.stage, Stage::Pending))
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -628,7 +654,10 @@ impl Registry {
         }
         self.ends_since_shrink = 0;
         self.records.shrink();
-        for list in [&mut self.pending, &mut self.stop_requests, &mut self.ready] {
+        if self.pending.capacity() > 4 * self.pending.len() + 64 {
+            self.pending.shrink_to(2 * self.pending.len());
+        }
+        for list in [&mut self.stop_requests, &mut self.ready] {
             if list.capacity() > 4 * list.len() + 64 {
                 list.shrink_to(2 * list.len());
             }
@@ -725,6 +754,37 @@ pub(crate) mod tests {
         };
         registry.admit(Arc::new(core), hash, admission);
         key
+    }
+
+    /// An accepted child is listed by its slot. One that ends before it
+    /// spawns frees its slot to the next child, which is then listed twice:
+    /// it spawns once, on the first listing.
+    #[test]
+    fn a_slot_listed_twice_spawns_its_child_once() {
+        let mut registry = registry(false);
+        let first = admit(&mut registry, "first".to_owned());
+        let (_, left, removed) = registry.end(first, false).expect("live");
+        assert!(matches!(left, Stage::Pending) && removed.is_some());
+        let second = admit(&mut registry, "second".to_owned());
+        assert_eq!(second.slot, first.slot, "the slot is reused");
+        let listed = registry.take_pending();
+        assert_eq!(listed, vec![0, 0]);
+        assert!(!registry.has_pending());
+        let record = registry.pending(listed[0]).expect("still to spawn");
+        assert_eq!(record.key(), second);
+        let now = tokio::time::Instant::now();
+        drop(record.set_stage(Stage::Running(Attempt::new(now, now, 0, None))));
+        assert!(registry.pending(listed[1]).is_none(), "spawned already");
+        assert!(registry.pending(7).is_none(), "an empty slot");
+    }
+
+    /// Slots are listed in 4 bytes: past `u32`, a manager is full.
+    #[test]
+    fn a_slot_past_u32_is_refused() {
+        assert_eq!(slot_index(0), Some(0));
+        assert_eq!(slot_index(u32::MAX as usize), Some(u32::MAX));
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(slot_index(u32::MAX as usize + 1), None);
     }
 
     /// A child's stop word: a stop of one attempt reaches that attempt

@@ -15,7 +15,7 @@ use super::Run;
 use super::stop::AbortCause;
 use super::task::{DynRunnable, Launch, SlowPolls};
 use super::timers::{TimerKind, later};
-use crate::control::{ChildCore, ChildKey, Context, EventKind};
+use crate::control::{ChildCore, Context, EventKind};
 use crate::manager::registry::{Attempt, Phase, Record, Registry, Stage};
 
 /// How many accepted children one turn prepares under one lock before it
@@ -112,11 +112,12 @@ impl Run<'_> {
 
     /// Queues the children inserted before the run for an ordered start
     /// (without one, they start on the first turn like any insert).
-    pub(super) fn queue_initial(&mut self, initial: Vec<ChildKey>) {
+    pub(super) fn queue_initial(&mut self, initial: Vec<u32>) {
         let shared = self.shared;
-        let registry = shared.registry();
-        for key in initial {
-            if let Some(record) = registry.get(key) {
+        let mut registry = shared.registry();
+        for slot in initial {
+            if let Some(record) = registry.pending(slot) {
+                let key = record.key();
                 self.count_in(record);
                 self.start_queue.push_back(key);
             }
@@ -127,11 +128,11 @@ impl Run<'_> {
     fn launch_pending(
         &mut self,
         registry: &mut Registry,
-        pending: &mut std::vec::IntoIter<ChildKey>,
+        pending: &mut std::vec::IntoIter<u32>,
         now: Instant,
     ) {
-        for key in pending.by_ref().take(SPAWN_BATCH) {
-            if let Some(record) = registry.get_mut(key) {
+        for slot in pending.by_ref().take(SPAWN_BATCH) {
+            if let Some(record) = registry.pending(slot) {
                 self.count_in(record);
                 self.prepare(record, now);
             }
@@ -158,7 +159,11 @@ impl Run<'_> {
                 // back, not kept for the rest of the run.
                 self.start_queue = std::collections::VecDeque::new();
             }
-            let Some(record) = registry.get_mut(key) else {
+            // Still to spawn: it is queued once, and never twice.
+            let Some(record) = registry
+                .get_mut(key)
+                .filter(|record| matches!(record.stage(), Stage::Pending))
+            else {
                 continue;
             };
             if !stopping {
