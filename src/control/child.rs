@@ -52,11 +52,12 @@ const CLOSED: u64 = 2;
 const STATE_BITS: u32 = 2;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 
-/// How a manager treats a child; fixed when it is inserted.
+/// How a manager treats a child; fixed when it is inserted. Its core keeps
+/// it as [`Grace`] and [`Flags`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildPolicy {
     /// Its own grace period, instead of the manager's.
-    pub(crate) grace: Grace,
+    pub(crate) grace: Option<Duration>,
     /// Stopped only after every other child of its manager has ended.
     pub(crate) background: bool,
     /// Its end, when it is not restarted, stops the manager.
@@ -76,22 +77,70 @@ pub(crate) struct ChildPolicy {
     pub(crate) undeclared_ready: bool,
 }
 
-/// A child's own grace period, if it has one, in nanoseconds (`u64::MAX`
-/// for none): half the size of an `Option<Duration>`, which keeps the
-/// policy at 16 bytes. A grace period longer than 584 years is one of 584
-/// years.
+/// The flags of a [`ChildPolicy`], in one byte, which shares a word of its
+/// core with the slot.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Grace(u64);
+pub(crate) struct Flags(u8);
 
-impl Grace {
-    pub(crate) fn new(grace: Option<Duration>) -> Grace {
-        Grace(grace.map_or(u64::MAX, |grace| {
-            u64::try_from(grace.as_nanos()).map_or(u64::MAX - 1, |nanos| nanos.min(u64::MAX - 1))
-        }))
+const BACKGROUND: u8 = 1;
+const SIGNIFICANT: u8 = 1 << 1;
+const ESCALATE: u8 = 1 << 2;
+const ANNOUNCE_READY: u8 = 1 << 3;
+const REPORTS_READY: u8 = 1 << 4;
+const PASSES_RELOADS_ON: u8 = 1 << 5;
+const UNDECLARED_READY: u8 = 1 << 6;
+
+impl Flags {
+    fn of(policy: &ChildPolicy) -> Flags {
+        let flag = |set: bool, flag: u8| if set { flag } else { 0 };
+        Flags(
+            flag(policy.background, BACKGROUND)
+                | flag(policy.significant, SIGNIFICANT)
+                | flag(policy.escalate, ESCALATE)
+                | flag(policy.announce_ready, ANNOUNCE_READY)
+                | flag(policy.reports_ready, REPORTS_READY)
+                | flag(policy.passes_reloads_on, PASSES_RELOADS_ON)
+                | flag(policy.undeclared_ready, UNDECLARED_READY),
+        )
     }
 
-    pub(crate) fn get(self) -> Option<Duration> {
-        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// [`ChildPolicy::background`].
+    pub(crate) fn background(self) -> bool {
+        self.has(BACKGROUND)
+    }
+
+    /// [`ChildPolicy::significant`].
+    pub(crate) fn significant(self) -> bool {
+        self.has(SIGNIFICANT)
+    }
+
+    /// [`ChildPolicy::escalate`].
+    pub(crate) fn escalate(self) -> bool {
+        self.has(ESCALATE)
+    }
+
+    /// [`ChildPolicy::announce_ready`].
+    pub(crate) fn announce_ready(self) -> bool {
+        self.has(ANNOUNCE_READY)
+    }
+
+    /// [`ChildPolicy::reports_ready`].
+    pub(crate) fn reports_ready(self) -> bool {
+        self.has(REPORTS_READY)
+    }
+
+    /// [`ChildPolicy::passes_reloads_on`].
+    pub(crate) fn passes_reloads_on(self) -> bool {
+        self.has(PASSES_RELOADS_ON)
+    }
+
+    /// [`ChildPolicy::undeclared_ready`].
+    pub(crate) fn undeclared_ready(self) -> bool {
+        self.has(UNDECLARED_READY)
     }
 }
 
@@ -100,10 +149,12 @@ impl Grace {
 pub(crate) struct ChildCore {
     pub(crate) id: u64,
     /// Where the manager keeps this child's record; valid while the child
-    /// has not ended.
-    slot: usize,
+    /// has not ended. A manager holds at most 2^32 records.
+    slot: u32,
     pub(crate) name: ChildName,
-    pub(crate) policy: ChildPolicy,
+    /// How its manager treats it: its [`ChildPolicy`], but for the grace
+    /// period, which is kept in `watch`.
+    pub(crate) policy: Flags,
     /// The current attempt's number (from 1; 0 before the first) shifted
     /// left by `STATE_BITS`, and its readiness in the low bits. One word, so
     /// that a context of an ended attempt, which knows only its own number,
@@ -120,8 +171,9 @@ pub(crate) struct ChildCore {
     listener: Weak<ManagerShared>,
     inbox: Mutex<Inbox>,
     /// Its heartbeat and slow-poll measurements, for a child with a
-    /// heartbeat timeout or a slow-poll threshold: boxed, so that a child
-    /// with neither pays one word.
+    /// heartbeat timeout or a slow-poll threshold, and its own grace period
+    /// if it has one: boxed, so that a child with none of them pays one
+    /// word.
     watch: Option<Box<Watch>>,
     pub(crate) end: EndSignal,
     /// Its manager's metrics, told of each of its stage changes. Here
@@ -141,16 +193,19 @@ pub(crate) struct Watched {
 }
 
 /// What [`ChildCore`] measures for a child with a heartbeat timeout or a
-/// slow-poll threshold.
+/// slow-poll threshold, and a child's own grace period.
 struct Watch {
     /// When it last said it is alive: nanoseconds since its manager's run
     /// started (tokio's clock, so paused test time counts).
     last_beat: AtomicU64,
     /// It is failed when it goes this long without a heartbeat. Here
-    /// rather than in the policy, which every child has: it kept the
-    /// `ChildCore` 16 bytes above malloc's 256-byte size class.
+    /// rather than in the core, which every child has, and where every 16
+    /// bytes are a malloc size class up.
     stale_after: Option<Duration>,
     polls: Option<PollWatch>,
+    /// Its own grace period, instead of the manager's. Here rather than in
+    /// the policy for the same reason.
+    grace: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -230,18 +285,23 @@ impl ChildCore {
     ) -> Self {
         ChildCore {
             id: key.id,
-            slot: key.slot,
+            // The registry refuses a slot past `u32` (`InsertErrorKind::Full`).
+            slot: u32::try_from(key.slot).unwrap_or(u32::MAX),
             name,
-            policy,
+            policy: Flags::of(&policy),
             progress: AtomicU64::new(0),
             stop: AtomicU64::new(0),
             listener,
             inbox: Mutex::default(),
-            watch: (watched.stale_after.is_some() || watched.slow_poll.is_some()).then(|| {
+            watch: (watched.stale_after.is_some()
+                || watched.slow_poll.is_some()
+                || policy.grace.is_some())
+            .then(|| {
                 Box::new(Watch {
                     last_beat: AtomicU64::new(0),
                     stale_after: watched.stale_after,
                     polls: watched.slow_poll.map(PollWatch::new),
+                    grace: policy.grace,
                 })
             }),
             end: EndSignal::default(),
@@ -316,8 +376,36 @@ impl ChildCore {
 
     pub(crate) fn key(&self) -> ChildKey {
         ChildKey {
-            slot: self.slot,
+            slot: self.slot as usize,
             id: self.id,
+        }
+    }
+
+    /// Its own grace period, if it has one.
+    pub(crate) fn grace(&self) -> Option<Duration> {
+        self.watch.as_ref()?.grace
+    }
+
+    /// What it measures, if it has a heartbeat timeout or a slow-poll
+    /// threshold.
+    fn watched(&self) -> Option<&Watch> {
+        self.watch
+            .as_deref()
+            .filter(|watch| watch.stale_after.is_some() || watch.polls.is_some())
+    }
+
+    /// Its policy, for the same child in its manager's next run.
+    pub(crate) fn child_policy(&self) -> ChildPolicy {
+        let flags = self.policy;
+        ChildPolicy {
+            grace: self.grace(),
+            background: flags.background(),
+            significant: flags.significant(),
+            escalate: flags.escalate(),
+            announce_ready: flags.announce_ready(),
+            reports_ready: flags.reports_ready(),
+            passes_reloads_on: flags.passes_reloads_on(),
+            undeclared_ready: flags.undeclared_ready(),
         }
     }
 
@@ -417,7 +505,7 @@ impl ChildCore {
                     .map(ControlMessage::Custom);
             }
             *seen_reloads = inbox.reloads;
-            !self.policy.passes_reloads_on && std::mem::take(&mut inbox.reload_pending)
+            !self.policy.passes_reloads_on() && std::mem::take(&mut inbox.reload_pending)
         };
         if taken {
             self.tell_reload_pending(false);
@@ -588,12 +676,12 @@ impl ChildCore {
         {
             return false;
         }
-        if self.policy.announce_ready || self.policy.reports_ready {
+        if self.policy.announce_ready() || self.policy.reports_ready() {
             if let Some(listener) = self.listener.upgrade() {
-                if self.policy.reports_ready {
+                if self.policy.reports_ready() {
                     listener.counted_ready(true);
                 }
-                if self.policy.announce_ready {
+                if self.policy.announce_ready() {
                     listener.child_ready(self.key());
                 }
             }
@@ -620,7 +708,7 @@ impl ChildCore {
         {
             return false;
         }
-        if self.policy.reports_ready {
+        if self.policy.reports_ready() {
             if let Some(listener) = self.listener.upgrade() {
                 listener.counted_ready(false);
             }
@@ -641,7 +729,7 @@ impl ChildCore {
     /// one; `base` is when the manager's run began. Nobody reads the beats
     /// of a child without a heartbeat timeout, so they are not kept.
     pub(crate) fn beat(&self, attempt: u32, base: tokio::time::Instant) {
-        let Some(watch) = &self.watch else {
+        let Some(watch) = self.watched() else {
             return;
         };
         let now = self.progress.load(Ordering::Acquire);
@@ -653,7 +741,7 @@ impl ChildCore {
     /// How long ago the last sign of life was (zero for a child without a
     /// heartbeat timeout, which is never stale).
     pub(crate) fn since_beat(&self, base: tokio::time::Instant) -> Duration {
-        let Some(watch) = &self.watch else {
+        let Some(watch) = self.watched() else {
             return Duration::ZERO;
         };
         Duration::from_nanos(
@@ -699,7 +787,7 @@ impl ChildCore {
                 rare.restart_reason = None;
             }
         }
-        if let Some(watch) = &self.watch {
+        if let Some(watch) = self.watched() {
             watch.last_beat.store(nanos_since(base), Ordering::Release);
         }
         self.progress
@@ -764,33 +852,55 @@ fn nanos_since(base: tokio::time::Instant) -> u64 {
 mod tests {
     use super::*;
 
-    /// A core is 184 bytes (192 with metrics): with the `Arc`'s counts, 200,
-    /// one of malloc's 208-byte chunks per child. Each 16 bytes more is a
-    /// chunk size up.
+    /// A core is 168 bytes (176 with metrics): with the `Arc`'s counts,
+    /// 184, one of malloc's 192-byte chunks per child. Each 16 bytes more
+    /// is a chunk size up.
     #[test]
-    fn a_core_takes_184_bytes() {
+    fn a_core_takes_168_bytes() {
         let metrics = if cfg!(feature = "metrics") { 8 } else { 0 };
-        assert_eq!(size_of::<ChildCore>(), 184 + metrics);
-        assert_eq!(size_of::<ChildPolicy>(), 16);
+        assert_eq!(size_of::<ChildCore>(), 168 + metrics);
         assert_eq!(size_of::<Mutex<Inbox>>(), 32);
     }
 
-    /// A grace period keeps its nanoseconds; none stays none; one too long
-    /// for them is one of 584 years.
+    /// Each flag of a policy is kept apart from the others, and so is its
+    /// grace period; a child with a grace period alone is not watched.
     #[test]
-    fn a_grace_period_is_kept_in_nanoseconds() {
-        for grace in [
-            Duration::ZERO,
-            Duration::from_nanos(1),
-            Duration::from_millis(1500),
-            Duration::from_secs(86_400 * 365 * 500),
-        ] {
-            assert_eq!(Grace::new(Some(grace)).get(), Some(grace));
+    fn a_policy_is_kept_flag_by_flag() {
+        let none = ChildPolicy {
+            grace: None,
+            background: false,
+            significant: false,
+            escalate: false,
+            announce_ready: false,
+            reports_ready: false,
+            passes_reloads_on: false,
+            undeclared_ready: false,
+        };
+        let setters: [fn(&mut ChildPolicy); 8] = [
+            |policy| policy.grace = Some(Duration::from_millis(3)),
+            |policy| policy.background = true,
+            |policy| policy.significant = true,
+            |policy| policy.escalate = true,
+            |policy| policy.announce_ready = true,
+            |policy| policy.reports_ready = true,
+            |policy| policy.passes_reloads_on = true,
+            |policy| policy.undeclared_ready = true,
+        ];
+        for set in setters {
+            let mut policy = none;
+            set(&mut policy);
+            let core = ChildCore::new(
+                ChildKey { slot: 3, id: 9 },
+                ChildName::from(std::borrow::Cow::Borrowed("c")),
+                policy,
+                Weak::new(),
+                Watched::default(),
+                #[cfg(feature = "metrics")]
+                Arc::default(),
+            );
+            assert_eq!(format!("{:?}", core.child_policy()), format!("{policy:?}"));
+            assert!(core.watched().is_none());
+            assert_eq!(core.key(), ChildKey { slot: 3, id: 9 });
         }
-        assert_eq!(Grace::new(None).get(), None);
-        assert_eq!(
-            Grace::new(Some(Duration::MAX)).get(),
-            Some(Duration::from_nanos(u64::MAX - 1))
-        );
     }
 }

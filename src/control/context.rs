@@ -309,7 +309,7 @@ impl Context {
     /// waits for, may call it either way.
     pub fn mark_ready(&self) {
         debug_assert!(
-            !self.inner.core.policy.undeclared_ready,
+            !self.inner.core.policy.undeclared_ready(),
             "process `{}` called `Context::mark_ready` but does not report readiness, so its \
              manager's `is_ready` would not wait for it: declare it with `Runnable::reports_ready`, \
              `ProcessFn::reporting_ready` or `ChildOptions::reports_ready(true)` (or opt out \

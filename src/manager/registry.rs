@@ -685,7 +685,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::IdleProcess;
-    use crate::control::{ChildPolicy, Grace, Watched};
+    use crate::control::{ChildPolicy, Watched};
 
     /// A record is 80 bytes: 256 of them fill a chunk of the slab, one per
     /// live child.
@@ -730,7 +730,7 @@ pub(crate) mod tests {
             .reserve(ChildName::from(std::borrow::Cow::Owned(name)), true)
             .unwrap();
         let policy = ChildPolicy {
-            grace: Grace::new(None),
+            grace: None,
             background: false,
             significant: false,
             escalate: true,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{Admission, Phase, Registry, Reserved, Stage};
 use super::{ChildInfo, ChildState, ManagerHandle, TreeNode, TreeSnapshot};
 use crate::control::{
-    AttemptEnd, ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Grace, Outcome,
+    AttemptEnd, ChildCore, ChildHandle, ChildKey, ChildName, ChildPolicy, EventHub, Outcome,
     PollWatch, ReasonCell, RunEnd, ShutdownReason, StopListener, Watched,
 };
 use crate::error::{ControlError, InsertError};
@@ -188,7 +188,7 @@ impl ManagerShared {
         let announce_ready =
             self.settings.ordered_start.is_some() && registry.phase() == Phase::Idle;
         let policy = ChildPolicy {
-            grace: Grace::new(options.grace),
+            grace: options.grace,
             background,
             significant: options.significant.unwrap_or(false),
             escalate: options.escalate.unwrap_or(true),
@@ -293,7 +293,7 @@ impl ManagerShared {
             return;
         }
         for record in registry.records() {
-            if !record.core.policy.background {
+            if !record.core.policy.background() {
                 record.core.stop();
             }
         }

@@ -73,7 +73,7 @@ impl Run<'_> {
         if matches!(left, Stage::Backoff { .. }) && self.backoff_is_group(&core) {
             self.left_group_backoff();
         }
-        if core.policy.background {
+        if core.policy.background() {
             self.background -= 1;
         } else {
             self.foreground -= 1;
@@ -82,7 +82,7 @@ impl Run<'_> {
             self.awaiting_ready = None;
         }
         // An ended child no longer holds its manager's readiness back.
-        if !core.close_attempt() && core.policy.reports_ready {
+        if !core.close_attempt() && core.policy.reports_ready() {
             self.shared.readiness_changed(true);
         }
         let last = match left {
@@ -115,7 +115,7 @@ impl Run<'_> {
         let by_itself = !in_group
             || core.was_asked_to_stop()
             || !matches!(outcome, Outcome::Stopped | Outcome::Aborted);
-        if core.policy.significant && by_itself && !self.phase.is_stopping() {
+        if core.policy.significant() && by_itself && !self.phase.is_stopping() {
             self.shared.reason.set(ShutdownReason::ChildEnded {
                 path: self.child_path(&core.name),
             });
@@ -147,7 +147,7 @@ impl Run<'_> {
         exceeded: Option<Exceeded>,
     ) {
         let managers = matches!(exceeded, Some(Exceeded::Manager(_)));
-        if !core.policy.escalate && !managers {
+        if !core.policy.escalate() && !managers {
             return;
         }
         let cause = match (outcome, abort) {

@@ -102,7 +102,7 @@ impl Run<'_> {
                 let Some(record) = registry.get_mut(key) else {
                     continue;
                 };
-                if key == trigger || record.core.policy.background {
+                if key == trigger || record.core.policy.background() {
                     continue;
                 }
                 match record.stage() {
@@ -216,7 +216,7 @@ impl Run<'_> {
                         order,
                     });
                     waiting += 1;
-                    if ordered && record.core.policy.announce_ready {
+                    if ordered && record.core.policy.announce_ready() {
                         queued.push((order, key));
                     } else {
                         // Due together, they start in the order they had
@@ -291,7 +291,7 @@ impl Run<'_> {
     /// Whether the record's backoff is its group's: under a group strategy a
     /// foreground child restarts only with its group.
     pub(super) fn backoff_is_group(&self, core: &ChildCore) -> bool {
-        !core.policy.background && self.shared.settings.strategy != Strategy::OneForOne
+        !core.policy.background() && self.shared.settings.strategy != Strategy::OneForOne
     }
 
     /// Whether an attempt the group asked to stop (or queued) ends as part

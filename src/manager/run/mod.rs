@@ -484,9 +484,9 @@ fn rerun(
             stale_after: previous.stale_after(),
             slow_poll: previous.polls().map(PollWatch::threshold),
         };
-        let core = shared.new_core(key, name, previous.policy, watched);
+        let core = shared.new_core(key, name, previous.child_policy(), watched);
         previous.set_successor(Arc::clone(&core));
-        if core.policy.reports_ready {
+        if core.policy.reports_ready() {
             unready += 1;
         }
         let restart = child.restart.as_ref().map(|state| Box::new(state.fresh()));

@@ -199,7 +199,7 @@ impl Run<'_> {
                     let last = Box::new(outcome);
                     // A background helper's restart never takes workers with
                     // it.
-                    let alone = core.policy.background
+                    let alone = core.policy.background()
                         || self.shared.settings.strategy == Strategy::OneForOne;
                     if alone {
                         let at = later(now, delay);
@@ -268,7 +268,7 @@ impl Run<'_> {
     /// A child waiting for its restart is not ready, whatever its last
     /// attempt said; its next attempt starts unready.
     pub(super) fn down_until_restarted(&self, core: &ChildCore) {
-        if core.close_attempt() && core.policy.reports_ready {
+        if core.close_attempt() && core.policy.reports_ready() {
             self.shared.readiness_changed(false);
         }
     }

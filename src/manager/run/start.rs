@@ -142,7 +142,7 @@ impl Run<'_> {
     /// The loop takes charge of a child: until its end is final, the run
     /// goes on.
     fn count_in(&mut self, record: &Record) {
-        if record.core.policy.background {
+        if record.core.policy.background() {
             self.background += 1;
         } else {
             self.foreground += 1;
@@ -212,14 +212,14 @@ impl Run<'_> {
             self.timers
                 .set(later(now, stale_after), TimerKind::Liveness, record);
         }
-        if self.phase.is_stopping() && !core.policy.background {
+        if self.phase.is_stopping() && !core.policy.background() {
             // A child spawned during the stop must stop too: at once, or
             // with ordered stop in its turn, when its grace period starts.
             if self.shared.settings.ordered_stop {
                 self.stop_order.push((order, key));
             } else {
                 core.stop();
-                if let Some(grace) = core.policy.grace.get() {
+                if let Some(grace) = core.grace() {
                     self.timers.set(later(now, grace), TimerKind::Abort, record);
                 }
             }
@@ -318,7 +318,7 @@ impl Run<'_> {
                 continue;
             };
             attempt.task = Some(task);
-            if forced && !record.core.policy.background {
+            if forced && !record.core.policy.background() {
                 self.abort(record, AbortCause::Forced);
             }
         }

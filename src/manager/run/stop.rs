@@ -102,7 +102,7 @@ impl Run<'_> {
             let shared = self.shared;
             let mut registry = shared.registry();
             for record in registry.records_mut() {
-                let background = record.core.policy.background;
+                let background = record.core.policy.background();
                 match record.stage() {
                     Stage::Backoff { .. } => waiting.push((record.key(), Ending::Waiting)),
                     // A held member without a restart policy would have
@@ -115,7 +115,7 @@ impl Run<'_> {
                         self.stop_order.push((attempt.order, record.key()));
                     }
                     Stage::Running(_) if !background => {
-                        if let Some(grace) = record.core.policy.grace.get() {
+                        if let Some(grace) = record.core.grace() {
                             self.timers.set(later(now, grace), TimerKind::Abort, record);
                         }
                     }
@@ -190,7 +190,7 @@ impl Run<'_> {
             // from now on. No reason is set: nobody asked.
             self.token.cancel();
             for record in registry.records_mut() {
-                if !record.core.policy.background {
+                if !record.core.policy.background() {
                     continue;
                 }
                 match record.stage() {
@@ -221,7 +221,7 @@ impl Run<'_> {
         let shared = self.shared;
         let mut registry = shared.registry();
         for record in registry.records_mut() {
-            if !record.core.policy.background {
+            if !record.core.policy.background() {
                 self.abort(record, AbortCause::Forced);
             }
         }
@@ -237,9 +237,7 @@ impl Run<'_> {
             // With ordered stop the manager's grace period bounds the whole
             // sequence; otherwise children with a grace period of their own
             // have a timer of their own.
-            if !record.core.policy.background
-                && (ordered || record.core.policy.grace.get().is_none())
-            {
+            if !record.core.policy.background() && (ordered || record.core.grace().is_none()) {
                 self.abort(record, AbortCause::Grace(grace));
             }
         }
@@ -272,12 +270,7 @@ impl Run<'_> {
 
     /// The child's grace period: its own, or the manager's.
     pub(super) fn grace_of(&self, record: &Record) -> Duration {
-        record
-            .core
-            .policy
-            .grace
-            .get()
-            .unwrap_or(self.shared.settings.grace)
+        record.core.grace().unwrap_or(self.shared.settings.grace)
     }
 
     /// Starts the grace period of the record's running attempt: when it
