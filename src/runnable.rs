@@ -3,6 +3,7 @@
 //! [`process_fn_once`].
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -489,7 +490,30 @@ where
     }
 }
 
+thread_local! {
+    /// The address and length of the last full type name cut on this
+    /// thread, and what it was cut to.
+    static LAST_CUT: Cell<(usize, usize, &'static str)> = const { Cell::new((0, 0, "")) };
+}
+
+/// A type's name without its module path and generic arguments. Many
+/// inserts of one type in a row (a pool of workers) cut its name once per
+/// thread: a full name is `'static`, and one at the same address with the
+/// same length is the same name.
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
+    let key = (full.as_ptr().addr(), full.len());
+    LAST_CUT.with(|last| {
+        let (address, length, short) = last.get();
+        if (address, length) == key {
+            return short;
+        }
+        let short = cut_type_name(full);
+        last.set((key.0, key.1, short));
+        short
+    })
+}
+
+fn cut_type_name(full: &'static str) -> &'static str {
     // This runs on every insert of a process with the default name: cut at
     // the first `<` (before the `:`s of generic parameters, wherever they
     // are: `&dyn a::Trait<u8> + Sync` is a `Trait`), then take what follows
@@ -508,7 +532,7 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::short_type_name;
+    use super::{cut_type_name, short_type_name};
 
     #[test]
     fn short_type_name_strips_path_and_generics() {
@@ -523,5 +547,23 @@ mod tests {
             "Trait"
         );
         assert_eq!(short_type_name(""), "");
+    }
+
+    /// The name cut last is remembered by where it lies: a different name,
+    /// even one with the same length, is cut anew, and a name cut before
+    /// is cut again correctly.
+    #[test]
+    fn a_short_name_is_remembered_only_for_its_own_type() {
+        let first = "a::b::Ticker<c::D>";
+        let second = "z::y::Worker<c::D>";
+        assert_eq!(first.len(), second.len());
+        for _ in 0..2 {
+            assert_eq!(short_type_name(first), "Ticker");
+            assert_eq!(short_type_name(first), "Ticker");
+            assert_eq!(short_type_name(second), "Worker");
+        }
+        assert_eq!(short_type_name(&first[..12]), "Ticker");
+        assert_eq!(short_type_name(&first[..7]), "T");
+        assert_eq!(cut_type_name("a::Ticker"), "Ticker");
     }
 }

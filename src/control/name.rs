@@ -63,6 +63,15 @@ impl ChildName {
         }
     }
 
+    /// Where a `'static` name lies and how long it is: two such names at
+    /// the same place with the same length are the same name.
+    pub(crate) fn static_place(&self) -> Option<(usize, usize)> {
+        match self {
+            ChildName::Borrowed(name) => Some((name.as_ptr().addr(), name.len())),
+            ChildName::Inline(_) | ChildName::Owned(_) => None,
+        }
+    }
+
     /// The name as a `Cow`, for the rare paths that hand it to the user
     /// (an insert refused) or take it as one again.
     pub(crate) fn into_string(self) -> String {

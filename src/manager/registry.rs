@@ -289,6 +289,11 @@ pub(crate) struct Registry {
     keep_order: bool,
     /// Ends since [`shrink`](Registry::shrink) last looked.
     ends_since_shrink: usize,
+    /// The last `'static` name (a type's default name, or a literal) found
+    /// taken, by its place ([`ChildName::static_place`]), and the child
+    /// that has it: while that child lives, the next child under that
+    /// name is suffixed without a lookup of the name.
+    taken: Option<(usize, usize, ChildKey)>,
     #[cfg(feature = "metrics")]
     metrics: Arc<ManagerMetrics>,
 }
@@ -343,6 +348,7 @@ impl Registry {
             order: Vec::new(),
             keep_order,
             ends_since_shrink: 0,
+            taken: None,
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -421,7 +427,7 @@ impl Registry {
     /// live sibling has, or, for an `exact` name, a refusal. `Err` says why
     /// the child would be refused, and gives the name back.
     pub(crate) fn reserve(
-        &self,
+        &mut self,
         name: ChildName,
         exact: bool,
     ) -> Result<Reserved, (InsertErrorKind, ChildName)> {
@@ -436,9 +442,26 @@ impl Registry {
             slot,
             id: self.next_id,
         };
-        let hash = self.names.hash(name.as_bytes());
-        if !self.name_taken(name.as_bytes(), hash) {
-            return Ok(Reserved { key, name, hash });
+        let place = name.static_place();
+        let known_taken = place.is_some_and(|place| {
+            self.taken.is_some_and(|(address, length, holder)| {
+                (address, length) == place
+                    && self
+                        .get(holder)
+                        .is_some_and(|record| !matches!(record.stage, Stage::Ended))
+            })
+        });
+        if !known_taken {
+            let hash = self.names.hash(name.as_bytes());
+            let Some(slot) = self
+                .names
+                .get(name.as_bytes(), hash, |slot| self.name_at(slot))
+            else {
+                return Ok(Reserved { key, name, hash });
+            };
+            if let (Some((address, length)), Some(holder)) = (place, self.records.get(slot)) {
+                self.taken = Some((address, length, holder.key()));
+            }
         }
         if exact {
             return Err((InsertErrorKind::DuplicateName, name));
@@ -726,9 +749,23 @@ pub(crate) mod tests {
 
     /// Admits an idle child named `name`.
     pub(crate) fn admit(registry: &mut Registry, name: String) -> ChildKey {
-        let Reserved { key, name, hash } = registry
-            .reserve(ChildName::from(std::borrow::Cow::Owned(name)), true)
-            .unwrap();
+        admit_as(
+            registry,
+            ChildName::from(std::borrow::Cow::Owned(name)),
+            true,
+        )
+        .expect("a free name")
+    }
+
+    /// Admits an idle child under `name`, suffixed if it is taken and not
+    /// `exact`; the error if it is refused.
+    fn admit_as(
+        registry: &mut Registry,
+        name: ChildName,
+        exact: bool,
+    ) -> Result<ChildKey, InsertErrorKind> {
+        let Reserved { key, name, hash } =
+            registry.reserve(name, exact).map_err(|(kind, _)| kind)?;
         let policy = ChildPolicy {
             grace: None,
             background: false,
@@ -753,7 +790,57 @@ pub(crate) mod tests {
             restart: None,
         };
         registry.admit(Arc::new(core), hash, admission);
-        key
+        Ok(key)
+    }
+
+    /// A `'static` name found taken is remembered with the child that has
+    /// it, and only while that child lives: once it has ended (its record
+    /// removed, or kept as ended) the name is free again. An equal name
+    /// elsewhere in memory is looked up as any other.
+    #[test]
+    fn a_static_name_is_known_taken_only_while_its_holder_lives() {
+        for keep in [false, true] {
+            let mut registry = registry(false);
+            let name = |text: &'static str| ChildName::from(std::borrow::Cow::Borrowed(text));
+            let text: &'static str = "worker";
+            let first = admit_as(&mut registry, name(text), false).expect("free");
+            let name_of = |registry: &Registry, key| {
+                registry
+                    .get(key)
+                    .map(|record: &Record| record.core.name.to_string())
+            };
+            assert_eq!(name_of(&registry, first).as_deref(), Some("worker"));
+            for _ in 0..3 {
+                let next = admit_as(&mut registry, name(text), false).expect("suffixed");
+                assert_eq!(
+                    name_of(&registry, next),
+                    Some(format!("worker-{}", next.id))
+                );
+            }
+            assert_eq!(
+                admit_as(&mut registry, name(text), true),
+                Err(InsertErrorKind::DuplicateName)
+            );
+            // Another name is looked up, and free.
+            let other = admit_as(&mut registry, name("other"), true).expect("free");
+            assert_eq!(name_of(&registry, other).as_deref(), Some("other"));
+            // The same text at another place.
+            let elsewhere: &'static str = &"a worker"[2..];
+            assert_eq!(elsewhere, text);
+            assert_ne!(elsewhere.as_ptr(), text.as_ptr());
+            assert_eq!(
+                admit_as(&mut registry, name(elsewhere), true),
+                Err(InsertErrorKind::DuplicateName)
+            );
+            registry.end(first, keep).expect("live");
+            let again = admit_as(&mut registry, name(text), true).expect("free again");
+            assert_eq!(name_of(&registry, again).as_deref(), Some("worker"));
+            let next = admit_as(&mut registry, name(text), false).expect("suffixed");
+            assert_eq!(
+                name_of(&registry, next),
+                Some(format!("worker-{}", next.id))
+            );
+        }
     }
 
     /// An accepted child is listed by its slot. One that ends before it
