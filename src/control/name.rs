@@ -173,6 +173,24 @@ mod tests {
         matches!(name, ChildName::Inline(_))
     }
 
+    /// Only a `'static` name has a place to be remembered by: where it
+    /// lies and how long it is.
+    #[test]
+    fn only_a_static_name_has_a_place() {
+        let text: &'static str = "worker";
+        let borrowed = ChildName::from(Cow::Borrowed(text));
+        assert_eq!(
+            borrowed.static_place(),
+            Some((text.as_ptr().addr(), text.len()))
+        );
+        let inline = ChildName::from(Cow::Owned::<str>(text.to_owned()));
+        assert!(is_inline(&inline));
+        assert_eq!(inline.static_place(), None);
+        let owned = ChildName::from(Cow::Owned::<str>("w".repeat(40)));
+        assert!(matches!(owned, ChildName::Owned(_)));
+        assert_eq!(owned.static_place(), None);
+    }
+
     #[test]
     fn a_suffixed_name_is_the_name_a_dash_and_the_number() {
         let cases = [

@@ -83,9 +83,11 @@ impl ManagerHandle {
     /// # Errors
     ///
     /// Hands the runnable back if the manager is shutting down or has stopped,
-    /// or if the child asks for an [exact name](ChildOptions::exact_name)
-    /// that a live sibling has. Every insert that succeeds runs its child,
-    /// and the manager stops that child before its run returns.
+    /// if the child asks for an [exact name](ChildOptions::exact_name)
+    /// that a live sibling has, or if the manager already holds 2^32
+    /// children ([`InsertErrorKind`](crate::InsertErrorKind) says which).
+    /// Every insert that succeeds runs its child, and the manager stops
+    /// that child before its run returns.
     ///
     /// # Example
     ///
@@ -111,7 +113,9 @@ impl ManagerHandle {
     /// # Errors
     ///
     /// Hands the runnable back if the manager is shutting down or has
-    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
+    /// stopped, if an [exact name](ChildOptions::exact_name) is taken, or
+    /// if the manager already holds 2^32 children
+    /// ([`InsertErrorKind`](crate::InsertErrorKind) says which).
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,

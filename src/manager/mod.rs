@@ -196,7 +196,9 @@ impl ProcessManager {
     /// # Errors
     ///
     /// Hands the runnable back if the manager is shutting down or has
-    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
+    /// stopped, if an [exact name](ChildOptions::exact_name) is taken, or
+    /// if the manager already holds 2^32 children
+    /// ([`InsertErrorKind`](crate::InsertErrorKind) says which).
     pub fn insert<R: Runnable>(&self, runnable: R) -> Result<ChildHandle, InsertError<R>> {
         self.shared.insert(runnable, ChildOptions::new())
     }
@@ -207,7 +209,9 @@ impl ProcessManager {
     /// # Errors
     ///
     /// Hands the runnable back if the manager is shutting down or has
-    /// stopped, or if an [exact name](ChildOptions::exact_name) is taken.
+    /// stopped, if an [exact name](ChildOptions::exact_name) is taken, or
+    /// if the manager already holds 2^32 children
+    /// ([`InsertErrorKind`](crate::InsertErrorKind) says which).
     pub fn insert_with<R: Runnable>(
         &self,
         runnable: R,

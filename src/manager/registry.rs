@@ -832,6 +832,9 @@ pub(crate) mod tests {
                 admit_as(&mut registry, name(elsewhere), true),
                 Err(InsertErrorKind::DuplicateName)
             );
+            // The holder is remembered again, and then ends.
+            let next = admit_as(&mut registry, name(text), false).expect("suffixed");
+            assert_ne!(next, first);
             registry.end(first, keep).expect("live");
             let again = admit_as(&mut registry, name(text), true).expect("free again");
             assert_eq!(name_of(&registry, again).as_deref(), Some("worker"));
