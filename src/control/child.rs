@@ -53,7 +53,7 @@ const STATE_BITS: u32 = 2;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 
 /// How a manager treats a child; fixed when it is inserted. Its core keeps
-/// it as [`Grace`] and [`Flags`].
+/// the flags as [`Flags`], and the grace period in its `watch` box.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildPolicy {
     /// Its own grace period, instead of the manager's.

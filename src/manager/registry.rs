@@ -519,6 +519,7 @@ impl Registry {
             self.order.push(key);
         }
         // `reserve` refused a slot past `u32`.
+        debug_assert!(slot_index(key.slot).is_some(), "a slot past u32");
         if let Some(slot) = slot_index(key.slot) {
             self.pending.push(slot);
         }
