@@ -215,12 +215,7 @@ fn a_thousand_nested_managers_nobody_subscribes_to_are_cheap() {
 fn a_burst_of_children_gives_its_bookkeeping_back_once_they_have_ended() {
     const BURST: usize = 100_000;
     measure(async {
-        // Grow the runtime's own queues to the burst's size first: they
-        // keep their capacity, and they are not the manager's.
-        let tasks: Vec<_> = (0..BURST).map(|_| tokio::spawn(async {})).collect();
-        for task in tasks {
-            task.await.expect("joined");
-        }
+        grow_runtime_queues(BURST).await;
         let manager = ProcessManager::builder().child(IdleProcess).build();
         let handle = manager.handle();
         let run = tokio::spawn(manager.into_future());
@@ -299,6 +294,15 @@ impl Drop for Reaped {
     }
 }
 
+/// Grows the runtime's own queues to `count` tasks before a measurement:
+/// they keep their capacity, and they are not the manager's.
+async fn grow_runtime_queues(count: usize) {
+    let tasks: Vec<_> = (0..count).map(|_| tokio::spawn(async {})).collect();
+    for task in tasks {
+        task.await.expect("joined");
+    }
+}
+
 /// What a running manager (kept alive by one idle child) keeps, per child
 /// of the burst, after `burst` children that end at once were inserted all
 /// at once, with `options`, and all have been reaped.
@@ -310,12 +314,7 @@ async fn kept_after_a_burst(
     burst: usize,
     options: &ChildOptions,
 ) -> isize {
-    // Grow the runtime's own run queue to the burst's size first: it keeps
-    // its capacity, and it is not the manager's.
-    let tasks: Vec<_> = (0..burst).map(|_| tokio::spawn(async {})).collect();
-    for task in tasks {
-        task.await.expect("joined");
-    }
+    grow_runtime_queues(burst).await;
     let handle = manager.handle();
     manager.insert(IdleProcess).expect("accepted");
     let run = tokio::spawn(manager.into_future());
@@ -351,11 +350,7 @@ async fn kept_after_a_burst(
 fn an_ordered_start_of_10_000_leaves_at_most_8_bytes_per_child_once_reaped() {
     const CHILDREN: usize = 10_000;
     measure(async {
-        // Grow the runtime's own run queue first: it is not the manager's.
-        let tasks: Vec<_> = (0..CHILDREN).map(|_| tokio::spawn(async {})).collect();
-        for task in tasks {
-            task.await.expect("joined");
-        }
+        grow_runtime_queues(CHILDREN).await;
         let manager = ProcessManager::builder()
             .ordered_start(Duration::from_secs(1))
             .build();

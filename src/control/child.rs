@@ -374,6 +374,11 @@ impl ChildCore {
         }
     }
 
+    /// Its record's slot, as the registry's lists keep it.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
     pub(crate) fn key(&self) -> ChildKey {
         ChildKey {
             slot: self.slot as usize,

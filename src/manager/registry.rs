@@ -499,6 +499,8 @@ impl Registry {
     /// and queues it for the loop; `hash` is its name's, from `reserve`.
     pub(crate) fn admit(&mut self, core: Arc<ChildCore>, hash: u32, admission: Admission) {
         let key = core.key();
+        // `reserve` refused a slot past `u32`: the core keeps it in 32 bits.
+        let listed = core.slot();
         debug_assert_eq!(key.id, self.next_id);
         debug_assert_eq!(hash, self.names.hash(core.name.as_bytes()));
         self.next_id += 1;
@@ -518,11 +520,7 @@ impl Registry {
         if self.keep_order {
             self.order.push(key);
         }
-        // `reserve` refused a slot past `u32`.
-        debug_assert!(slot_index(key.slot).is_some(), "a slot past u32");
-        if let Some(slot) = slot_index(key.slot) {
-            self.pending.push(slot);
-        }
+        self.pending.push(listed);
     }
 
     /// The slots of the accepted children still to spawn, oldest first;
