@@ -534,3 +534,80 @@ fn a_restart_makes_a_new_token_only_for_a_child_that_handed_its_token_out() {
         );
     });
 }
+
+/// Runs a restartable subtree (a nested manager restarted whenever its run
+/// ends) whose one spec child ends at once in each of its first `runs`
+/// runs and then waits for shutdown, while a handle to that child taken
+/// before the first run is kept. Returns the heap in use once the last run
+/// has started, less what it was before.
+async fn kept_by_a_handle_across_reruns(runs: u32) -> isize {
+    let (root, root_run) = running_root().await;
+    let base = in_use();
+    let started = Arc::new(AtomicUsize::new(0));
+    let reached = Arc::new(Notify::new());
+    let sub = ProcessManager::builder().name("sub").build();
+    let leaf = {
+        let (started, reached) = (Arc::clone(&started), Arc::clone(&reached));
+        sub.insert(procmgr::process_fn("leaf", move |ctx| {
+            let (started, reached) = (Arc::clone(&started), Arc::clone(&reached));
+            async move {
+                if started.fetch_add(1, Ordering::SeqCst) + 1 >= runs as usize {
+                    reached.notify_one();
+                    ctx.shutdown_requested().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<(), std::convert::Infallible>(())
+            }
+        }))
+        .expect("accepted")
+    };
+    let first = leaf.id();
+    // A run takes a millisecond and the limit's window is ten: it
+    // remembers at most ten restarts, whatever the number of runs.
+    root.insert_with(
+        sub,
+        ChildOptions::new()
+            .restart(procmgr::Restart::Always)
+            .backoff(procmgr::Backoff::none())
+            .restart_limit(procmgr::RestartLimit::new(20, Duration::from_millis(10))),
+    )
+    .expect("accepted");
+    let mut root_run = root_run;
+    tokio::select! {
+        () = reached.notified() => {}
+        ended = &mut root_run => panic!("the tree ended before the last run: {ended:?}"),
+    }
+    let kept = in_use() - base;
+    // The handle taken before the first run speaks for the child of the
+    // last.
+    assert_ne!(leaf.id(), first, "the handle follows the latest run");
+    assert!(
+        !leaf.is_finished(),
+        "the child of the latest run is running"
+    );
+    root.shutdown().await;
+    root_run.await.expect("joined").expect("clean stop");
+    drop(leaf);
+    kept
+}
+
+/// A handle into a restartable subtree follows the child into each new run
+/// of its manager; what it keeps for that does not grow with the runs.
+#[test]
+fn a_handle_kept_across_a_subtree_s_restarts_keeps_no_memory_per_restart() {
+    const FEW: u32 = 100;
+    const MANY: u32 = 1_100;
+    measure(async {
+        // Grows the runtime's and the managers' reusable buffers.
+        kept_by_a_handle_across_reruns(FEW).await;
+        let few = kept_by_a_handle_across_reruns(FEW).await;
+        let many = kept_by_a_handle_across_reruns(MANY).await;
+        let per_run = (many - few) / isize::try_from(MANY - FEW).expect("fits");
+        assert!(
+            per_run <= 8,
+            "a kept handle holds {per_run} B per run of its subtree ({few} B after {FEW} runs, \
+             {many} B after {MANY})"
+        );
+    });
+}

@@ -489,3 +489,57 @@ async fn a_restarted_subtree_starts_its_spec_children_in_their_order() {
     root_handle.shutdown().await;
     run.await.expect("joined").expect("a clean stop");
 }
+
+/// A handle from any earlier run of a subtree, the first or one between,
+/// controls the child of the latest run.
+#[tokio::test(start_paused = true)]
+async fn handles_from_every_earlier_run_control_the_latest_one() {
+    let root = ProcessManager::builder().name("root").build();
+    let sub = ProcessManager::builder().name("sub").build();
+    let sub_handle = sub.handle();
+    let (runs, trigger) = (Arc::new(AtomicU32::new(0)), Arc::new(Notify::new()));
+    let first = {
+        let (runs, trigger) = (Arc::clone(&runs), Arc::clone(&trigger));
+        sub.insert(process_fn("w", move |ctx| {
+            let (runs, trigger) = (Arc::clone(&runs), Arc::clone(&trigger));
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::select! {
+                    () = trigger.notified() => Err(std::io::Error::other("broke")),
+                    () = ctx.shutdown_requested() => Ok(()),
+                }
+            }
+        }))
+        .expect("accepted")
+    };
+    let original = first.id();
+    root.insert_with(sub, restarted_on_failure())
+        .expect("accepted");
+    let root_handle = root.handle();
+    let run = tokio::spawn(root.into_future());
+    settle().await;
+    // Two failures, two new runs of the subtree.
+    trigger.notify_one();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    settle().await;
+    let second = sub_handle.child("w").expect("the second run's child");
+    let second_id = second.id();
+    assert_ne!(second.id(), original, "a new run's child");
+    assert_eq!(first.id(), second.id(), "the first handle follows");
+    trigger.notify_one();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    settle().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let third = sub_handle.child("w").expect("the third run's child");
+    assert_ne!(third.id(), second_id, "a new run's child");
+    assert_eq!(first.id(), third.id());
+    assert_eq!(second.id(), third.id());
+    assert!(!third.is_finished());
+
+    // A stop through the first run's handle stops the third run's child.
+    assert!(matches!(first.shutdown().await, Outcome::Stopped));
+    assert!(third.is_finished() && second.is_finished());
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "stopped for good");
+    root_handle.shutdown().await;
+    run.await.expect("joined").expect("a clean stop");
+}

@@ -225,12 +225,50 @@ struct Inbox {
     closed: bool,
     /// What most children never have, in one box made on first use.
     rare: Option<Box<Rare>>,
-    /// The same child in the next run of its manager, once a manager that
-    /// ended was restarted by its parent (a restartable subtree): handles
-    /// follow it, so a handle taken before the restart controls the child
-    /// that runs now. Set once, after this child's end; the `stop` word's
-    /// [`SUCCEEDED`] bit says it is there without the lock.
-    successor: Option<Arc<ChildCore>>,
+    /// Once a manager that ended was restarted by its parent (a restartable
+    /// subtree): the same child in every run of its manager, through which
+    /// handles follow it, so that a handle taken before the restart
+    /// controls the child that runs now. Set once, after this child's end;
+    /// the `stop` word's [`SUCCEEDED`] bit says it is there without the
+    /// lock.
+    successor: Option<Arc<Lineage>>,
+}
+
+/// One child of a restartable subtree's spec across the runs of its
+/// manager: the child in each earlier run points here, and this points at
+/// the child in the latest run. A handle from any run reaches the child
+/// that runs now in one step, and keeps only its own run's core and the
+/// latest: nothing per run in between.
+pub(crate) struct Lineage {
+    latest: Mutex<Arc<ChildCore>>,
+}
+
+impl Lineage {
+    pub(crate) fn new(latest: Arc<ChildCore>) -> Self {
+        Lineage {
+            latest: Mutex::new(latest),
+        }
+    }
+
+    /// The child in the latest run.
+    fn latest(&self) -> Arc<ChildCore> {
+        Arc::clone(
+            &self
+                .latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Makes `next` the child in the latest run; returns the one it was.
+    #[must_use = "the core it was may be the last of a process's: drop it after the registry lock"]
+    pub(crate) fn advance(&self, next: Arc<ChildCore>) -> Arc<ChildCore> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::replace(&mut *latest, next)
+    }
 }
 
 /// The part of a child's inbox that most children never use.
@@ -310,31 +348,25 @@ impl ChildCore {
         }
     }
 
-    /// The child as it is now: this core, or the latest of its successors
-    /// in later runs of its manager.
+    /// The child as it is now: this core, or the same child in the latest
+    /// run of its manager.
     pub(crate) fn current(&self) -> Current<'_> {
-        let Some(mut core) = self.successor() else {
-            return Current::This(self);
-        };
-        while let Some(next) = core.successor() {
-            core = next;
-        }
-        Current::Later(core)
-    }
-
-    fn successor(&self) -> Option<Arc<ChildCore>> {
         if self.stop.load(Ordering::Acquire) & SUCCEEDED == 0 {
-            return None;
+            return Current::This(self);
         }
-        self.inbox().successor.clone()
+        match self.inbox().successor.clone() {
+            Some(lineage) => Current::Later(lineage.latest()),
+            None => Current::This(self),
+        }
     }
 
-    /// Makes `next` this child in its manager's next run.
-    pub(crate) fn set_successor(&self, next: Arc<ChildCore>) {
+    /// Joins this child, which has ended, to `lineage`, whose latest child
+    /// is this child in its manager's next run (or a later one).
+    pub(crate) fn set_successor(&self, lineage: &Arc<Lineage>) {
         debug_assert!(self.is_finished(), "only an ended child has a successor");
         let mut inbox = self.inbox();
         if inbox.successor.is_none() {
-            inbox.successor = Some(next);
+            inbox.successor = Some(Arc::clone(lineage));
             self.stop.fetch_or(SUCCEEDED, Ordering::AcqRel);
         }
     }

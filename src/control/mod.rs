@@ -30,7 +30,7 @@ pub use message::{ControlMessage, CustomMessage};
 pub use outcome::Outcome;
 pub use reason::{ShutdownReason, Signal};
 
-pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, StopListener, Watched};
+pub(crate) use child::{ChildCore, ChildKey, ChildPolicy, Lineage, StopListener, Watched};
 pub(crate) use end::{AttemptEnd, EndSignal, RunEnd};
 pub(crate) use lifecycle::{EventHub, EventHubs};
 pub(crate) use name::{ChildName, suffixed};

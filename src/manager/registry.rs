@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::{Bucket, ManagerMetrics};
 use super::names::Names;
 use super::slab::Slab;
-use crate::control::{ChildCore, ChildKey, ChildName, Outcome, suffixed};
+use crate::control::{ChildCore, ChildKey, ChildName, Lineage, Outcome, suffixed};
 use crate::error::InsertErrorKind;
 use crate::manager::run::DynRunnable;
 use crate::policy::RestartState;
@@ -302,6 +302,8 @@ pub(crate) struct Registry {
 pub(crate) struct Spec {
     /// The child in the latest run; its successor is made from it.
     pub(crate) core: Arc<ChildCore>,
+    /// The child in every run, made at the first run again.
+    pub(crate) lineage: Option<Arc<Lineage>>,
     pub(crate) runnable: Arc<dyn DynRunnable>,
     /// A copy of the restart policy, without its history.
     pub(crate) restart: Option<RestartState>,
@@ -394,6 +396,7 @@ impl Registry {
             .iter()
             .map(|record| Spec {
                 core: Arc::clone(&record.core),
+                lineage: None,
                 runnable: Arc::clone(&record.runnable),
                 restart: record.restart.as_deref().map(RestartState::fresh),
             })

@@ -54,8 +54,8 @@ use super::exit::Exit;
 use super::registry::{Admission, Phase, Record, Registry, Reserved};
 use super::shared::ManagerShared;
 use crate::control::{
-    AttemptEnd, ChildKey, Context, ControlMessage, EventHubs, Outcome, PollWatch, Scope,
-    ShutdownReason, Watched,
+    AttemptEnd, ChildCore, ChildKey, Context, ControlMessage, EventHubs, Lineage, Outcome,
+    PollWatch, Scope, ShutdownReason, Watched,
 };
 use crate::error::{ChildFailures, RunError};
 use crate::manager::events;
@@ -234,6 +234,7 @@ impl<'a> Run<'a> {
         // that starts it: one inserted a moment later is not part of an
         // ordered start.
         let mut ended_run = Vec::new();
+        let mut replaced = Vec::new();
         let started = Instant::now();
         let (initial, token, requested) = {
             let mut registry = shared.registry();
@@ -251,7 +252,9 @@ impl<'a> Run<'a> {
                     }
                     registry.token().clone()
                 }
-                (Phase::Finished, Some(_)) => rerun(shared, &mut registry, &mut ended_run),
+                (Phase::Finished, Some(_)) => {
+                    rerun(shared, &mut registry, &mut ended_run, &mut replaced)
+                }
                 _ => return None,
             };
             let initial = if shared.settings.ordered_start.is_some() {
@@ -262,8 +265,9 @@ impl<'a> Run<'a> {
             registry.set_started(started);
             (initial, token, registry.requested().clone())
         };
-        // Dropping them may drop a user's process: not under the lock.
-        drop(ended_run);
+        // Dropping them may drop a user's process, or messages nobody read:
+        // not under the lock.
+        drop((ended_run, replaced));
         if let Some(ctx) = parent {
             // A stop through the manager's handle that came before this
             // (before its first run) cancelled the token instead of going
@@ -468,6 +472,7 @@ fn rerun(
     shared: &Arc<ManagerShared>,
     registry: &mut Registry,
     ended_run: &mut Vec<Record>,
+    replaced: &mut Vec<Arc<ChildCore>>,
 ) -> CancellationToken {
     let (token, mut spec) = registry.begin_rerun(ended_run);
     shared.reason.clear();
@@ -485,14 +490,27 @@ fn rerun(
             slow_poll: previous.polls().map(PollWatch::threshold),
         };
         let core = shared.new_core(key, name, previous.child_policy(), watched);
-        previous.set_successor(Arc::clone(&core));
+        // Handles of this child from every earlier run follow it through
+        // its lineage, which holds only the latest run's core.
+        let lineage = match &child.lineage {
+            Some(lineage) => {
+                replaced.push(lineage.advance(Arc::clone(&core)));
+                Arc::clone(lineage)
+            }
+            None => Arc::clone(
+                child
+                    .lineage
+                    .insert(Arc::new(Lineage::new(Arc::clone(&core)))),
+            ),
+        };
+        previous.set_successor(&lineage);
         if core.policy.reports_ready() {
             unready += 1;
         }
         let restart = child.restart.as_ref().map(|state| Box::new(state.fresh()));
         let runnable = Arc::clone(&child.runnable);
         registry.admit(Arc::clone(&core), hash, Admission { runnable, restart });
-        child.core = core;
+        replaced.push(std::mem::replace(&mut child.core, core));
     }
     registry.restore_spec(spec);
     shared.unready.store(unready, Ordering::Release);
