@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Captured, run_a_blocking_child, run_a_failing_tree};
+use common::{Captured, run_a_blocking_child, run_a_failing_tree, run_a_restarting_child};
 
 mod log_records {
     use super::*;
@@ -29,6 +29,7 @@ mod log_records {
         log::set_max_level(log::LevelFilter::Trace);
         run_a_failing_tree().await;
         run_a_blocking_child().await;
+        run_a_restarting_child().await;
         let lines = captured.lines();
         if cfg!(feature = "log") {
             for expected in [
@@ -42,6 +43,22 @@ mod log_records {
                     lines.iter().any(|l| l == expected),
                     "{expected:?} not in {lines:#?}"
                 );
+            }
+            // A restart after a clean exit is no failure.
+            let attempts: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with("WARN process root/again (id 0) attempt "))
+                .collect();
+            assert_eq!(
+                attempts,
+                ["WARN process root/again (id 0) attempt failed: broke again"],
+                "{lines:#?}"
+            );
+            for restart in [2, 3] {
+                let expected = format!(
+                    "INFO process root/again (id 0) restarting as attempt {restart} in 0ns"
+                );
+                assert!(lines.contains(&expected), "{expected:?} not in {lines:#?}");
             }
             let slow = "WARN process root/blocker (id 0) blocked its thread: one poll took ";
             assert!(

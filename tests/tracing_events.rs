@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Captured, run_a_blocking_child, run_a_failing_tree};
+use common::{Captured, run_a_blocking_child, run_a_failing_tree, run_a_restarting_child};
 
 mod tracing_events {
     use super::*;
@@ -64,6 +64,7 @@ mod tracing_events {
         tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
         run_a_failing_tree().await;
         run_a_blocking_child().await;
+        run_a_restarting_child().await;
         let lines = captured.lines();
         if cfg!(feature = "tracing") {
             for expected in [
@@ -79,6 +80,18 @@ mod tracing_events {
                     "{expected:?} not in {lines:#?}"
                 );
             }
+            // A restart after a clean exit is no failure.
+            let attempts: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with("WARN message=process attempt failed path=root/again "))
+                .collect();
+            assert_eq!(
+                attempts,
+                [
+                    "WARN message=process attempt failed path=root/again id=0 outcome=failed: broke again"
+                ],
+                "{lines:#?}"
+            );
             let slow = "WARN message=process blocked its thread: one poll took longer than its slow-poll threshold path=root/blocker id=0 took=";
             assert!(
                 lines

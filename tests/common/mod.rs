@@ -27,6 +27,35 @@ pub(crate) async fn run_a_failing_tree() {
     assert!(manager.await.is_err());
 }
 
+/// Runs `again`, restarted whenever it ends: its first attempt exits
+/// cleanly, its second fails, its third stops the tree.
+pub(crate) async fn run_a_restarting_child() {
+    let manager = ProcessManager::builder().name("root").build();
+    let handle = manager.handle();
+    manager
+        .insert_with(
+            process_fn("again", move |ctx| {
+                let handle = handle.clone();
+                async move {
+                    match ctx.attempt() {
+                        1 => Ok(()),
+                        2 => Err("broke again"),
+                        _ => {
+                            handle.request_shutdown().expect("running");
+                            ctx.shutdown_requested().await;
+                            Ok(())
+                        }
+                    }
+                }
+            }),
+            procmgr::ChildOptions::new()
+                .restart(procmgr::Restart::Always)
+                .backoff(procmgr::Backoff::none()),
+        )
+        .expect("accepted");
+    manager.await.expect("clean run");
+}
+
 /// Runs `root` with a child that blocks its thread for 50 ms in one poll,
 /// against a slow-poll threshold of 10 ms.
 pub(crate) async fn run_a_blocking_child() {
