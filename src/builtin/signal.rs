@@ -23,7 +23,7 @@ use crate::{
 /// | --- | --- |
 /// | `SIGINT`, `SIGTERM`, `SIGQUIT` | graceful shutdown; the manager returns `Ok` if every child stops in time |
 /// | `SIGINT`, `SIGTERM` while a shutdown runs (a second signal, or the first during a shutdown for another reason, such as a failed child) | forced shutdown: every child still running is aborted at once and reported as [`FailureCause::Forced`](crate::FailureCause::Forced) with the signal (exit status 3, see [`RunError::exit_code`](crate::RunError::exit_code)) |
-/// | `SIGHUP` | reload: every child receives [`ControlMessage::Reload`](crate::ControlMessage::Reload) |
+/// | `SIGHUP` | reload: every child receives [`ControlMessage::Reload`] |
 ///
 /// On Windows, Ctrl-C, Ctrl-Break, closing the console and system shutdown
 /// request a graceful shutdown and a second Ctrl-C forces it.

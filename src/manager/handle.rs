@@ -69,7 +69,7 @@ impl ManagerHandle {
     ///
     /// One rule for every name, whether given here ([`ChildOptions::name`],
     /// [`process_fn`](crate::process_fn)'s) or the type's default
-    /// ([`Runnable::name`](crate::Runnable::name)): names are unique among
+    /// ([`Runnable::name`]): names are unique among
     /// live siblings, and a child whose name a live sibling has gets its id
     /// as a suffix (`worker`, `worker-7`), or `worker-7-2` if a sibling has
     /// that name too, so a suffix never takes a name in use. So inserting
