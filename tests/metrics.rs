@@ -194,4 +194,36 @@ async fn a_scripted_run_records_exact_names_labels_and_values() {
             ("procmgr_shutdown_duration_seconds{manager=pool}", 0.0),
         ])
     );
+
+    // Stopped through its own handle, ignoring the stop, and aborted after
+    // its grace period: an abort, but no failure (it was asked to stop).
+    let quiet = ProcessManager::builder()
+        .name("h")
+        .grace_period(Duration::from_secs(1))
+        .build();
+    quiet
+        .insert(process_fn("keeper", |ctx| async move {
+            ctx.shutdown_requested().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let deaf = quiet
+        .insert(process_fn("deaf", |_ctx| async {
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>(())
+        }))
+        .expect("accepted");
+    let quiet_handle = quiet.handle();
+    let quiet_run = tokio::spawn(quiet.into_future());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(matches!(deaf.shutdown().await, procmgr::Outcome::Aborted));
+    quiet_handle.request_shutdown().expect("running");
+    let result = quiet_run.await.expect("joined");
+    let after = seen.of("h");
+    assert_eq!(after["procmgr_aborts_total{manager=h}"], 1.0);
+    assert_eq!(
+        after["procmgr_failures_total{cause=aborted,manager=h}"], 0.0,
+        "{after:?}"
+    );
+    assert!(result.is_ok(), "{result:?}");
 }
