@@ -536,12 +536,12 @@ fn a_restart_makes_a_new_token_only_for_a_child_that_handed_its_token_out() {
 }
 
 /// Runs a restartable subtree (a nested manager restarted whenever its run
-/// ends) whose one spec child ends at once in each of its first `runs`
-/// runs and then waits for shutdown, while a handle to that child taken
-/// before the first run is kept. Returns the heap in use once the last run
-/// has started, less what it was before.
+/// ends) whose one spec child returns after a millisecond in each run but
+/// the `runs`th, where it waits for shutdown, while a handle to that child
+/// taken before the first run is kept. Returns the heap in use once the
+/// last run has started, less what it was before.
 async fn kept_by_a_handle_across_reruns(runs: u32) -> isize {
-    let (root, root_run) = running_root().await;
+    let (root, mut root_run) = running_root().await;
     let base = in_use();
     let started = Arc::new(AtomicUsize::new(0));
     let reached = Arc::new(Notify::new());
@@ -573,7 +573,6 @@ async fn kept_by_a_handle_across_reruns(runs: u32) -> isize {
             .restart_limit(procmgr::RestartLimit::new(20, Duration::from_millis(10))),
     )
     .expect("accepted");
-    let mut root_run = root_run;
     tokio::select! {
         () = reached.notified() => {}
         ended = &mut root_run => panic!("the tree ended before the last run: {ended:?}"),
