@@ -231,7 +231,7 @@ struct Inbox {
     /// controls the child that runs now. Set once, after this child's end;
     /// the `stop` word's [`SUCCEEDED`] bit says it is there without the
     /// lock.
-    successor: Option<Arc<Lineage>>,
+    lineage: Option<Arc<Lineage>>,
 }
 
 /// One child of a restartable subtree's spec across the runs of its
@@ -252,22 +252,20 @@ impl Lineage {
 
     /// The child in the latest run.
     fn latest(&self) -> Arc<ChildCore> {
-        Arc::clone(
-            &self
-                .latest
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        Arc::clone(&self.lock())
     }
 
     /// Makes `next` the child in the latest run; returns the one it was.
     #[must_use = "the core it was may be the last of a process's: drop it after the registry lock"]
     pub(crate) fn advance(&self, next: Arc<ChildCore>) -> Arc<ChildCore> {
-        let mut latest = self
-            .latest
+        std::mem::replace(&mut *self.lock(), next)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Arc<ChildCore>> {
+        // A core is swapped in whole: a poisoned lock still holds one.
+        self.latest
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        std::mem::replace(&mut *latest, next)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -306,7 +304,7 @@ const STOP_ALONE: u64 = 1 << 1;
 const STOP_ASKED: u64 = 1 << 2;
 /// The process made a token: `Inbox::rare` holds it.
 const STOP_TOKEN: u64 = 1 << 3;
-/// Not a stop: the child has a successor (`Inbox::successor`).
+/// Not a stop: the child has a successor (`Inbox::lineage`).
 const SUCCEEDED: u64 = 1 << 4;
 const STOP_BITS: u64 = (1 << STOP_ATTEMPT_SHIFT) - 1;
 /// The high half holds the last attempt stopped alone.
@@ -354,7 +352,7 @@ impl ChildCore {
         if self.stop.load(Ordering::Acquire) & SUCCEEDED == 0 {
             return Current::This(self);
         }
-        match self.inbox().successor.clone() {
+        match self.inbox().lineage.clone() {
             Some(lineage) => Current::Later(lineage.latest()),
             None => Current::This(self),
         }
@@ -362,11 +360,11 @@ impl ChildCore {
 
     /// Joins this child, which has ended, to `lineage`, whose latest child
     /// is this child in its manager's next run (or a later one).
-    pub(crate) fn set_successor(&self, lineage: &Arc<Lineage>) {
+    pub(crate) fn join_lineage(&self, lineage: &Arc<Lineage>) {
         debug_assert!(self.is_finished(), "only an ended child has a successor");
         let mut inbox = self.inbox();
-        if inbox.successor.is_none() {
-            inbox.successor = Some(Arc::clone(lineage));
+        if inbox.lineage.is_none() {
+            inbox.lineage = Some(Arc::clone(lineage));
             self.stop.fetch_or(SUCCEEDED, Ordering::AcqRel);
         }
     }
@@ -855,7 +853,7 @@ impl Inbox {
 }
 
 /// A child's core as it is now ([`ChildCore::current`]): the one asked
-/// for, or, once its manager was restarted, the latest of its successors.
+/// for, or, once its manager was restarted, the same child in the latest run.
 pub(crate) enum Current<'a> {
     This(&'a ChildCore),
     Later(Arc<ChildCore>),

@@ -492,18 +492,11 @@ fn rerun(
         let core = shared.new_core(key, name, previous.child_policy(), watched);
         // Handles of this child from every earlier run follow it through
         // its lineage, which holds only the latest run's core.
-        let lineage = match &child.lineage {
-            Some(lineage) => {
-                replaced.push(lineage.advance(Arc::clone(&core)));
-                Arc::clone(lineage)
-            }
-            None => Arc::clone(
-                child
-                    .lineage
-                    .insert(Arc::new(Lineage::new(Arc::clone(&core)))),
-            ),
-        };
-        previous.set_successor(&lineage);
+        let lineage = child
+            .lineage
+            .get_or_insert_with(|| Arc::new(Lineage::new(Arc::clone(previous))));
+        replaced.push(lineage.advance(Arc::clone(&core)));
+        previous.join_lineage(lineage);
         if core.policy.reports_ready() {
             unready += 1;
         }
